@@ -1,0 +1,175 @@
+"""Command line: ``dglmm train | evaluate | models | data info | data graph | demo``.
+
+Every problem with the user's input (a malformed file, an unknown option) is reported as one line on stderr
+with exit status 2; a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from dglmm.data.errors import DataError
+
+
+def _load(spec: str):
+    from dglmm.data.readers import load_dataset
+
+    return load_dataset(spec)
+
+
+def cmd_data_info(args: argparse.Namespace) -> None:
+    from dglmm.data.dataset import format_summary
+
+    print(format_summary(_load(args.dataset).summary()))
+
+
+def cmd_data_graph(args: argparse.Namespace) -> None:
+    from dglmm.graph.build import GraphConfig, build_graph, graph_summary
+
+    dataset = _load(args.dataset)
+    config = GraphConfig(knn_k=args.k, knn_norm=args.norm, knn_symmetric=args.symmetric)
+    tic = time.perf_counter()
+    graph = build_graph(dataset, config, cache_dir=False if args.no_cache else None)
+    print(graph_summary(graph))
+    print(f"built in {time.perf_counter() - tic:.2f} s")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from dglmm.models import REGISTRY
+    from dglmm.models.base import config_fields
+
+    names = [args.name] if args.name else sorted(REGISTRY)
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        cls = REGISTRY[name]
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:12s} {doc}")
+        if args.name or args.verbose:
+            for field, default, help_text in config_fields(cls):
+                print(f"    model.{field} = {default!r:12}  {help_text}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dglmm.config import resolve_config
+    from dglmm.report import format_summary_table
+    from dglmm.train.run import run_experiment
+
+    dataset = _load(args.dataset)
+    if args.resume:
+        return _resume(Path(args.resume), dataset)
+    config = resolve_config(args.model, dataset.name, args.config or [], args.set or [])
+    out = Path(args.out) / f"{args.model}_{dataset.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = run_experiment(args.model, dataset, config, out, seeds=args.seeds)
+    print(format_summary_table([summary]))
+    print(f"run folder: {out}")
+
+
+def _resume(run_dir: Path, dataset) -> None:
+    import yaml
+
+    from dglmm.train.run import run_once
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model_name = config.pop("model_name")
+    config.pop("dataset", None)
+    results = run_once(model_name, dataset, config, run_dir, resume=True)
+    print({k: round(v, 4) for k, v in results["test"].items()})
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dglmm.train.run import evaluate_run
+
+    metrics = evaluate_run(Path(args.run_dir), split=args.split, dataset_spec=args.dataset)
+    for key, value in metrics.items():
+        print(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from dglmm.config import resolve_config
+    from dglmm.data.dataset import format_summary
+    from dglmm.graph.build import build_graph, graph_summary
+    from dglmm.report import format_summary_table
+    from dglmm.train.run import run_experiment
+
+    dataset = _load("synthetic")
+    print(format_summary(dataset.summary()), "\n")
+    print(graph_summary(build_graph(dataset)), "\n")
+    summaries = []
+    for model in args.models:
+        config = resolve_config(model, dataset.name, [], ["train.epochs=" + str(args.epochs), "train.patience=10",
+                                                          "train.progress=false"])
+        summaries.append(run_experiment(model, dataset, config, None, seeds=1))
+    print(format_summary_table(summaries))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (grid over list values, several seeds)")
+    train.add_argument("-m", "--model", required=True)
+    train.add_argument("-d", "--dataset", default="synthetic", help="a known name or a path")
+    train.add_argument("-c", "--config", action="append", help="YAML file(s) merged after the defaults")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
+    train.add_argument("--seeds", type=int, default=1)
+    train.add_argument("--out", default="runs")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a run's best model")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--split", default="test", choices=["valid", "test"])
+    evaluate.add_argument("-d", "--dataset", help="dataset path (default: the one in config.yaml)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list models and their options")
+    models.add_argument("name", nargs="?")
+    models.add_argument("-v", "--verbose", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
+    info = data.add_parser("info", help="dataset summary")
+    info.add_argument("dataset")
+    info.set_defaults(func=cmd_data_info)
+    graph = data.add_parser("graph", help="build the heterograph and print its schema")
+    graph.add_argument("dataset")
+    graph.add_argument("--k", type=int, default=10)
+    graph.add_argument("--norm", default="sym", choices=["sym", "rw", "none"])
+    graph.add_argument("--symmetric", action="store_true")
+    graph.add_argument("--no-cache", action="store_true")
+    graph.set_defaults(func=cmd_data_graph)
+
+    demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it")
+    demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"])
+    demo.add_argument("--epochs", type=int, default=60)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    try:
+        args.func(args)
+    except (DataError, ValueError, FileNotFoundError, KeyError) as error:
+        if args.debug:
+            raise
+        message = str(error).strip("'\"")
+        print(f"dglmm: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dglmm: interrupted (the last completed epoch is in checkpoint.pt; continue with --resume)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

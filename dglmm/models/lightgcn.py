@@ -1,0 +1,51 @@
+"""LightGCN (He et al., SIGIR'20): parameter-free propagation over the user-item graph, layer mean."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dgl
+import torch
+
+from dglmm.data.dataset import Dataset
+from dglmm.models.base import ModelConfig, Representations, register
+from dglmm.models.mf import MF
+from dglmm.nn.propagation import UserItemPropagation
+
+
+@dataclasses.dataclass
+class LightGCNConfig(ModelConfig):
+    n_layers: int = dataclasses.field(default=3, metadata={"help": "propagation layers K"})
+    backend: str = dataclasses.field(
+        default="csr", metadata={"help": "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)"})
+
+
+def layer_mean(propagation: UserItemPropagation, graph: dgl.DGLGraph, user_h: torch.Tensor,
+               item_h: torch.Tensor, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``E = 1/(K+1) sum_k A_hat^k E^(0)`` with A_hat the symmetric-normalised interaction graph (eqs. 3-4)."""
+    users, items = [user_h], [item_h]
+    for _ in range(n_layers):
+        user_h, item_h = propagation(graph, user_h, item_h)
+        users.append(user_h)
+        items.append(item_h)
+    return torch.stack(users).mean(0), torch.stack(items).mean(0)
+
+
+@register
+class LightGCN(MF):
+    """LightGCN over ``interact``/``interacted_by`` (edge weights ``w`` = 1/sqrt(d_u d_i)).
+
+    L2 acts on the layer-0 embeddings of the batch, as in the paper.
+    """
+
+    name = "lightgcn"
+    Config = LightGCNConfig
+
+    def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: LightGCNConfig) -> None:
+        super().__init__(dataset, graph, config)
+        self.propagation = UserItemPropagation(config.backend)
+
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
+        user, item = layer_mean(self.propagation, graph, self.user_emb.weight, self.item_emb.weight,
+                                self.config.n_layers)
+        return Representations(user, item)

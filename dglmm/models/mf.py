@@ -1,0 +1,36 @@
+"""MF-BPR (Rendle et al., UAI'09): ID embeddings scored by inner product, trained with BPR."""
+
+from __future__ import annotations
+
+import dgl
+import torch
+from torch import nn
+
+from dglmm.data.dataset import Dataset
+from dglmm.models.base import ModelConfig, Recommender, Representations, register
+
+
+def xavier_embedding(n: int, dim: int) -> nn.Embedding:
+    """An embedding table with Xavier-uniform init, as all four papers use."""
+    emb = nn.Embedding(n, dim)
+    nn.init.xavier_uniform_(emb.weight)
+    return emb
+
+
+@register
+class MF(Recommender):
+    """Matrix factorisation: ``y_ui = e_u . e_i``; L2 on the batch embeddings."""
+
+    name = "mf"
+
+    def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
+        super().__init__(dataset, graph, config)
+        self.user_emb = xavier_embedding(self.n_users, config.embedding_dim)
+        self.item_emb = xavier_embedding(self.n_items, config.embedding_dim)
+
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
+        return Representations(self.user_emb.weight, self.item_emb.weight)
+
+    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.user_emb(users), self.item_emb(pos), self.item_emb(neg)

@@ -1,0 +1,78 @@
+"""VBPR (He & McAuley, AAAI'16): BPR-MF plus a visual (here: all-modality) content factor."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dgl
+import torch
+from torch import nn
+
+from dglmm.data.dataset import Dataset
+from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.models.mf import xavier_embedding
+
+
+@dataclasses.dataclass
+class VBPRConfig(ModelConfig):
+    modalities: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "modalities to concatenate (None: every one the graph has)"})
+    content_bias: bool = dataclasses.field(
+        default=True, metadata={"help": "keep the content bias beta'^T f_i of the VBPR paper"})
+
+
+def item_modalities(graph: dgl.DGLGraph, names: list[str] | None) -> dict[str, torch.Tensor]:
+    """The item feature tensors ``feat_<m>`` stored on the heterograph, in a stable order."""
+    data = graph.nodes["item"].data
+    available = sorted(k[len("feat_"):] for k in data.keys() if k.startswith("feat_"))
+    chosen = available if names is None else list(names)
+    missing = [m for m in chosen if m not in available]
+    if missing or not chosen:
+        raise ValueError(f"modalities {missing or chosen} not in the graph (it has: {available or 'none'})")
+    return {m: data[f"feat_{m}"] for m in chosen}
+
+
+@register
+class VBPR(Recommender):
+    """``y_ui = beta_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i`` (VBPR eq. 2).
+
+    ``f_i`` is the concatenation of all modality features (as MICRO's baseline set-up does).  The global
+    offset and the user bias do not change a user's ranking and cancel in BPR, so they are left out.  The
+    score is written as an inner product of ``[gamma_u, theta_u, 1, 1]`` and ``[gamma_i, E f_i, beta_i,
+    beta' f_i]`` so the shared full-ranking code applies.
+    """
+
+    name = "vbpr"
+    Config = VBPRConfig
+    needs_modalities = True
+
+    def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: VBPRConfig) -> None:
+        super().__init__(dataset, graph, config)
+        d = config.embedding_dim
+        feat_dim = sum(f.shape[1] for f in item_modalities(graph, config.modalities).values())
+        self.gamma_user = xavier_embedding(self.n_users, d)
+        self.theta_user = xavier_embedding(self.n_users, d)
+        self.gamma_item = xavier_embedding(self.n_items, d)
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items))
+        self.embed = nn.Linear(feat_dim, d, bias=False)
+        nn.init.xavier_uniform_(self.embed.weight)
+        self.content_bias = nn.Parameter(torch.zeros(feat_dim)) if config.content_bias else None
+
+    def _features(self, graph: dgl.DGLGraph) -> torch.Tensor:
+        feats = item_modalities(graph, self.config.modalities).values()
+        return torch.cat([f.to(self.embed.weight.dtype) for f in feats], 1)
+
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
+        feats = self._features(graph)
+        ones = torch.ones(self.n_users, 2, device=feats.device)
+        content_bias = feats @ self.content_bias if self.content_bias is not None \
+            else torch.zeros(self.n_items, device=feats.device)
+        user = torch.cat([self.gamma_user.weight, self.theta_user.weight, ones], 1)
+        item = torch.cat([self.gamma_item.weight, self.embed(feats), self.item_bias[:, None],
+                          content_bias[:, None]], 1)
+        return Representations(user, item)
+
+    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self.gamma_user(users), self.theta_user(users), self.gamma_item(pos), self.gamma_item(neg),
+                self.item_bias[pos, None], self.item_bias[neg, None])

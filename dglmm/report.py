@@ -1,0 +1,31 @@
+"""Plain-text tables of experiment summaries (what the CLI, the demo and the recipes print)."""
+
+from __future__ import annotations
+
+DEFAULT_COLUMNS = ("recall@20", "ndcg@20", "precision@20", "map@20")
+
+
+def cell(summary: dict, metric: str, split: str = "test") -> str:
+    """``mean`` or ``mean +- std`` when several seeds were run."""
+    stats = summary[split].get(metric)
+    if stats is None:
+        return "-"
+    if len(summary.get("seeds", [0])) > 1:
+        return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
+    return f"{stats['mean']:.4f}"
+
+
+def format_summary_table(summaries: list[dict], columns: tuple[str, ...] = DEFAULT_COLUMNS,
+                         label: str = "model") -> str:
+    """One row per summary: test metrics at the best validation epoch, plus the selected grid point."""
+    header = [label, *columns, "best epoch", "selected"]
+    rows = [[s.get("label", s["model"]), *(cell(s, c) for c in columns),
+             ",".join(str(e) for e in s["best_epochs"]),
+             " ".join(f"{k}={v}" for k, v in s["selected"].items()) or "-"] for s in summaries]
+    return format_table(header, rows)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])

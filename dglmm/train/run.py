@@ -1,0 +1,136 @@
+"""Experiments: dataset + config -> graph -> model -> trainer, over a grid of configs and several seeds.
+
+Selection is on validation only: each grid point is trained with the first seed, the point with the best
+validation metric is kept, and only that point is run with the remaining seeds.  The test metrics of the
+other points are never looked at for selection (they are not even computed).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dgl
+import numpy as np
+import yaml
+
+from dglmm.config import DataConfig, expand_grid, instantiate
+from dglmm.data.dataset import Dataset
+from dglmm.graph.build import GraphConfig, build_graph
+from dglmm.io import write_json, write_text
+from dglmm.models import REGISTRY, Recommender, make_config
+from dglmm.train.trainer import Trainer, TrainConfig, seed_everything
+
+
+def prepare_dataset(dataset: Dataset, data: DataConfig) -> Dataset:
+    """Apply the split protocol of the ``data`` section to a loaded dataset."""
+    if data.split == "given":
+        return dataset
+    if data.split == "cold_start":
+        from dglmm.data.splits import cold_start_split
+
+        return cold_start_split(dataset, frac=data.cold_frac, seed=data.split_seed)
+    raise ValueError(f"unknown data.split {data.split!r}; expected 'given' or 'cold_start'")
+
+
+def build_model(model_name: str, dataset: Dataset, graph: dgl.DGLGraph, options: dict) -> Recommender:
+    cls = REGISTRY[model_name]
+    if cls.needs_modalities and not dataset.modalities:
+        raise ValueError(f"model {model_name!r} needs item features; dataset {dataset.name!r} has none")
+    if cls.needs_kg and len(dataset.kg) == 0:
+        raise ValueError(f"model {model_name!r} needs a knowledge graph; dataset {dataset.name!r} has none")
+    return cls(dataset, graph, make_config(cls, options))
+
+
+def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | None,
+             resume: bool = False, graph_cache: Path | bool | None = None) -> dict:
+    """Train and test one config with ``config['train']['seed']``; returns the results dict."""
+    train_cfg = instantiate(TrainConfig, config.get("train", {}))
+    split = prepare_dataset(dataset, instantiate(DataConfig, config.get("data", {})))
+    graph = build_graph(split, instantiate(GraphConfig, config.get("graph", {})), cache_dir=graph_cache)
+    seed_everything(train_cfg.seed)
+    model = build_model(model_name, split, graph, config.get("model", {}))
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(
+            {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
+    trainer = Trainer(model, graph, split, train_cfg, run_dir)
+    if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
+        trainer.resume(run_dir / "checkpoint.pt")
+    results = trainer.fit()
+    results["model"] = model_name
+    results["dataset"] = split.name
+    return results
+
+
+def _plain(config: dict) -> dict:
+    """Tuples -> lists so that YAML stays readable."""
+    return {s: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for s, values in config.items()}
+
+
+def aggregate(results: list[dict], split: str = "test") -> dict[str, dict[str, float]]:
+    """Mean and (population) std of every metric over seeds."""
+    keys = [k for k in results[0][split] if k != "n_users"]
+    return {k: {"mean": float(np.mean([r[split][k] for r in results])),
+                "std": float(np.std([r[split][k] for r in results]))} for k in keys}
+
+
+def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path | None,
+                   seeds: int = 1, graph_cache: Path | bool | None = None) -> dict:
+    """Grid search on validation (first seed), then ``seeds`` runs of the selected point."""
+    points = expand_grid(config, model_name)
+    base_seed = int(config.get("train", {}).get("seed", TrainConfig.seed))
+    started = time.time()
+    trials = []
+    for index, (point, cfg) in enumerate(points):
+        run_dir = _run_dir(out_dir, index if len(points) > 1 else None, 0)
+        cfg["train"]["seed"] = base_seed
+        result = run_once(model_name, dataset, cfg, run_dir, graph_cache=graph_cache)
+        trials.append({"point": point, "valid": result["valid"], "result": result, "config": cfg})
+    metric = instantiate(TrainConfig, config.get("train", {})).metric
+    best = max(trials, key=lambda t: t["valid"].get(metric, -np.inf))
+    runs = [best["result"]]
+    best_index = trials.index(best)
+    for s in range(1, seeds):
+        cfg = best["config"]
+        cfg["train"]["seed"] = base_seed + s
+        runs.append(run_once(model_name, dataset, cfg, _run_dir(out_dir, best_index if len(points) > 1
+                                                                else None, s), graph_cache=graph_cache))
+    summary = {
+        "model": model_name, "dataset": dataset.name, "selected": best["point"], "metric": metric,
+        "grid": [{"point": t["point"], "valid": t["valid"]} for t in trials],
+        "seeds": [base_seed + s for s in range(seeds)], "test": aggregate(runs, "test"),
+        "valid": aggregate(runs, "valid"), "best_epochs": [r["best_epoch"] for r in runs],
+        "runs": runs, "seconds": round(time.time() - started, 1),
+    }
+    if out_dir is not None:
+        write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _run_dir(out_dir: Path | None, point: int | None, seed_index: int) -> Path | None:
+    if out_dir is None:
+        return None
+    parts = ([f"point{point}"] if point is not None else []) + [f"seed{seed_index}"]
+    return out_dir.joinpath(*parts)
+
+
+def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = None) -> dict[str, float]:
+    """Rebuild a run's dataset, graph and model, load ``best.pt`` and evaluate ``split``."""
+    import torch
+
+    from dglmm.data.readers import load_dataset
+
+    config_path, best_path = run_dir / "config.yaml", run_dir / "best.pt"
+    for path in (config_path, best_path):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: not found (is {run_dir} a run folder with a finished epoch?)")
+    config = yaml.safe_load(config_path.read_text())
+    model_name, source = config.pop("model_name"), config.pop("dataset")
+    dataset = prepare_dataset(load_dataset(dataset_spec or source), instantiate(DataConfig, config["data"]))
+    graph = build_graph(dataset, instantiate(GraphConfig, config["graph"]))
+    model = build_model(model_name, dataset, graph, config["model"])
+    train_cfg = instantiate(TrainConfig, config["train"])
+    model.load_state_dict(torch.load(best_path, map_location=train_cfg.device)["model"])
+    return Trainer(model, graph, dataset, train_cfg).evaluate(split)

@@ -1,0 +1,206 @@
+"""The training loop: BPR batches, early stopping on validation, checkpoints, resume, the run folder.
+
+A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch),
+``checkpoint.pt`` (the last completed epoch: model, optimiser, sampler and RNG states), ``best.pt`` (the
+best-validation model), ``results.json`` (written atomically at the end) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+
+import dgl
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dglmm.data.dataset import Dataset
+from dglmm.io import save_torch, write_json
+from dglmm.models.base import Recommender
+from dglmm.train.evaluate import evaluate_full_ranking
+from dglmm.train.sampler import BPRSampler
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = dataclasses.field(default=1000, metadata={"help": "maximum number of epochs"})
+    batch_size: int = dataclasses.field(default=2048, metadata={"help": "BPR triples per batch"})
+    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = dataclasses.field(
+        default=0.0, metadata={"help": "Adam weight decay on all parameters (models add their own L2 terms)"})
+    patience: int = dataclasses.field(
+        default=20, metadata={"help": "stop after this many evaluations without validation improvement"})
+    eval_every: int = dataclasses.field(default=1, metadata={"help": "validate every N epochs"})
+    metric: str = dataclasses.field(default="recall@20", metadata={"help": "validation metric for selection"})
+    ks: tuple[int, ...] = dataclasses.field(default=(10, 20, 50), metadata={"help": "cut-offs K"})
+    seed: int = dataclasses.field(default=2024, metadata={"help": "seed of torch, numpy, python and sampler"})
+    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "write checkpoint.pt every N epochs"})
+    eval_chunk_size: int = dataclasses.field(default=1024, metadata={"help": "users per full-ranking chunk"})
+    mask_valid_in_test: bool = dataclasses.field(
+        default=False, metadata={"help": "also mask validation items when testing (official code: no)"})
+    device: str = dataclasses.field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
+    progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar per epoch"})
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Trains one model on one dataset split and tests it with the best-validation state."""
+
+    def __init__(self, model: Recommender, graph: dgl.DGLGraph, dataset: Dataset, config: TrainConfig,
+                 run_dir: Path | str | None = None) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device)
+        self.graph = graph.to(self.device)
+        self.dataset = dataset
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
+                                  seed=config.seed)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
+        self.best_state: dict | None = None
+        self.bad_evals = 0
+        self._snapshot: dict | None = None
+
+    # -- one epoch --------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        self.graph = self.model.on_epoch_start(epoch, self.graph)
+        sums: dict[str, float] = {}
+        bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
+                   disable=not self.config.progress)
+        for batch_index, (users, pos, neg) in enumerate(bar):
+            self.model.on_batch_start(batch_index)
+            terms = self.model.loss(self.graph, users.to(self.device), pos.to(self.device), neg.to(self.device))
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch_index}: "
+                                         + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+            bar.set_postfix({k: f"{v / (batch_index + 1):.4f}" for k, v in sums.items()})
+        self.graph = self.model.on_epoch_end(epoch, self.graph)
+        n = max(1, len(self.sampler))
+        return {name: value / n for name, value in sums.items()}
+
+    @torch.no_grad()
+    def evaluate(self, split: str, item_subset: np.ndarray | None = None) -> dict[str, float]:
+        """Full-ranking metrics on ``split`` with the current parameters."""
+        self.model.eval()
+        reps = self.model(self.graph)
+        masks = ("train", "valid") if split == "test" and self.config.mask_valid_in_test else ("train",)
+        return evaluate_full_ranking(
+            lambda users: self.model.score(reps, users.to(self.device)), self.dataset, split=split,
+            ks=self.config.ks, chunk_size=self.config.eval_chunk_size, mask_splits=masks,
+            item_subset=item_subset)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until early stopping, then test with the best-validation state; returns the results."""
+        started = time.time()
+        try:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                if self._run_epoch(epoch):
+                    break
+        except KeyboardInterrupt:
+            self._write_checkpoint()
+            raise
+        return self._finish(time.time() - started)
+
+    def _run_epoch(self, epoch: int) -> bool:
+        """Train, validate, record; returns True when early stopping triggers."""
+        tic = time.time()
+        losses = self.train_epoch(epoch)
+        record = {"epoch": epoch, "train_seconds": round(time.time() - tic, 3), **losses}
+        stop = False
+        if (epoch + 1) % self.config.eval_every == 0:
+            valid = self.evaluate("valid")
+            record["valid"] = valid
+            stop = self._track_best(epoch, valid)
+        self.history.append(record)
+        self._append_metrics(record)
+        self._snapshot = self._state(epoch)
+        if self.run_dir is not None and ((epoch + 1) % self.config.checkpoint_every == 0 or stop):
+            self._write_checkpoint()
+        return stop
+
+    def _track_best(self, epoch: int, valid: dict[str, float]) -> bool:
+        score = valid[self.config.metric]
+        if score > self.best["score"]:
+            self.best = {"epoch": epoch, "score": score, "valid": valid}
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.bad_evals = 0
+            if self.run_dir is not None:
+                save_torch(self.run_dir / "best.pt", {"model": self.best_state, "best": self.best})
+        else:
+            self.bad_evals += 1
+        return self.bad_evals >= self.config.patience
+
+    def _finish(self, seconds: float) -> dict:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        test = self.evaluate("test")
+        results = {"best_epoch": self.best["epoch"], "epochs_run": len(self.history) + self.start_epoch,
+                   "valid": self.best["valid"], "test": test, "train_seconds": round(seconds, 2)}
+        if self.run_dir is not None:
+            write_json(self.run_dir / "results.json", results)
+            self._plot_curves()
+        return results
+
+    # -- persistence ----------------------------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict:
+        return {
+            "epoch": epoch, "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()), "sampler": self.sampler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(), "best": self.best, "best_state": self.best_state,
+            "bad_evals": self.bad_evals, "history": list(self.history),
+        }
+
+    def _write_checkpoint(self) -> None:
+        """Write the state of the last COMPLETED epoch (a half-done epoch is never saved)."""
+        if self.run_dir is not None and self._snapshot is not None:
+            save_torch(self.run_dir / "checkpoint.pt", self._snapshot)
+
+    def resume(self, path: Path | str) -> None:
+        """Continue from a checkpoint: the next epoch is the one after the checkpointed one."""
+        state = torch.load(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.best, self.best_state = state["best"], state["best_state"]
+        self.bad_evals, self.history = state["bad_evals"], state["history"]
+        self.start_epoch = state["epoch"] + 1
+        self._snapshot = state
+        if self.run_dir is not None:  # metrics.jsonl may hold epochs after the checkpoint: rewrite it
+            lines = "".join(json.dumps(r) + "\n" for r in self.history)
+            (self.run_dir / "metrics.jsonl").write_text(lines)
+
+    def _append_metrics(self, record: dict) -> None:
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _plot_curves(self) -> None:
+        from dglmm.plots import plot_training_curves
+
+        plot_training_curves(self.history, self.run_dir / "curves.png", self.config.metric)
