@@ -126,7 +126,7 @@ def test_kg_relations_and_reverses(graph: dgl.DGLGraph, dataset: Dataset) -> Non
             data = graph.edges[et].data
             assert bool((data["rel"] == rel).all()) and data["rel"].dtype == torch.int64
             reverse = et[1].startswith("rev_")
-            assert bool((data["reversed"] == reverse).all())
+            assert data["reversed"].dtype == torch.bool and bool((data["reversed"] == reverse).all())
             if reverse:
                 forward = (et[2], et[1][4:], et[0])
                 assert pairs_of(graph, et) == {(d, s) for s, d in pairs_of(graph, forward)}
@@ -151,9 +151,10 @@ def test_similarity_message_passing_equals_dense(graph: dgl.DGLGraph) -> None:
         assert bool((graph.edges[et].data["sim"] >= 0).all())
 
 
-def test_empty_kg_and_no_modalities() -> None:
+def test_empty_kg_and_no_modalities(tmp_path: Path) -> None:
     ds = make_dataset(with_kg=False, with_modalities=False)
-    g = build_graph(ds, cache_dir=False)
+    g = build_graph(ds, cache_dir=tmp_path)
+    assert_graphs_equal(g, build_graph(ds, cache_dir=tmp_path))
     assert g.num_nodes("entity") == 0 and "entity" in g.ntypes
     assert set(g.canonical_etypes) == {INTERACT_ETYPE, INTERACTED_BY_ETYPE}
     assert kg_relation_etypes(g) == {}

@@ -138,3 +138,12 @@ def test_sim_gradient_equals_dense_autograd() -> None:
 def test_no_grad_when_input_is_constant() -> None:
     _, _, sim = cosine_knn(torch.randn(10, 4), 3)
     assert not sim.requires_grad
+
+
+def test_grad_path_matches_no_grad_path() -> None:
+    x = torch.randn(30, 6, generator=torch.Generator().manual_seed(5))
+    plain = cosine_knn(x, 4, chunk_size=7)
+    tracked = cosine_knn(x.clone().requires_grad_(), 4, chunk_size=7)
+    assert tracked[2].requires_grad
+    assert torch.equal(plain[0], tracked[0]) and torch.equal(plain[1], tracked[1])
+    torch.testing.assert_close(plain[2], tracked[2].detach())

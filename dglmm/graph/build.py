@@ -14,8 +14,10 @@ Item node data ``feat_<m>`` holds the raw features.  Entity node ``e`` is KG nod
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dgl
 import numpy as np
@@ -39,20 +41,24 @@ EdgeDict = dict[CanonicalEtype, tuple[Tensor, Tensor]]
 EdataDict = dict[CanonicalEtype, dict[str, Tensor]]
 
 
+def _opt(default: object, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class GraphConfig:
     """Everything that shapes the heterograph (all fields enter the cache key)."""
 
-    knn_k: int = 10
-    knn_keep_self: bool = True
-    knn_symmetric: bool = False
-    knn_norm: str = "sym"
-    modalities: list[str] | None = None
-    include_kg: bool = True
-    kg_reverse: bool = True
-    store_features: bool = True
-    chunk_size: int = 1024
-    interaction_norm: str = "sym"
+    knn_k: int = _opt(10, "neighbours per item in each modality's kNN graph (MICRO eq. 2)")
+    knn_keep_self: bool = _opt(True, "the item is a candidate neighbour of itself (as the LATTICE code)")
+    knn_symmetric: bool = _opt(False, "use S + S^T (duplicates merged by max) instead of the directed top-k")
+    knn_norm: str = _opt("sym", "kNN weight: 'sym' D^-1/2 S D^-1/2 (eq. 3), 'rw' D^-1 S, 'none' raw S")
+    modalities: list[str] | None = _opt(None, "modalities that get a kNN graph (None = all the dataset has)")
+    include_kg: bool = _opt(True, "add the KG relations as edge types")
+    kg_reverse: bool = _opt(True, "add a rev_<relation> edge type for every KG relation")
+    store_features: bool = _opt(True, "keep raw features as item node data feat_<modality>")
+    chunk_size: int = _opt(1024, "rows of the similarity matrix computed at a time")
+    interaction_norm: str = _opt("sym", "interact weight: 'sym' 1/sqrt(d_u d_i) (LightGCN) or 'none' (1)")
 
     def __post_init__(self) -> None:
         if self.knn_norm not in NORMS:
@@ -87,7 +93,11 @@ def build_graph(dataset: Dataset, config: GraphConfig | None = None,
         setattr(graph, META_ATTR, meta | {"dataset": dataset.name, "cache_path": str(path)})
         return graph
     graph = _build(dataset, config, modalities, key=key)
-    save_graph(path, graph, graph_meta(graph))
+    try:
+        save_graph(path, graph, graph_meta(graph))
+    except OSError as err:  # an unwritable cache must not stop a run
+        warnings.warn(f"graph cache not written ({err})", stacklevel=2)
+        return graph
     graph_meta(graph)["cache_path"] = str(path)
     return graph
 
@@ -193,7 +203,7 @@ def kg_relation_etypes(graph: dgl.DGLGraph, include_reverse: bool = True) -> dic
         data = graph.edges[etype].data
         if "rel" not in data or graph.num_edges(etype) == 0:
             continue
-        if not include_reverse and bool(data["reversed"][0]):
+        if not include_reverse and "reversed" in data and bool(data["reversed"][0]):
             continue
         out.setdefault(int(data["rel"][0]), []).append(etype)
     return out

@@ -38,7 +38,7 @@ def resolve_cache_dir(cache_dir: str | Path | bool | None) -> Path | None:
 def _update_array(h: Any, name: str, a: np.ndarray) -> None:
     a = np.ascontiguousarray(a)
     h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-    h.update(memoryview(a).cast("B"))
+    h.update(memoryview(a.reshape(-1).view(np.uint8)))  # no copy; works for empty arrays too
 
 
 def graph_cache_key(dataset: Dataset, config: Any, modalities: list[str]) -> str:

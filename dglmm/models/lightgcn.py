@@ -18,6 +18,8 @@ class LightGCNConfig(ModelConfig):
     n_layers: int = dataclasses.field(default=3, metadata={"help": "propagation layers K"})
     backend: str = dataclasses.field(
         default="csr", metadata={"help": "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)"})
+    adjacency: str = dataclasses.field(
+        default="sym", metadata={"help": "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)"})
 
 
 def layer_mean(propagation: UserItemPropagation, graph: dgl.DGLGraph, user_h: torch.Tensor,
@@ -43,7 +45,7 @@ class LightGCN(MF):
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: LightGCNConfig) -> None:
         super().__init__(dataset, graph, config)
-        self.propagation = UserItemPropagation(config.backend)
+        self.propagation = UserItemPropagation(config.backend, config.adjacency)
 
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         user, item = layer_mean(self.propagation, graph, self.user_emb.weight, self.item_emb.weight,

@@ -31,6 +31,10 @@ class MF(Recommender):
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         return Representations(self.user_emb.weight, self.item_emb.weight)
 
+    def item_embedding_table(self) -> torch.Tensor:
+        """The item ID embeddings (layer 0), e.g. the input of MICRO's item graph convolutions."""
+        return self.item_emb.weight
+
     def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
                        neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.user_emb(users), self.item_emb(pos), self.item_emb(neg)

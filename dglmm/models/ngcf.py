@@ -22,6 +22,8 @@ class NGCFConfig(ModelConfig):
     normalize_layers: bool = dataclasses.field(
         default=True, metadata={"help": "L2-normalise each layer output before concatenation (official code)"})
     backend: str = dataclasses.field(default="csr", metadata={"help": "'csr' or 'dgl' propagation"})
+    layer_combination: str = dataclasses.field(
+        default="concat", metadata={"help": "'concat' the layer outputs (paper) or 'mean' (d-dimensional)"})
 
 
 class NGCFLayer(nn.Module):
@@ -41,7 +43,10 @@ class NGCFLayer(nn.Module):
 
 @register
 class NGCF(MF):
-    """NGCF; the final representation concatenates the layer-0..L embeddings (dimension d * (L+1))."""
+    """NGCF; the final representation concatenates the layer-0..L embeddings (dimension d * (L+1)).
+
+    ``layer_combination='mean'`` averages them instead (used when NGCF is MICRO's backbone).
+    """
 
     name = "ngcf"
     Config = NGCFConfig
@@ -63,4 +68,6 @@ class NGCF(MF):
                 if self.config.normalize_layers else (user, item)
             users.append(out_u)
             items.append(out_i)
+        if self.config.layer_combination == "mean":
+            return Representations(torch.stack(users).mean(0), torch.stack(items).mean(0))
         return Representations(torch.cat(users, 1), torch.cat(items, 1))

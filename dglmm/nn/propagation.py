@@ -88,23 +88,46 @@ INTERACTED_BY: Etype = ("item", "interacted_by", "user")
 
 
 class UserItemPropagation(torch.nn.Module):
-    """One hop over ``interact`` / ``interacted_by`` with the normalised weights ``edata['w']``.
+    """One hop over ``interact`` / ``interacted_by``.
 
-    ``backend="dgl"`` uses :func:`propagate`; ``backend="csr"`` the fixed-weight CSR fast path.
+    ``adjacency="sym"`` uses the stored ``edata['w']`` (``1/sqrt(d_u d_i)``, LightGCN); ``"rw_self_loops"``
+    computes ``D^-1 (A + I)`` as the official LATTICE/MICRO code does (weights ``1/(d_dst + 1)`` plus a self
+    term).  ``backend="dgl"`` uses :func:`propagate`; ``backend="csr"`` the fixed-weight CSR fast path.
     """
 
-    def __init__(self, backend: str = "csr") -> None:
+    def __init__(self, backend: str = "csr", adjacency: str = "sym") -> None:
         super().__init__()
         if backend not in ("dgl", "csr"):
             raise ValueError(f"unknown propagation backend {backend!r} (expected 'dgl' or 'csr')")
+        if adjacency not in ("sym", "rw_self_loops"):
+            raise ValueError(f"unknown adjacency {adjacency!r} (expected 'sym' or 'rw_self_loops')")
         self.backend = backend
+        self.adjacency = adjacency
         self._csr: BipartiteCSR | None = None
 
     def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
                 item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = "w" if self.adjacency == "sym" else _self_loop_weights(graph)
         if self.backend == "dgl":
-            out = propagate(graph, {"user": user_h, "item": item_h}, [INTERACT, INTERACTED_BY])
-            return out["user"], out["item"]
-        if self._csr is None or self._csr.graph is not graph:
-            self._csr = BipartiteCSR(graph, INTERACT, INTERACTED_BY)
-        return self._csr(user_h, item_h)
+            out = propagate(graph, {"user": user_h, "item": item_h}, [INTERACT, INTERACTED_BY], weight)
+            new_user, new_item = out["user"], out["item"]
+        else:
+            if self._csr is None or self._csr.graph is not graph:
+                self._csr = BipartiteCSR(graph, INTERACT, INTERACTED_BY, weight)
+            new_user, new_item = self._csr(user_h, item_h)
+        if self.adjacency == "rw_self_loops":
+            new_user = new_user + user_h / (graph.in_degrees(etype=INTERACTED_BY) + 1).to(user_h)[:, None]
+            new_item = new_item + item_h / (graph.in_degrees(etype=INTERACT) + 1).to(item_h)[:, None]
+        return new_user, new_item
+
+
+def _self_loop_weights(graph: dgl.DGLGraph) -> str:
+    """Store ``1 / (d_dst + 1)`` as ``edata['w_rw_self']`` on both relations (once per graph)."""
+    name = "w_rw_self"
+    for etype in (INTERACT, INTERACTED_BY):
+        data = graph.edges[etype].data
+        if name not in data:
+            _, dst = graph.edges(etype=etype)
+            deg = graph.in_degrees(etype=etype).float()
+            data[name] = 1.0 / (deg[dst.long()] + 1.0)
+    return name

@@ -123,9 +123,8 @@ def rank_topk(scores: torch.Tensor, mask_rows: torch.Tensor | None, mask_cols: t
 
 def _masked(scores: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None) -> torch.Tensor:
     """A copy of ``scores`` with ``-inf`` at (rows, cols) and in place of NaN."""
-    out = scores.clone()
-    if torch.isnan(out).any():
-        out = out.nan_to_num_(nan=float("-inf"))
+    inf = float("inf")
+    out = torch.nan_to_num(scores, nan=-inf, posinf=inf, neginf=-inf)  # also the copy
     if rows is not None and cols is not None and rows.numel():
         out[rows.to(out.device), cols.to(out.device)] = float("-inf")
     return out
@@ -224,7 +223,8 @@ def popularity_scores(dataset: Dataset) -> torch.Tensor:
 
 
 def evaluate_popularity(dataset: Dataset, split: str = "test", **kwargs) -> dict[str, float]:
-    """:func:`evaluate_full_ranking` of the most-popular ranker (a baseline every model should beat)."""
+    """:func:`evaluate_full_ranking` (``kwargs`` but ``return_per_user``) of the most-popular ranker, the
+    baseline every model should beat; ties in popularity go to the lower item id."""
     pop = popularity_scores(dataset)
 
     def score_fn(users: torch.Tensor) -> torch.Tensor:

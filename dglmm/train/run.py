@@ -19,7 +19,7 @@ from dglmm.data.dataset import Dataset
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.io import write_json, write_text
 from dglmm.models import REGISTRY, Recommender, make_config
-from dglmm.train.trainer import Trainer, TrainConfig, seed_everything
+from dglmm.train.trainer import TrainConfig, Trainer, seed_everything
 
 
 def prepare_dataset(dataset: Dataset, data: DataConfig) -> Dataset:
