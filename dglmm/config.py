@@ -32,6 +32,8 @@ class DataConfig:
         default="given", metadata={"help": "'given' (the dataset's split) or 'cold_start' (MICRO 4.1.3)"})
     cold_frac: float = dataclasses.field(default=0.2, metadata={"help": "share of items made cold"})
     split_seed: int = dataclasses.field(default=2024, metadata={"help": "seed of generated splits"})
+    cold_rank: str = dataclasses.field(
+        default="cold_items", metadata={"help": "cold start: rank only the split's 'cold_items' or 'all_items'"})
 
 
 def section_classes(model_name: str) -> dict[str, type]:

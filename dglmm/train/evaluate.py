@@ -153,15 +153,21 @@ def _target_index(dataset: Dataset, split: str, item_subset: np.ndarray | None) 
 
 
 def _score_chunk(score_fn: ScoreFn, users: np.ndarray, masks: InteractionIndex, target: InteractionIndex,
-                 ks: Sequence[int], device: torch.device | str) -> dict[str, torch.Tensor]:
-    """Per-user metrics of one chunk of users."""
+                 ks: Sequence[int], device: torch.device | str,
+                 allowed: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-user metrics of one chunk of users (``allowed``: bool [n_items] candidate items, or None)."""
     scores = score_fn(torch.from_numpy(users).to(device))
     if scores.shape != (len(users), masks.n_items):
         raise ValueError(f"score_fn returned {tuple(scores.shape)}, expected {(len(users), masks.n_items)}")
     dev = scores.device
+    if allowed is not None:
+        allowed = allowed.to(dev)
+        scores = scores.masked_fill(~allowed, float("-inf"))
     rows, cols = (torch.from_numpy(a).to(dev) for a in masks.coo(users))
     idx = rank_topk(scores, rows, cols, max(ks))
     hits = target.dense(users, dev).gather(1, idx) & ~masks.dense(users, dev).gather(1, idx)
+    if allowed is not None:
+        hits &= allowed[idx]
     hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
     n_rel = torch.from_numpy(target.counts()[users]).to(dev)
     return topk_metrics(hits, n_rel, ks)
@@ -171,6 +177,7 @@ def _score_chunk(score_fn: ScoreFn, users: np.ndarray, masks: InteractionIndex, 
 def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = ..., ks: Sequence[int] = ...,
                           chunk_size: int = ..., mask_splits: Sequence[str] | None = ..., mask_valid: bool = ...,
                           device: torch.device | str | None = ..., item_subset: np.ndarray | None = ...,
+                          candidate_items: np.ndarray | None = ...,
                           return_per_user: Literal[False] = ...) -> dict[str, float]: ...
 
 
@@ -178,6 +185,7 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = ...,
 def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = ..., ks: Sequence[int] = ...,
                           chunk_size: int = ..., mask_splits: Sequence[str] | None = ..., mask_valid: bool = ...,
                           device: torch.device | str | None = ..., item_subset: np.ndarray | None = ...,
+                          candidate_items: np.ndarray | None = ...,
                           *, return_per_user: Literal[True]) -> tuple[dict[str, float], PerUser]: ...
 
 
@@ -185,6 +193,7 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
                           ks: Sequence[int] = DEFAULT_KS, chunk_size: int = 1024,
                           mask_splits: Sequence[str] | None = ("train",), mask_valid: bool = False,
                           device: torch.device | str | None = None, item_subset: np.ndarray | None = None,
+                          candidate_items: np.ndarray | None = None,
                           return_per_user: bool = False) -> dict[str, float] | tuple[dict[str, float], PerUser]:
     """Full-ranking metrics of ``score_fn`` on ``split`` (protocol in the module docstring).
 
@@ -194,6 +203,8 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
         mask_valid: with ``split="test"``, also mask the validation items.
         item_subset: restrict the ground truth to these items (e.g. long-tail items); users without ground
             truth in the subset are skipped; masking is unchanged.
+        candidate_items: rank only these items (all others are excluded from every top-K), e.g. the cold
+            items of the split in the cold-start protocol; ``None`` ranks all items.
         return_per_user: also return ``{"user": ids, "n_relevant": ..., "<metric>@K": ...}`` arrays.
 
     Returns:
@@ -203,10 +214,14 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
     masks = _mask_index(dataset, split, mask_splits, mask_valid)
     target = _target_index(dataset, split, item_subset)
     users = _evaluated_users(dataset, target)
+    allowed = None
+    if candidate_items is not None:
+        allowed = torch.zeros(dataset.n_items, dtype=torch.bool)
+        allowed[torch.as_tensor(np.asarray(candidate_items, dtype=np.int64))] = True
     parts: dict[str, list[np.ndarray]] = {name: [] for name in metric_names(ks)}
     with torch.no_grad():
         for start in range(0, len(users), chunk_size):
-            chunk = _score_chunk(score_fn, users[start:start + chunk_size], masks, target, ks, device)
+            chunk = _score_chunk(score_fn, users[start:start + chunk_size], masks, target, ks, device, allowed)
             for name, values in chunk.items():
                 parts[name].append(values.cpu().numpy())
     per_user = {name: np.concatenate(v) if v else np.zeros(0) for name, v in parts.items()}

@@ -33,6 +33,15 @@ def prepare_dataset(dataset: Dataset, data: DataConfig) -> Dataset:
     raise ValueError(f"unknown data.split {data.split!r}; expected 'given' or 'cold_start'")
 
 
+def evaluation_candidates(dataset: Dataset, data: DataConfig) -> dict[str, np.ndarray] | None:
+    """Cold-start protocol: valid/test rank only the cold items of that split (``data.cold_rank``)."""
+    if data.split != "cold_start" or data.cold_rank == "all_items":
+        return None
+    if data.cold_rank != "cold_items":
+        raise ValueError(f"data.cold_rank must be 'cold_items' or 'all_items', got {data.cold_rank!r}")
+    return {s: np.unique(dataset.split(s)[:, 1]) for s in ("valid", "test")}
+
+
 def build_model(model_name: str, dataset: Dataset, graph: dgl.DGLGraph, options: dict) -> Recommender:
     cls = REGISTRY[model_name]
     if cls.needs_modalities and not dataset.modalities:
@@ -46,7 +55,8 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
              resume: bool = False, graph_cache: Path | bool | None = None) -> dict:
     """Train and test one config with ``config['train']['seed']``; returns the results dict."""
     train_cfg = instantiate(TrainConfig, config.get("train", {}))
-    split = prepare_dataset(dataset, instantiate(DataConfig, config.get("data", {})))
+    data_cfg = instantiate(DataConfig, config.get("data", {}))
+    split = prepare_dataset(dataset, data_cfg)
     graph = build_graph(split, instantiate(GraphConfig, config.get("graph", {})), cache_dir=graph_cache)
     seed_everything(train_cfg.seed)
     model = build_model(model_name, split, graph, config.get("model", {}))
@@ -54,7 +64,7 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
-    trainer = Trainer(model, graph, split, train_cfg, run_dir)
+    trainer = Trainer(model, graph, split, train_cfg, run_dir, evaluation_candidates(split, data_cfg))
     if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
         trainer.resume(run_dir / "checkpoint.pt")
     results = trainer.fit()

@@ -43,6 +43,8 @@ class TrainConfig:
     eval_chunk_size: int = dataclasses.field(default=1024, metadata={"help": "users per full-ranking chunk"})
     mask_valid_in_test: bool = dataclasses.field(
         default=False, metadata={"help": "also mask validation items when testing (official code: no)"})
+    negative_pool: str = dataclasses.field(
+        default="all", metadata={"help": "negatives from 'all' items or only 'train_items' (cold items unseen)"})
     device: str = dataclasses.field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar per epoch"})
 
@@ -53,12 +55,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def negative_pool(dataset: Dataset, pool: str) -> np.ndarray | None:
+    """Items negatives are drawn from: all (None) or those with a training interaction."""
+    if pool == "all":
+        return None
+    if pool == "train_items":
+        return np.flatnonzero(dataset.item_train_counts() > 0)
+    raise ValueError(f"train.negative_pool must be 'all' or 'train_items', got {pool!r}")
+
+
 class Trainer:
     """Trains one model on one dataset split and tests it with the best-validation state."""
 
     def __init__(self, model: Recommender, graph: dgl.DGLGraph, dataset: Dataset, config: TrainConfig,
-                 run_dir: Path | str | None = None) -> None:
+                 run_dir: Path | str | None = None,
+                 candidates: dict[str, np.ndarray] | None = None) -> None:
+        """``candidates``: per split, the only items ranked (cold-start protocol); None ranks all items."""
         self.config = config
+        self.candidates = candidates or {}
         self.device = torch.device(config.device)
         self.model = model.to(self.device)
         self.graph = graph.to(self.device)
@@ -66,7 +80,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
-                                  seed=config.seed)
+                                  seed=config.seed, item_pool=negative_pool(dataset, config.negative_pool))
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
@@ -107,7 +121,7 @@ class Trainer:
         return evaluate_full_ranking(
             lambda users: self.model.score(reps, users.to(self.device)), self.dataset, split=split,
             ks=self.config.ks, chunk_size=self.config.eval_chunk_size, mask_splits=masks,
-            item_subset=item_subset)
+            item_subset=item_subset, candidate_items=self.candidates.get(split))
 
     # -- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -1,0 +1,70 @@
+"""Exact counts on the real datasets of ``../shared/data`` (skipped when absent) and on MovieLens-100k."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dglmm.data.readers import load_dataset, read_lattice_json, read_mmrec, read_recbole
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+pytestmark = pytest.mark.realdata
+
+
+def shared_dir(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"real data absent: {path} does not exist")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ml100k(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    script = SHARED / "get-ml100k.sh"
+    if not script.exists():
+        pytest.skip(f"real data absent: {script} does not exist")
+    target = tmp_path_factory.mktemp("ml100k")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    try:
+        subprocess.run(["bash", str(script), str(target)], check=True, capture_output=True, env=env, timeout=300)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"could not fetch MovieLens-100k (no network?): {exc}")
+    return target
+
+
+def test_baby() -> None:
+    ds = read_lattice_json(shared_dir("baby"))
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (19_445, 7_050, 160_792)
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (119_674, 20_559, 20_559)
+    assert len(ds.cold_items()) == 2 and len(ds.users_without_train()) == 0
+    assert ds.modalities == {}
+
+
+def test_tiktok() -> None:
+    ds = read_mmrec(shared_dir("tiktok"))
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (9_308, 6_710, 68_722)
+    assert (len(ds.train), len(ds.valid), len(ds.test)) == (59_541, 3_051, 6_130)
+    assert {m: f.shape for m, f in ds.modalities.items()} == {"image": (6_710, 128), "audio": (6_710, 128)}
+    assert all(f.dtype == np.float32 for f in ds.modalities.values())  # stored as float16
+    assert len(ds.cold_items()) == 465 and len(ds.users_without_train()) == 10
+
+
+def test_names_resolve_to_shared_data() -> None:
+    shared_dir("tiktok")
+    assert load_dataset("tiktok").n_users == 9_308
+
+
+def test_ml100k(ml100k: Path) -> None:
+    ds = read_recbole(ml100k)
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (943, 1_682, 100_000)
+    assert len(ds.kg) == 91_631 and ds.n_relations == 24
+    assert ds.n_entities == 33_030 and len(ds.entity_items()) == 1_598
+    assert ds.item_text is not None and ds.item_text[0].startswith("Toy Story")
+    assert min(len(ds.split(s)) for s in ("train", "valid", "test")) > 9_000
+    assert load_dataset(ml100k).summary() == ds.summary()
