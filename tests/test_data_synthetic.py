@@ -30,13 +30,13 @@ def recall_at(scores: np.ndarray, ds: Dataset, k: int = 20) -> float:
 def test_default_shapes(planted) -> None:
     ds, _ = planted
     ds.validate()
-    assert (ds.n_users, ds.n_items) == (1000, 600)
-    assert {m: f.shape for m, f in ds.modalities.items()} == {"image": (600, 64), "text": (600, 32)}
+    assert (ds.n_users, ds.n_items) == (1000, 2000)
+    assert {m: f.shape for m, f in ds.modalities.items()} == {"image": (2000, 64), "text": (2000, 32)}
     assert all(f.dtype == np.float32 for f in ds.modalities.values())
     assert 15 < ds.n_interactions / ds.n_users < 25
     assert all(len(ds.split(s)) for s in SPLITS)
     assert 0.7 < len(ds.train) / ds.n_interactions < 0.85  # small users and cold items lower it
-    assert ds.relation_names == RELATIONS and ds.n_entities > 0 and len(ds.entity_items()) == 600
+    assert ds.relation_names == RELATIONS and ds.n_entities > 0 and len(ds.entity_items()) == 2000
 
 
 def test_deterministic_per_seed() -> None:
@@ -50,10 +50,10 @@ def test_deterministic_per_seed() -> None:
 
 def test_cold_items_have_features_and_eval_interactions_only(planted) -> None:
     ds, truth = planted
-    assert len(truth.cold_items) == 30
+    assert len(truth.cold_items) == 100
     assert ds.item_train_counts()[truth.cold_items].sum() == 0
     evaluated = np.concatenate([ds.valid[:, 1], ds.test[:, 1]])
-    assert np.isin(truth.cold_items, evaluated).sum() >= 20
+    assert np.isin(truth.cold_items, evaluated).sum() >= 60
 
 
 def test_popularity_is_skewed(planted) -> None:

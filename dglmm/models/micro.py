@@ -259,10 +259,11 @@ class MICRO(Recommender):
             self._learned = {m: LearnedGraph(s, d, normalize_edge_weights(s, d, w, n), n)
                              for m, (s, d, w) in zip(self.modalities, edges, strict=True)}
 
-    def _refresh_learned(self, projected: list[torch.Tensor]) -> None:
+    def _refresh_learned(self, graph: dgl.DGLGraph, projected: list[torch.Tensor] | None) -> None:
+        """Rebuild the learned graph when the schedule (or evaluation) asks for it, else detach it."""
         rebuild = self._rebuild or not self.training or not self._learned
         if rebuild and self.config.lambda_coeff < 1.0:
-            self._build_learned(projected)
+            self._build_learned(projected if projected is not None else self.projected_features(graph))
             self._rebuild = False
         else:
             for learned in self._learned.values():
@@ -285,15 +286,16 @@ class MICRO(Recommender):
 
     # -- fusion (eqs. 7-15) --------------------------------------------------------------------------------------
     def item_views(self, graph: dgl.DGLGraph) -> ItemViews:
-        projected = self.projected_features(graph)
+        uses_features = not self.flags["structure"] or self.flags["graph_input"] == "features"
+        projected = self.projected_features(graph) if uses_features else None  # only computed when needed
         if not self.flags["structure"]:  # CF+feats: transformed features replace the graph outputs
             weights = torch.softmax(self.modal_weights, 0)
             return ItemViews(weighted_sum(weights.expand(self.n_items, -1), projected), projected, None, [])
-        self._refresh_learned(projected)
+        self._refresh_learned(graph, projected)
         if self.flags["graph_input"] == "features":                                  # MICRO/feats
             inputs = projected
         else:
-            inputs = [self.backbone.item_embedding_table()] * len(projected)
+            inputs = [self.backbone.item_embedding_table()] * len(self.modalities)
         if self.flags["fusion"] == "weights":                                         # LATTICE
             weights = torch.softmax(self.modal_weights, 0).expand(self.n_items, -1)
             h = self._convolve(graph, weighted_sum(weights, inputs), None)
