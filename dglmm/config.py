@@ -74,12 +74,29 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+def parse_value(raw: str) -> Any:
+    """YAML value, with the numbers YAML 1.1 leaves as strings (``1e-3``, ``[1e-3, 5e-4]``) made floats."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, list):
+        return [_number(v) for v in value]
+    return _number(value)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_override(text: str, model_name: str) -> tuple[str, str, Any]:
     """``'train.lr=1e-3'`` -> ``('train', 'lr', 0.001)``; a bare key is looked up in every section."""
     if "=" not in text:
         raise ValueError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
+    value = parse_value(raw)
     if "." in key:
         section, name = key.split(".", 1)
         return section, name, value
@@ -158,5 +175,7 @@ def instantiate(cls: type, values: dict) -> Any:
             value = values[f.name]
             if isinstance(value, list) and "tuple" in str(f.type):
                 value = tuple(value)
+            if isinstance(value, str) and str(f.type).startswith("float"):
+                value = _number(value)  # YAML 1.1 reads 1e-3 as a string
             kwargs[f.name] = value
     return cls(**kwargs)
