@@ -78,7 +78,10 @@ def load_dataset(path_or_name: str | Path, format: str | None = None, **options:
     as a name in :func:`data_roots`. The layout is detected from the files present unless ``format`` names it.
     """
     if str(path_or_name) == "synthetic":
-        return make_synthetic(**options)
+        dataset = make_synthetic(**options)
+        if not options:  # the name alone reproduces it (run folders record ``source`` to reload the data)
+            dataset.source = "synthetic"
+        return dataset
     path = Path(path_or_name)
     if not path.exists():
         if len(path.parts) != 1:
