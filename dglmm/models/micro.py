@@ -94,6 +94,8 @@ class MICROConfig(ModelConfig):
     cl_weight: float = _opt(0.03, "beta_C of eq. 19 (official code 0.03)")
     cl_temperature: float = _opt(0.5, "tau of eq. 10")
     cl_modality_reduction: str = _opt("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)")
+    cl_items: str = _opt("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items")
+    cl_max_items: int = _opt(0, "if > 0, InfoNCE over a random subset of at most this many of those items")
     orth_weight: float = _opt(0.01, "beta_S of eq. 19 (the paper gives no value)")
     l2_on: str = _opt("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)")
 
@@ -203,6 +205,7 @@ class MICRO(Recommender):
     @staticmethod
     def _check(config: MICROConfig) -> None:
         choices = {"variant": VARIANTS, "backbone": BACKBONES, "graph_update": ("epoch", "batch", "every_n"),
+                   "cl_items": ("all", "batch"),
                    "cl_modality_reduction": ("mean", "sum"), "l2_on": ("final", "ego")}
         for key, allowed in choices.items():
             if getattr(config, key) not in allowed:
@@ -331,14 +334,28 @@ class MICRO(Recommender):
             ego = (u, i, j) if self.config.l2_on == "final" else self.backbone.ego_embeddings(users, pos, neg)
             terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         if self.flags["fusion"] == "contrastive" and self.config.cl_weight > 0:
-            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(views)
+            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(views, self._contrastive_items(pos, neg))
         if views.specific and self.config.orth_weight > 0:
             terms["orthogonal"] = self.config.orth_weight * orthogonality(views.specific)  # eq. 13
         return terms
 
-    def contrastive_loss(self, views: ItemViews) -> torch.Tensor:
-        """``L_C`` of eq. 9: InfoNCE (eq. 10) between each modality view and the shared view, all items."""
-        losses = [info_nce(v, views.shared, self.config.cl_temperature) for v in views.per_modality]
+    def _contrastive_items(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor | None:
+        """The items of eq. 9's sum: all (None), the batch's items, optionally capped by random sampling."""
+        if self.config.cl_items == "all":
+            items = None if self.config.cl_max_items <= 0 else torch.arange(self.n_items, device=pos.device)
+        else:
+            items = torch.unique(torch.cat([pos, neg.reshape(-1)]))
+        if items is not None and 0 < self.config.cl_max_items < len(items):
+            items = items[torch.randperm(len(items), device=items.device)[: self.config.cl_max_items]]
+        return items
+
+    def contrastive_loss(self, views: ItemViews, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``L_C`` of eq. 9: InfoNCE (eq. 10) between each modality view and the shared view.
+
+        Over all items (eq. 9) or, with ``items``, over that subset only (negatives from the subset).
+        """
+        pick = (lambda x: x) if items is None else (lambda x: x[items])  # noqa: E731
+        losses = [info_nce(pick(v), pick(views.shared), self.config.cl_temperature) for v in views.per_modality]
         total = torch.stack(losses).sum()
         return total / len(losses) if self.config.cl_modality_reduction == "mean" else total
 

@@ -111,7 +111,9 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
         "model": model_name, "dataset": dataset.name, "selected": best["point"], "metric": metric,
         "grid": [{"point": t["point"], "valid": t["valid"]} for t in trials],
         "seeds": [base_seed + s for s in range(seeds)], "test": aggregate(runs, "test"),
-        "valid": aggregate(runs, "valid"), "best_epochs": [r["best_epoch"] for r in runs],
+        "valid": aggregate(runs, "valid"),
+        **{g: aggregate(runs, g) for g in ("test_cold", "test_few") if all(g in r for r in runs)},
+        "best_epochs": [r["best_epoch"] for r in runs],
         "runs": runs, "seconds": round(time.time() - started, 1),
     }
     if out_dir is not None:

@@ -45,6 +45,8 @@ class TrainConfig:
         default=False, metadata={"help": "also mask validation items when testing (official code: no)"})
     negative_pool: str = dataclasses.field(
         default="all", metadata={"help": "negatives from 'all' items or only 'train_items' (cold items unseen)"})
+    few_interactions: int = dataclasses.field(
+        default=5, metadata={"help": "results also report test metrics on items with 1..N training interactions"})
     device: str = dataclasses.field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar per epoch"})
 
@@ -169,12 +171,20 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         test = self.evaluate("test")
-        results = {"best_epoch": self.best["epoch"], "epochs_run": len(self.history) + self.start_epoch,
-                   "valid": self.best["valid"], "test": test, "train_seconds": round(seconds, 2)}
+        results = {"best_epoch": self.best["epoch"], "epochs_run": len(self.history),
+                   "valid": self.best["valid"], "test": test, **self._item_groups(),
+                   "train_seconds": round(seconds, 2)}
         if self.run_dir is not None:
             write_json(self.run_dir / "results.json", results)
             self._plot_curves()
         return results
+
+    def _item_groups(self) -> dict[str, dict[str, float]]:
+        """Test metrics restricted to cold items (0 training interactions) and to few-interaction items."""
+        counts = self.dataset.item_train_counts()
+        groups = {"test_cold": np.flatnonzero(counts == 0),
+                  "test_few": np.flatnonzero((counts > 0) & (counts <= self.config.few_interactions))}
+        return {name: self.evaluate("test", item_subset=items) for name, items in groups.items() if len(items)}
 
     # -- persistence ----------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
