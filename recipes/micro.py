@@ -57,7 +57,8 @@ class Recipe:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.dataset = load_dataset(args.dataset)
-        self.out = Path(args.out) / f"{self.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        tables = "-".join(args.tables) if len(args.tables) < len(TABLES) else "all"
+        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.summaries: dict[str, list[dict]] = {}
 
     def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict:

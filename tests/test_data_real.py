@@ -68,3 +68,38 @@ def test_ml100k(ml100k: Path) -> None:
     assert ds.item_text is not None and ds.item_text[0].startswith("Toy Story")
     assert min(len(ds.split(s)) for s in ("train", "valid", "test")) > 9_000
     assert load_dataset(ml100k).summary() == ds.summary()
+
+
+def _cli(capsys: pytest.CaptureFixture, *args: str) -> str:
+    from dglmm.cli import main
+
+    assert main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("baby", ["users          19,445", "items          7,050", "160,792  train 119,674 / valid 20,559 / test 20,559",
+              "cold items     2"]),
+    ("tiktok", ["users          9,308", "items          6,710", "68,722  train 59,541 / valid 3,051 / test 6,130",
+                "(128-d)", "cold items     465", "users w/o train 10"]),
+])
+def test_cli_info_and_graph_on_shared_data(name: str, expected: list[str], capsys: pytest.CaptureFixture,
+                                           tmp_path: Path) -> None:
+    path = str(shared_dir(name))
+    info = _cli(capsys, "data", "info", path)
+    for line in expected:
+        assert line in info
+    graph = _cli(capsys, "data", "graph", path, "--no-cache")
+    train = load_dataset(path).train
+    assert f"{len(train):,}" in graph and "interacted_by" in graph
+    if name == "tiktok":
+        assert graph.count(f"{6_710 * 10:,}") >= 2  # similar_image and similar_audio, k = 10
+
+
+def test_cli_info_and_graph_on_ml100k(ml100k: Path, capsys: pytest.CaptureFixture) -> None:
+    info = _cli(capsys, "data", "info", str(ml100k))
+    for line in ["users          943", "items          1,682", "interactions   100,000",
+                 "entities       33,030", "91,631 triples, 24 relations, 1,598 items linked"]:
+        assert line in info
+    graph = _cli(capsys, "data", "graph", str(ml100k), "--no-cache")
+    assert "entity" in graph and "rev_" in graph
