@@ -38,6 +38,15 @@ def sym_norm_bipartite(r: torch.Tensor) -> torch.Tensor:
     return inv_u[:, None] * r * inv_i[None, :]
 
 
+def dense_adjacency(dataset: Dataset) -> torch.Tensor:
+    """The symmetric-normalised ``[(U + I), (U + I)]`` user-item adjacency (users first)."""
+    a = sym_norm_bipartite(dense_interaction(dataset))
+    n_u = dataset.n_users
+    adj = torch.zeros(n_u + dataset.n_items, n_u + dataset.n_items)
+    adj[:n_u, n_u:], adj[n_u:, :n_u] = a, a.T
+    return adj
+
+
 def manual_graph(dataset: Dataset) -> dgl.DGLGraph:
     """A user-item heterograph with symmetric-normalised ``w``, built with plain DGL calls."""
     u = torch.as_tensor(dataset.train[:, 0])

@@ -8,7 +8,7 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, make_config
 from dglmm.models.micro import VARIANTS, orthogonality
 from dglmm.nn.losses import info_nce
-from tests.helpers import dense_interaction, sym_norm_bipartite, tiny_dataset
+from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset
 
 K = 4
 
@@ -127,10 +127,7 @@ def test_without_fusion_is_exactly_lattice():
     original = w[0] * frozen_dense(data, "image") + w[1] * frozen_dense(data, "text")
     item_adj = 0.1 * learned + 0.9 * original
     h = item_adj @ model.backbone.item_embedding_table()
-    a = sym_norm_bipartite(dense_interaction(data))
-    n_u = data.n_users
-    adj = torch.zeros(n_u + data.n_items, n_u + data.n_items)
-    adj[:n_u, n_u:], adj[n_u:, :n_u] = a, a.T
+    adj, n_u = dense_adjacency(data), data.n_users
     e = torch.cat([model.backbone.user_emb.weight, model.backbone.item_emb.weight])
     cf = torch.stack([e, adj @ e, adj @ adj @ e]).mean(0)
     reps = model(graph)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from dglmm.models import REGISTRY, make_config
-from tests.helpers import dense_interaction, manual_graph, sym_norm_bipartite, tiny_dataset
+from tests.helpers import dense_adjacency, manual_graph, tiny_dataset
 
 
 def build(name, data, **options):
@@ -18,10 +18,7 @@ def build(name, data, **options):
 def test_lightgcn_equals_dense_layer_mean(backend):
     data = tiny_dataset()
     model, g = build("lightgcn", data, n_layers=3, backend=backend, embedding_dim=8)
-    a = sym_norm_bipartite(dense_interaction(data))
-    n_u = data.n_users
-    adj = torch.zeros(n_u + data.n_items, n_u + data.n_items)
-    adj[:n_u, n_u:], adj[n_u:, :n_u] = a, a.T
+    adj, n_u = dense_adjacency(data), data.n_users
     e = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
     layers = [e]
     for _ in range(3):
@@ -36,10 +33,7 @@ def test_ngcf_equals_dense_formula():
     data = tiny_dataset(seed=1)
     model, g = build("ngcf", data, n_layers=2, embedding_dim=6, message_dropout=0.0)
     model.eval()
-    a = sym_norm_bipartite(dense_interaction(data))
-    n_u = data.n_users
-    lap = torch.zeros(n_u + data.n_items, n_u + data.n_items)
-    lap[:n_u, n_u:], lap[n_u:, :n_u] = a, a.T
+    lap, n_u = dense_adjacency(data), data.n_users
     e = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
     outs = [e]
     for layer in model.layers:  # E' = LeakyReLU((L + I) E W1 + (L E) * E W2), NGCF eq. 7
