@@ -94,6 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from dglmm.data.dataset import format_summary
     from dglmm.graph.build import build_graph, graph_summary
     from dglmm.report import format_summary_table
+    from dglmm.train.evaluate import evaluate_popularity
     from dglmm.train.run import run_experiment
 
     dataset = _load("synthetic")
@@ -105,6 +106,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                                           "train.progress=false"])
         summaries.append(run_experiment(model, dataset, config, None, seeds=1))
     print(format_summary_table(summaries))
+    popularity = evaluate_popularity(dataset)
+    print(f"popularity ranker (reference): recall@20 {popularity['recall@20']:.4f}, "
+          f"ndcg@20 {popularity['ndcg@20']:.4f}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,3 +79,17 @@ def kgat_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def recbole_dir(tmp_path: Path) -> Path:
     return write_files(tmp_path / "tiny", dict(RECBOLE))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _graph_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Graphs built by the tests are cached in a temporary folder, never in the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("DGLMM_CACHE")
+    os.environ["DGLMM_CACHE"] = str(tmp_path_factory.mktemp("graph-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DGLMM_CACHE", None)
+    else:
+        os.environ["DGLMM_CACHE"] = previous
