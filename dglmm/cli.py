@@ -51,7 +51,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:12s} {doc}")
         if args.name or args.verbose:
             for field, default, help_text in config_fields(cls):
-                print(f"    model.{field} = {default!r:12}  {help_text}")
+                print(f"    {f'model.{field} = {default!r}':44s} {help_text}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -35,7 +35,7 @@ def layer_mean(propagation: UserItemPropagation, graph: dgl.DGLGraph, user_h: to
 
 @register
 class LightGCN(MF):
-    """LightGCN over ``interact``/``interacted_by`` (edge weights ``w`` = 1/sqrt(d_u d_i)).
+    """LightGCN (SIGIR'20) over ``interact``/``interacted_by`` (edge weights ``w`` = 1/sqrt(d_u d_i)).
 
     L2 acts on the layer-0 embeddings of the batch, as in the paper.
     """

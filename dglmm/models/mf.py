@@ -19,7 +19,7 @@ def xavier_embedding(n: int, dim: int) -> nn.Embedding:
 
 @register
 class MF(Recommender):
-    """Matrix factorisation: ``y_ui = e_u . e_i``; L2 on the batch embeddings."""
+    """MF-BPR (UAI'09): ``y_ui = e_u . e_i``; L2 on the batch embeddings."""
 
     name = "mf"
 

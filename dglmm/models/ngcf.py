@@ -43,7 +43,7 @@ class NGCFLayer(nn.Module):
 
 @register
 class NGCF(MF):
-    """NGCF; the final representation concatenates the layer-0..L embeddings (dimension d * (L+1)).
+    """NGCF (SIGIR'19): the layer-0..L embeddings are concatenated (dimension d * (L+1)).
 
     ``layer_combination='mean'`` averages them instead (used when NGCF is MICRO's backbone).
     """

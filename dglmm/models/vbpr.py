@@ -34,7 +34,7 @@ def item_modalities(graph: dgl.DGLGraph, names: list[str] | None) -> dict[str, t
 
 @register
 class VBPR(Recommender):
-    """``y_ui = beta_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i`` (VBPR eq. 2).
+    """VBPR (AAAI'16): ``y_ui = beta_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i`` (eq. 2).
 
     ``f_i`` is the concatenation of all modality features (as MICRO's baseline set-up does).  The global
     offset and the user bias do not change a user's ranking and cancel in BPR, so they are left out.  The
