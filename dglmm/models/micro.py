@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import similar_etype
+from dglmm.graph.build import INTERACTED_BY_ETYPE, similar_etype
 from dglmm.graph.knn import cosine_knn, normalize_edge_weights
 from dglmm.models.base import ModelConfig, Recommender, Representations, make_config, register
 from dglmm.models.vbpr import item_modalities
@@ -169,7 +169,7 @@ def user_mean(graph: dgl.DGLGraph, item_h: torch.Tensor) -> torch.Tensor:
     """``h_u = 1/|I_u| sum_{i in I_u} h_i`` (eq. 16) over the training interactions."""
     with graph.local_scope():
         graph.nodes["item"].data["h"] = item_h
-        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_u"), etype=("item", "interacted_by", "user"))
+        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_u"), etype=INTERACTED_BY_ETYPE)
         return graph.nodes["user"].data["h_u"]
 
 

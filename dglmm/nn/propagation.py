@@ -17,6 +17,8 @@ import dgl
 import dgl.function as fn
 import torch
 
+from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+
 Etype = tuple[str, str, str]
 
 
@@ -83,8 +85,8 @@ class BipartiteCSR:
         return new_user, new_item
 
 
-INTERACT: Etype = ("user", "interact", "item")
-INTERACTED_BY: Etype = ("item", "interacted_by", "user")
+INTERACT: Etype = INTERACT_ETYPE
+INTERACTED_BY: Etype = INTERACTED_BY_ETYPE
 
 
 class UserItemPropagation(torch.nn.Module):
