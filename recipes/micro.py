@@ -58,6 +58,7 @@ class Recipe:
         self.args = args
         self.dataset = load_dataset(args.dataset)
         tables = "-".join(args.tables) if len(args.tables) < len(TABLES) else "all"
+        tables += "".join(f"-{label}" for label in args.only or [])
         self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.summaries: dict[str, list[dict]] = {}
 
