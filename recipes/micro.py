@@ -3,6 +3,7 @@
     python recipes/micro.py                                  # synthetic data, every table, 3 seeds
     python recipes/micro.py -d tiktok --tables cold warm     # the real-data comparisons of the docs
     python recipes/micro.py -d synthetic --seeds 1 --tables 5
+    python recipes/micro.py --quick                          # every table, short training, one seed
 
 Tables: ``4`` overall comparison (the models of Table 4 that dglmm has), ``5`` CF backbones x variants,
 ``6`` modality subsets, ``cold`` the item cold-start setting (Fig. 3), ``warm`` LightGCN / LATTICE / MICRO
@@ -65,6 +66,9 @@ class Recipe:
     def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
         if self.args.only and label not in self.args.only:
             return None
+        if self.args.quick:  # a smoke run of every table: short training, the grid reduced to its lr axis
+            overrides = [o for o in overrides if "=[" not in o or o.startswith("train.lr=")]
+            overrides += ["train.epochs=30", "train.patience=5"]
         sets = ["train.progress=false", *self.args.set, *overrides]
         config = resolve_config(model, self.dataset.name, self.args.config, sets)
         tic = time.time()
@@ -201,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-dataset", default="baby", choices=["baby", "sports", "clothing"])
     parser.add_argument("--cl-max-items", type=int, default=1024,
                         help="MICRO's InfoNCE over a random subset of items per batch (0: all, as eq. 9)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 seed, at most 30 epochs, patience 5, warm grid over lr only")
     parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
     parser.add_argument("-c", "--config", action="append", default=[])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="runs/recipes/micro")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
     recipe = Recipe(args)
     print(f"MICRO recipe on {recipe.dataset.name}: {args.seeds} seed(s); {paper_note(recipe)}", flush=True)
     outputs = []
