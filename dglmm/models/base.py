@@ -61,13 +61,19 @@ class Recommender(nn.Module):
         """Default: BPR on the inner product of :meth:`forward` outputs plus L2 on ego embeddings."""
         from dglmm.nn.losses import bpr_loss, l2_penalty
 
-        reps = self(graph)
-        u, i, j = reps.user[users], reps.item[pos], reps.item[neg]
+        u, i, j = self.batch_representations(graph, users, pos, neg)
         terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}
         ego = self.ego_embeddings(users, pos, neg)
         if ego and self.config.reg_weight > 0:
             terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         return terms
+
+    def batch_representations(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
+                              neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows of the batch; by default from the full :meth:`forward` (models without propagation can
+        compute only these rows)."""
+        reps = self(graph)
+        return reps.user[users], reps.item[pos], reps.item[neg]
 
     def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
                        neg: torch.Tensor) -> tuple[torch.Tensor, ...]:

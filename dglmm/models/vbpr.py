@@ -57,20 +57,34 @@ class VBPR(Recommender):
         self.embed = nn.Linear(feat_dim, d, bias=False)
         nn.init.xavier_uniform_(self.embed.weight)
         self.content_bias = nn.Parameter(torch.zeros(feat_dim)) if config.content_bias else None
+        self._feature_cache: tuple[dgl.DGLGraph, torch.Tensor] | None = None
 
     def _features(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        feats = item_modalities(graph, self.config.modalities).values()
-        return torch.cat([f.to(self.embed.weight.dtype) for f in feats], 1)
+        """``f_i`` for all items, concatenated once per graph object (not once per batch)."""
+        if self._feature_cache is None or self._feature_cache[0] is not graph:
+            feats = item_modalities(graph, self.config.modalities).values()
+            self._feature_cache = (graph, torch.cat([f.to(self.embed.weight.dtype) for f in feats], 1))
+        return self._feature_cache[1]
+
+    def _user_vectors(self, users: torch.Tensor | None = None) -> torch.Tensor:
+        gamma = self.gamma_user.weight if users is None else self.gamma_user(users)
+        theta = self.theta_user.weight if users is None else self.theta_user(users)
+        return torch.cat([gamma, theta, torch.ones(len(gamma), 2, device=gamma.device)], 1)
+
+    def _item_vectors(self, feats: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        f = feats if items is None else feats[items]
+        gamma = self.gamma_item.weight if items is None else self.gamma_item(items)
+        bias = self.item_bias if items is None else self.item_bias[items]
+        content_bias = f @ self.content_bias if self.content_bias is not None else torch.zeros_like(bias)
+        return torch.cat([gamma, self.embed(f), bias[:, None], content_bias[:, None]], 1)
 
     def forward(self, graph: dgl.DGLGraph) -> Representations:
-        feats = self._features(graph)
-        ones = torch.ones(self.n_users, 2, device=feats.device)
-        content_bias = feats @ self.content_bias if self.content_bias is not None \
-            else torch.zeros(self.n_items, device=feats.device)
-        user = torch.cat([self.gamma_user.weight, self.theta_user.weight, ones], 1)
-        item = torch.cat([self.gamma_item.weight, self.embed(feats), self.item_bias[:, None],
-                          content_bias[:, None]], 1)
-        return Representations(user, item)
+        return Representations(self._user_vectors(), self._item_vectors(self._features(graph)))
+
+    def batch_representations(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
+                              neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feats = self._features(graph)  # only the batch's items are projected
+        return self._user_vectors(users), self._item_vectors(feats, pos), self._item_vectors(feats, neg)
 
     def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
                        neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
