@@ -275,9 +275,9 @@ class MICRO(Recommender):
     def _convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: str | None) -> torch.Tensor:
         """``H_(l) = (lambda S~ + (1 - lambda) A~) H_(l-1)`` (eqs. 5-6), L times."""
         lam = self.config.lambda_coeff
-        weights = torch.softmax(self.modal_weights, 0)
+        weights = torch.softmax(self.modal_weights, 0) if modality is None else None
         for _ in range(self.config.item_layers):
-            if modality is None:  # LATTICE: sum_m w_m S~^m for the frozen part, one mixed learned graph
+            if weights is not None:  # LATTICE: sum_m w_m S~^m for the frozen part, one mixed learned graph
                 frozen = sum(weights[i] * frozen_propagate(graph, similar_etype(m), h)
                              for i, m in enumerate(self.modalities))
                 learned = self._learned["mixed"].propagate(h) if lam < 1.0 else 0.0
@@ -300,8 +300,9 @@ class MICRO(Recommender):
         else:
             inputs = [self.backbone.item_embedding_table()] * len(self.modalities)
         if self.flags["fusion"] == "weights":                                         # LATTICE
-            weights = torch.softmax(self.modal_weights, 0).expand(self.n_items, -1)
-            h = self._convolve(graph, weighted_sum(weights, inputs), None)
+            x = inputs[0] if projected is None else weighted_sum(
+                torch.softmax(self.modal_weights, 0).expand(self.n_items, -1), inputs)
+            h = self._convolve(graph, x, None)
             return ItemViews(h, [h], None, [])
         views = [self._convolve(graph, x, m) for x, m in zip(inputs, self.modalities, strict=True)]
         shared = weighted_sum(self.attention(views), views)                          # eqs. 7-8
