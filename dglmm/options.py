@@ -1,0 +1,139 @@
+"""Declared options: every config field states its type, its allowed values or range once, and is checked here.
+
+A config section (data, graph, model, train) is a dataclass whose fields are made with :func:`option`::
+
+    lr: float = option(1e-3, "Adam learning rate", low=0.0, low_open=True)
+    variant: str = option("micro", "Table 5 variant", choices=("micro", "w/o fusion"))
+
+:func:`build` turns a plain dict (YAML, ``--set``) into the dataclass, coercing YAML's values to the declared
+type and raising :class:`OptionError` with one line that names ``section.option`` when a value has the wrong
+type, is not one of the choices or is out of range.  There is no other place where option values are checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterable
+from typing import Any
+
+
+class OptionError(ValueError):
+    """A config value of the wrong type or out of its declared range (one line, names ``section.option``)."""
+
+
+def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low: float | None = None,
+           high: float | None = None, low_open: bool = False) -> Any:
+    """A dataclass field with its help text, its allowed ``choices`` or its range ``[low, high]``.
+
+    ``low_open=True`` excludes ``low`` itself (e.g. a learning rate must be > 0).  List and tuple defaults
+    are copied per instance.
+    """
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
+                "low": low, "high": high, "low_open": low_open}
+    if isinstance(default, list | dict):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def choices_of(cls: type, name: str) -> tuple[Any, ...] | None:
+    """The declared choices of option ``name`` of config class ``cls`` (None when free)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
+
+
+def build(cls: type, values: dict[str, Any], section: str = "model") -> Any:
+    """``cls(**values)`` with every value coerced to its declared type and checked; unknown keys rejected."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise OptionError(f"unknown {section} option(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: coerce(value, hints[name], f"{section}.{name}") for name, value in values.items()}
+    instance = cls(**kwargs)
+    validate(instance, section)
+    return instance
+
+
+def validate(instance: Any, section: str = "model") -> None:
+    """Check every field of a config instance against its declared type, choices and range."""
+    hints = typing.get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        key = f"{section}.{f.name}"
+        value = coerce(getattr(instance, f.name), hints[f.name], key)
+        meta = f.metadata
+        allowed = meta.get("choices")
+        if allowed is not None:
+            items = value if isinstance(value, list | tuple) else [value]
+            bad = [v for v in items if v not in allowed]
+            if bad:
+                raise OptionError(f"{key} must be one of {', '.join(map(str, allowed))}; got {bad[0]!r}")
+        _check_range(value, meta, key)
+
+
+def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None:
+        return
+    for v in value if isinstance(value, list | tuple) else [value]:
+        if v is None:
+            continue
+        too_low = low is not None and (v <= low if meta.get("low_open") else v < low)
+        too_high = high is not None and v > high
+        if too_low or too_high:
+            lo = "" if low is None else f"{'>' if meta.get('low_open') else '>='} {low:g}"
+            hi = "" if high is None else f"<= {high:g}"
+            raise OptionError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}; got {v!r}")
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as type ``hint`` (int, float, bool, str, ``X | None``, ``list[X]``, ``tuple[X, ...]``)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for candidate in options:
+            try:
+                return coerce(value, candidate, key)
+            except OptionError as error:
+                errors.append(str(error))
+        raise OptionError(errors[0] if len(errors) == 1 else f"{key}: {value!r} has the wrong type")
+    if origin in (list, tuple):
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise OptionError(f"{key} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    return _scalar(value, hint, key)
+
+
+def _scalar(value: Any, hint: Any, key: str) -> Any:
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise OptionError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise OptionError(f"{key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise OptionError(f"{key} must be a number, got {value!r}") from None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise OptionError(f"{key} must be a finite number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise OptionError(f"{key} must be a string, got {value!r}")
+    return value
