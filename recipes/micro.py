@@ -14,16 +14,10 @@ are on the paper's Amazon data, so compare orderings, not values, when the datas
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
-from pathlib import Path
 
-from dglmm.config import resolve_config
-from dglmm.data.readers import load_dataset
+from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
 from dglmm.report import format_table
-from dglmm.train.run import run_experiment
 
 # Recall@20 / NDCG@20 of the paper on Amazon Baby, Sports, Clothing (Tables 4, 5, 6).
 PAPER_TABLE4 = {  # model: {dataset: (R@20, P@20, NDCG@20)}; LATTICE from Table 5 (LightGCN, w/o fusion)
@@ -50,51 +44,6 @@ PAPER_TABLE5_BABY = {  # backbone: {variant: (R@20, NDCG@20)} on Baby
 PAPER_TABLE6_BABY = {"visual": (.0768, .0339), "textual": (.0835, .0380), "both": (.0898, .0407)}
 VARIANT_NAMES = {"CF+feats": "cf+feats", "MICRO/feats": "micro/feats", "w/o fusion": "w/o fusion",
                  "w/o specific": "w/o specific", "w/o preference": "w/o preference", "MICRO": "micro"}
-
-
-class Recipe:
-    """Runs rows (model + overrides) with several seeds and keeps their summaries."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.dataset = load_dataset(args.dataset)
-        tables = "-".join(args.tables) if len(args.tables) < len(TABLES) else "all"
-        tables += "".join(f"-{label}" for label in args.only or [])
-        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.summaries: dict[str, list[dict]] = {}
-
-    def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
-        if self.args.only and label not in self.args.only:
-            return None
-        if self.args.quick:  # a smoke run of every table: short training, the grid reduced to its lr axis
-            overrides = [o for o in overrides if "=[" not in o or o.startswith("train.lr=")]
-            overrides += ["train.epochs=30", "train.patience=5"]
-        sets = ["train.progress=false", *self.args.set, *overrides]
-        config = resolve_config(model, self.dataset.name, self.args.config, sets)
-        tic = time.time()
-        summary = run_experiment(model, self.dataset, config, None, seeds=self.args.seeds)
-        summary.update(label=label, overrides=overrides)
-        print(f"  [{table}] {label:38s} R@20 {cell(summary, 'recall@20')}  ({time.time() - tic:.0f} s)",
-              flush=True)
-        self.summaries.setdefault(table, []).append(summary)
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "summaries.json").write_text(json.dumps(self.summaries, indent=1, default=str))
-        return summary
-
-
-def cell(summary: dict, metric: str, group: str = "test") -> str:
-    stats = summary.get(group, {}).get(metric)
-    if stats is None:
-        return "-"
-    return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if len(summary["seeds"]) > 1 else "")
-
-
-def paper_note(recipe: Recipe) -> str:
-    name = recipe.dataset.name
-    if name.lower().startswith(("baby", "sports", "clothing")):
-        return f"paper numbers: Amazon {recipe.args.paper_dataset.title()} (same family of data)."
-    return (f"paper numbers: Amazon {recipe.args.paper_dataset.title()}; this run is on {name!r}, "
-            "other data: compare orderings, not values.")
 
 
 def table4(r: Recipe) -> str:
@@ -198,33 +147,10 @@ TABLES = {"4": table4, "5": table5, "6": table6, "cold": cold, "warm": warm}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-d", "--dataset", default="synthetic")
-    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--paper-dataset", default="baby", choices=["baby", "sports", "clothing"])
+    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/micro")
     parser.add_argument("--cl-max-items", type=int, default=1024,
                         help="MICRO's InfoNCE over a random subset of items per batch (0: all, as eq. 9)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 seed, at most 30 epochs, patience 5, warm grid over lr only")
-    parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
-    parser.add_argument("-c", "--config", action="append", default=[])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", default="runs/recipes/micro")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seeds = 1
-    recipe = Recipe(args)
-    print(f"MICRO recipe on {recipe.dataset.name}: {args.seeds} seed(s); {paper_note(recipe)}", flush=True)
-    outputs = []
-    for name in args.tables:
-        text = TABLES[name](recipe)
-        print("\n" + text + "\n", flush=True)
-        outputs.append(text)
-    recipe.out.mkdir(parents=True, exist_ok=True)
-    (recipe.out / "tables.txt").write_text(paper_note(recipe) + "\n\n" + "\n\n".join(outputs) + "\n")
-    print(f"tables and summaries in {recipe.out}")
-    return 0
+    return recipe_main("MICRO", parser, TABLES, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""What every paper recipe (``recipes/<paper>.py``) shares: running table rows, cells, the paper note, main.
+
+A recipe is a dict of table functions ``name -> f(recipe) -> str``; each table runs its rows with
+:meth:`Recipe.run` (a model plus ``--set`` overrides, grid-searched on validation, several seeds) and formats
+them beside the paper's numbers.  :func:`recipe_main` parses the common command line, runs the chosen tables,
+prints them and writes ``tables.txt`` and ``summaries.json`` into the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dglmm.config import resolve_config
+from dglmm.data.readers import load_dataset
+from dglmm.io import write_text
+from dglmm.train.run import run_experiment
+
+
+class Recipe:
+    """Runs rows (model + overrides) with several seeds and keeps their summaries."""
+
+    def __init__(self, args: argparse.Namespace, n_tables: int) -> None:
+        self.args = args
+        self.dataset = load_dataset(args.dataset)
+        tables = "-".join(args.tables) if len(args.tables) < n_tables else "all"
+        tables += "".join(f"-{label}" for label in args.only or [])
+        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.summaries: dict[str, list[dict]] = {}
+
+    def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
+        """Train one row (skipped, None, when ``--only`` does not name it); returns its summary."""
+        if self.args.only and label not in self.args.only:
+            return None
+        if self.args.quick:  # a smoke run of every table: short training, the grid reduced to its lr axis
+            overrides = [o for o in overrides if "=[" not in o or o.startswith("train.lr=")]
+            overrides += [f"train.epochs={self.args.quick_epochs}", "train.patience=5"]
+        sets = ["train.progress=false", *self.args.set, *overrides]
+        config = resolve_config(model, self.dataset.name, self.args.config, sets)
+        tic = time.time()
+        summary = run_experiment(model, self.dataset, config, None, seeds=self.args.seeds)
+        summary.update(label=label, overrides=overrides)
+        print(f"  [{table}] {label:38s} R@20 {cell(summary, 'recall@20')}  ({time.time() - tic:.0f} s)",
+              flush=True)
+        self.summaries.setdefault(table, []).append(summary)
+        write_text(self.out / "summaries.json", json.dumps(self.summaries, indent=1, default=str))
+        return summary
+
+
+def cell(summary: dict, metric: str, group: str = "test") -> str:
+    """``mean`` (one seed) or ``mean ± std`` of a metric in a recipe summary."""
+    stats = summary.get(group, {}).get(metric)
+    if stats is None:
+        return "-"
+    return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if len(summary["seeds"]) > 1 else "")
+
+
+def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),
+               family_name: str = "Amazon") -> str:
+    """Says whether the run's data is the paper's family of data, or other data (compare orderings only)."""
+    name = recipe.dataset.name
+    paper = f"{family_name} {recipe.args.paper_dataset.title()}"
+    if name.lower().startswith(paper_family):
+        return f"paper numbers: {paper} (same family of data)."
+    return f"paper numbers: {paper}; this run is on {name!r}, other data: compare orderings, not values."
+
+
+def recipe_parser(description: str, tables: dict, paper_datasets: list[str], out: str) -> argparse.ArgumentParser:
+    """The command line every recipe shares; a recipe may add its own arguments to it."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("-d", "--dataset", default="synthetic")
+    parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 seed, short training, patience 5, grids over lr only")
+    parser.add_argument("--quick-epochs", type=int, default=30, help="epoch cap of --quick")
+    parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
+    parser.add_argument("-c", "--config", action="append", default=[])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, Callable[[Recipe], str]],
+                argv: list[str] | None = None, note: Callable[[Recipe], str] = paper_note) -> int:
+    """Parse, run the chosen tables in order, print them and write ``tables.txt``; returns the exit code."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
+    recipe = Recipe(args, len(tables))
+    print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}", flush=True)
+    outputs = []
+    for name in args.tables:
+        text = tables[name](recipe)
+        print("\n" + text + "\n", flush=True)
+        outputs.append(text)
+    write_text(recipe.out / "tables.txt", note(recipe) + "\n\n" + "\n\n".join(outputs) + "\n")
+    print(f"tables and summaries in {recipe.out}")
+    return 0
