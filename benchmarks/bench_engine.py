@@ -21,7 +21,7 @@ from dglmm.data.errors import DataError
 from dglmm.data.readers import load_dataset
 from dglmm.data.synthetic import make_synthetic
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, make_config
+from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.nn.propagation import UserItemPropagation
 from dglmm.train.sampler import BPRSampler
 from dglmm.train.trainer import TrainConfig, Trainer
@@ -78,7 +78,8 @@ def partial_epoch(trainer: Trainer, n_batches: int) -> float:
         if b == n_batches:
             break
         model.on_batch_start(b)
-        loss = sum(model.loss(trainer.graph, u, i, j).values())
+        batch = Batch(u, i, j)
+        loss = sum(model.loss(model.training_forward(trainer.graph, batch), batch).values())
         opt.zero_grad()
         loss.backward()
         opt.step()

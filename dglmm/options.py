@@ -19,8 +19,10 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
+from dglmm.errors import InputError
 
-class OptionError(ValueError):
+
+class OptionError(InputError):
     """A config value of the wrong type or out of its declared range (one line, names ``section.option``)."""
 
 

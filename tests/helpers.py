@@ -59,3 +59,11 @@ def manual_graph(dataset: Dataset) -> dgl.DGLGraph:
     for m, feat in dataset.modalities.items():
         g.nodes["item"].data[f"feat_{m}"] = torch.as_tensor(feat)
     return g
+
+
+def train_terms(model, graph, users, pos, neg) -> dict:
+    """The loss terms of one training batch through the model contract (``training_forward`` + ``loss``)."""
+    from dglmm.models import Batch
+
+    batch = Batch(torch.as_tensor(users), torch.as_tensor(pos), torch.as_tensor(neg))
+    return model.loss(model.training_forward(graph, batch), batch)

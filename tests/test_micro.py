@@ -8,7 +8,7 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, make_config
 from dglmm.models.micro import VARIANTS, orthogonality
 from dglmm.nn.losses import info_nce
-from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset
+from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset, train_terms
 
 K = 4
 
@@ -53,11 +53,11 @@ def test_learned_graph_weights_carry_gradient_on_rebuild_only():
     model.on_epoch_start(0, graph)
     model.on_batch_start(0)
     users, pos, neg = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5])
-    sum(model.loss(graph, users, pos, neg).values()).backward()
+    sum(train_terms(model, graph, users, pos, neg).values()).backward()
     grad0 = model.projections["image"].weight.grad.abs().sum()
     model.zero_grad()
     model.on_batch_start(1)
-    terms = model.loss(graph, users, pos, neg)
+    terms = train_terms(model, graph, users, pos, neg)
     sum(terms.values()).backward()
     assert grad0 > 0
     # Batch 1 reuses the graph detached: only the contrastive/BPR path through the graph weights is cut.
@@ -137,7 +137,7 @@ def test_without_fusion_is_exactly_lattice():
 
 def test_without_fusion_has_no_contrastive_or_attention_terms():
     data, graph, model = setup("micro", variant="w/o fusion")
-    terms = model.loss(graph, torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    terms = train_terms(model, graph, torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
     assert set(terms) == {"bpr", "l2"}
     sum(terms.values()).backward()
     assert all(p.grad is None for p in model.attention.parameters())
@@ -151,7 +151,7 @@ def test_every_variant_and_backbone_trains_a_step(variant, backbone):
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.on_epoch_start(0, graph)
     model.on_batch_start(0)
-    terms = model.loss(graph, torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8]))
+    terms = train_terms(model, graph, torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8]))
     assert all(torch.isfinite(v) for v in terms.values())
     assert ("contrastive" in terms) == (VARIANTS[variant]["fusion"] == "contrastive")
     opt.zero_grad()
@@ -164,7 +164,7 @@ def test_every_variant_and_backbone_trains_a_step(variant, backbone):
 def test_single_modality_subset():
     data, graph, model = setup("micro", modalities=["text"])
     assert model.modalities == ["text"]
-    terms = model.loss(graph, torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
+    terms = train_terms(model, graph, torch.tensor([0]), torch.tensor([1]), torch.tensor([2]))
     assert torch.isfinite(sum(terms.values()))
 
 

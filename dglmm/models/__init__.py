@@ -1,6 +1,21 @@
-"""Models: importing this package registers every model in :data:`REGISTRY`."""
+"""Models: importing this package imports every module in it, which registers each model in :data:`REGISTRY`."""
 
-from dglmm.models import lightgcn, mf, micro, ngcf, vbpr  # noqa: F401  (registration side effects)
-from dglmm.models.base import REGISTRY, Recommender, Representations, make_config, register
+import importlib
+import pkgutil
 
-__all__ = ["REGISTRY", "Recommender", "Representations", "make_config", "register"]
+from dglmm.models.base import (
+    BACKBONES,
+    REGISTRY,
+    Batch,
+    Recommender,
+    Representations,
+    build_backbone,
+    make_config,
+    register,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["BACKBONES", "REGISTRY", "Batch", "Recommender", "Representations", "build_backbone", "make_config",
+           "register"]

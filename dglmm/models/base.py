@@ -1,8 +1,9 @@
-"""The model contract and the registry.
+"""The model contract, the backbone protocol and the registry.
 
 Every model is a :class:`Recommender`: it consumes the dataset heterograph, returns user and item
-representations, names its loss terms, scores users against all items and may rebuild graph structure in the
-epoch hooks.  Adding a model is adding one file that decorates its class with :func:`register`.
+representations, names its loss terms over a :class:`Batch`, scores users against all items and may derive
+graph structure in the hooks (kept as module state).  Adding a model is adding one file in ``dglmm/models/``
+that decorates its class with :func:`register`; the package imports every module it finds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
+from dglmm.nn.losses import bpr_loss, l2_penalty
+from dglmm.options import build
 
 
 class Representations(NamedTuple):
@@ -22,7 +25,26 @@ class Representations(NamedTuple):
 
     user: torch.Tensor
     item: torch.Tensor
-    extras: dict[str, torch.Tensor] | None = None
+    extras: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass
+class Batch:
+    """One training batch: BPR triples ``(users, pos, neg)`` and the samples of a model's extra samplers.
+
+    ``extras`` maps a sampler name (see :meth:`Recommender.extra_samplers`) to its sample for this batch,
+    e.g. KG triples ``(head, relation, tail, corrupted tail)`` for KGAT's TransR loss.
+    """
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
+        extras = {k: tuple(move(t) for t in v) if isinstance(v, tuple) else move(v) for k, v in self.extras.items()}
+        return Batch(self.users.to(device), self.pos.to(device), self.neg.to(device), extras)
 
 
 @dataclasses.dataclass
@@ -35,10 +57,13 @@ class ModelConfig:
 
 
 class Recommender(nn.Module):
-    """Base class: subclasses implement :meth:`forward` and usually :meth:`loss`.
+    """Base class of every model.
 
-    ``forward(graph)`` computes the representations of all users and items; :meth:`loss` turns a BPR batch
-    into a dict of named terms (the trainer sums them and logs each); :meth:`score` ranks all items.
+    The trainer calls, per batch, ``output = training_forward(graph, batch)`` (by default ``self(graph)``, the
+    representations of all users and items) and ``loss(output, batch)``, a dict of named terms that it sums
+    and logs; evaluation calls ``forward(graph)`` once and :meth:`score` per chunk of users.  Graph-rebuilding
+    models keep every graph they derive as module state (``extra_state`` or buffers), so that checkpoints,
+    ``best.pt`` and ``dglmm evaluate`` see the graphs of their epoch; the hooks only update that state.
     """
 
     name: ClassVar[str] = ""
@@ -56,27 +81,24 @@ class Recommender(nn.Module):
     def forward(self, graph: dgl.DGLGraph) -> Representations:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def loss(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
-             neg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Default: BPR on the inner product of :meth:`forward` outputs plus L2 on ego embeddings."""
-        from dglmm.nn.losses import bpr_loss, l2_penalty
+    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> Any:
+        """What :meth:`loss` receives for ``batch`` (default: the full :meth:`forward`)."""
+        return self(graph)
 
-        u, i, j = self.batch_representations(graph, users, pos, neg)
+    def loss(self, output: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        """Default: BPR on inner products of the batch rows plus ``reg_weight`` x L2 on the ego embeddings."""
+        u, i, j = self.batch_rows(output, batch)
         terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}
-        ego = self.ego_embeddings(users, pos, neg)
+        ego = self.ego_embeddings(batch)
         if ego and self.config.reg_weight > 0:
             terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         return terms
 
-    def batch_representations(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
-                              neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rows of the batch; by default from the full :meth:`forward` (models without propagation can
-        compute only these rows)."""
-        reps = self(graph)
-        return reps.user[users], reps.item[pos], reps.item[neg]
+    def batch_rows(self, output: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The user, positive and negative rows of ``batch`` in the training output."""
+        return output.user[batch.users], output.item[batch.pos], output.item[batch.neg]
 
-    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
-                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """The layer-0 embeddings of a batch that the L2 term regularises (empty: no L2 term)."""
         return ()
 
@@ -84,15 +106,43 @@ class Recommender(nn.Module):
         """Scores ``[len(users), n_items]`` from precomputed representations."""
         return reps.user[users] @ reps.item.T
 
-    def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        """Hook for graph-rebuilding models; returns the graph to use this epoch."""
-        return graph
+    def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, Any]:
+        """Samplers beside the BPR one (name -> iterable with ``state_dict``/``load_state_dict``); each batch
+        carries ``next()`` of each under its name in ``Batch.extras``; their states are checkpointed."""
+        return {}
 
-    def on_epoch_end(self, epoch: int, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        return graph
+    # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------
+    def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
+        """Called before an epoch's first batch."""
 
     def on_batch_start(self, batch_index: int) -> None:
         """Called before every training batch (LATTICE rebuilds its learned graph on batch 0)."""
+
+    def on_epoch_end(self, epoch: int, graph: dgl.DGLGraph) -> None:
+        """Called after an epoch's last batch, before validation (SLIF-MR adds its ``correlate`` edges here)."""
+
+    # -- backbone protocol ----------------------------------------------------------------------------------
+    @classmethod
+    def backbone_options(cls, **settings: Any) -> dict[str, Any]:
+        """This model's options when it serves as another model's CF backbone: the common ``settings``
+        (``embedding_dim``, ``reg_weight``, ``n_layers``, hints such as ``adjacency``) that its config has."""
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        return {k: v for k, v in settings.items() if k in known}
+
+
+BACKBONES = ("mf", "lightgcn", "ngcf")
+
+
+def build_backbone(name: str, dataset: Dataset, graph: dgl.DGLGraph, **settings: Any) -> Recommender:
+    """A CF model (one of :data:`BACKBONES`) configured from common settings through its ``backbone_options``.
+
+    A backbone exposes ``forward(graph)``, ``user_embedding_table()``, ``item_embedding_table()`` (layer-0 ID
+    embeddings) and ``ego_embeddings(batch)``.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
+    cls = REGISTRY[name]
+    return cls(dataset, graph, make_config(cls, cls.backbone_options(**settings)))
 
 
 REGISTRY: dict[str, type[Recommender]] = {}
@@ -118,10 +168,6 @@ def config_fields(cls: type[Recommender]) -> list[tuple[str, Any, str]]:
 
 
 def make_config(cls: type[Recommender], options: dict[str, Any]) -> ModelConfig:
-    """Build a model config from a dict, rejecting unknown keys with a clear message."""
-    known = {f.name: f for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"model {cls.name!r} has no option(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    return cls.Config(**options)
+    """Build a model config from a dict: values coerced and checked against the declared options
+    (:func:`dglmm.options.build`), unknown keys rejected with one line."""
+    return build(cls.Config, options, "model")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import dgl
-import torch
 
 from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
-from dglmm.nn.propagation import UserItemPropagation
+from dglmm.nn.propagation import UserItemPropagation, layer_mean
 
 
 @dataclasses.dataclass
@@ -20,17 +19,6 @@ class LightGCNConfig(ModelConfig):
         default="csr", metadata={"help": "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)"})
     adjacency: str = dataclasses.field(
         default="sym", metadata={"help": "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)"})
-
-
-def layer_mean(propagation: UserItemPropagation, graph: dgl.DGLGraph, user_h: torch.Tensor,
-               item_h: torch.Tensor, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``E = 1/(K+1) sum_k A_hat^k E^(0)`` with A_hat the symmetric-normalised interaction graph (eqs. 3-4)."""
-    users, items = [user_h], [item_h]
-    for _ in range(n_layers):
-        user_h, item_h = propagation(graph, user_h, item_h)
-        users.append(user_h)
-        items.append(item_h)
-    return torch.stack(users).mean(0), torch.stack(items).mean(0)
 
 
 @register

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 
 
 def xavier_embedding(n: int, dim: int) -> nn.Embedding:
@@ -31,10 +31,13 @@ class MF(Recommender):
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         return Representations(self.user_emb.weight, self.item_emb.weight)
 
+    def user_embedding_table(self) -> torch.Tensor:
+        """The user ID embeddings (layer 0)."""
+        return self.user_emb.weight
+
     def item_embedding_table(self) -> torch.Tensor:
         """The item ID embeddings (layer 0), e.g. the input of MICRO's item graph convolutions."""
         return self.item_emb.weight
 
-    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
-                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)

@@ -39,7 +39,13 @@ Readings of the paper that are options (defaults in brackets): ``lambda_coeff`` 
 the official code uses 0.9], ``ui_adjacency`` [``sym`` as LightGCN; the official code uses ``rw_self_loops``],
 ``cl_modality_reduction`` [``mean`` as eq. 9; the official code sums], ``l2_on`` [``final`` embeddings as
 the official code; ``ego`` as LightGCN], ``orth_weight`` [0.01: the paper gives no value],
-``graph_update`` [``epoch``: first batch of each epoch, as the official code; ``batch``; ``every_n``].
+``graph_update`` [``epoch``: first batch of each epoch, as the official code; ``batch``; ``every_n``],
+``train_features`` [False: the raw modality features are fixed inputs, as the papers describe them; True:
+fine-tuned by Adam like the official code's ``nn.Embedding.from_pretrained(features, freeze=False)``].
+
+The building blocks live in ``dglmm/nn``: the learned graph and its schedule (``item_graph``), relation
+propagation and the user mean (``propagation``), the modality attention (``attention``), InfoNCE over views
+and the orthogonality term (``losses``).  The learned graphs are module state, saved with the parameters.
 """
 
 from __future__ import annotations
@@ -48,17 +54,34 @@ import dataclasses
 from typing import NamedTuple
 
 import dgl
-import dgl.function as fn
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import INTERACTED_BY_ETYPE, similar_etype
-from dglmm.graph.knn import cosine_knn, normalize_edge_weights
-from dglmm.models.base import ModelConfig, Recommender, Representations, make_config, register
-from dglmm.models.vbpr import item_modalities
-from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
+from dglmm.graph.build import similar_etype
+from dglmm.graph.features import item_features
+from dglmm.models.base import (
+    BACKBONES,
+    Batch,
+    ModelConfig,
+    Recommender,
+    Representations,
+    build_backbone,
+    register,
+)
+from dglmm.nn.attention import ModalityAttention, weighted_sum
+from dglmm.nn.item_graph import SCHEDULES, LearnedItemGraph, skip_connection
+from dglmm.nn.losses import (
+    CONTRASTIVE_ITEMS,
+    bpr_loss,
+    contrastive_items,
+    l2_penalty,
+    multiview_info_nce,
+    orthogonality,
+)
+from dglmm.nn.propagation import ADJACENCIES, mixed_relation_propagate, relation_propagate, user_mean
+from dglmm.options import option
 
 VARIANTS: dict[str, dict[str, object]] = {
     "micro": dict(structure=True, graph_input="id", fusion="contrastive", specific=True, preference=True),
@@ -72,32 +95,37 @@ VARIANTS: dict[str, dict[str, object]] = {
                            preference=False),
     "official": dict(structure=True, graph_input="id", fusion="contrastive", specific=False, preference=False),
 }
-BACKBONES = ("mf", "lightgcn", "ngcf")
-
-
-def _opt(default: object, help_text: str) -> dataclasses.Field:
-    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass
 class MICROConfig(ModelConfig):
-    variant: str = _opt("micro", f"one of {', '.join(VARIANTS)} (Table 5)")
-    backbone: str = _opt("lightgcn", "CF method the module plugs into: mf, lightgcn or ngcf (Table 5)")
-    cf_layers: int = _opt(2, "user-item propagation layers of the backbone")
-    ui_adjacency: str = _opt("sym", "backbone adjacency: 'sym' (LightGCN) or 'rw_self_loops' (official code)")
-    modalities: list[str] | None = _opt(None, "modalities used (None: all the graph has; Table 6 subsets)")
-    item_layers: int = _opt(1, "item graph convolution layers L (eq. 6)")
-    knn_k: int = _opt(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k")
-    lambda_coeff: float = _opt(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9)")
-    graph_update: str = _opt("epoch", "rebuild the learned graph: 'epoch' (batch 0), 'batch', 'every_n'")
-    graph_update_every: int = _opt(1, "N of graph_update='every_n' (in epochs)")
-    cl_weight: float = _opt(0.03, "beta_C of eq. 19 (official code 0.03)")
-    cl_temperature: float = _opt(0.5, "tau of eq. 10")
-    cl_modality_reduction: str = _opt("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)")
-    cl_items: str = _opt("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items")
-    cl_max_items: int = _opt(0, "if > 0, InfoNCE over a random subset of at most this many of those items")
-    orth_weight: float = _opt(0.01, "beta_S of eq. 19 (the paper gives no value)")
-    l2_on: str = _opt("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)")
+    variant: str = option("micro", "Table 5 variant", choices=VARIANTS)
+    backbone: str = option("lightgcn", "CF method the module plugs into (Table 5)", choices=BACKBONES)
+    cf_layers: int = option(2, "user-item propagation layers of the backbone", low=0)
+    ui_adjacency: str = option("sym", "backbone adjacency: 'sym' (LightGCN) or 'rw_self_loops' (official code)",
+                               choices=ADJACENCIES)
+    modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Table 6 subsets)")
+    item_layers: int = option(1, "item graph convolution layers L (eq. 6)", low=0)
+    knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k", low=1)
+    lambda_coeff: float = option(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9)",
+                                 low=0.0, high=1.0)
+    graph_update: str = option("epoch", "rebuild the learned graph: 'epoch' (batch 0), 'batch', 'every_n'",
+                               choices=SCHEDULES)
+    graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1)
+    train_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them fixed")
+    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03)", low=0.0)
+    cl_temperature: float = option(0.5, "tau of eq. 10", low=0.0, low_open=True)
+    cl_modality_reduction: str = option("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)",
+                                        choices=("mean", "sum"))
+    cl_items: str = option("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items",
+                           choices=CONTRASTIVE_ITEMS)
+    cl_max_items: int = option(0, "if > 0, InfoNCE over a random subset of at most this many of those items",
+                               low=0)
+    cl_chunk_size: int = option(1024, "InfoNCE rows per chunk beyond this many items (memory O(chunk x n))",
+                                low=1)
+    orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value)", low=0.0)
+    l2_on: str = option("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)",
+                        choices=("final", "ego"))
 
 
 class ItemViews(NamedTuple):
@@ -107,70 +135,6 @@ class ItemViews(NamedTuple):
     per_modality: list[torch.Tensor]     # h_i^m (eq. 6 output)
     shared: torch.Tensor | None          # h_c,i (eq. 8)
     specific: list[torch.Tensor]         # h_s,i^m (eqs. 11-12)
-
-
-class ModalityAttention(nn.Module):
-    """``alpha^m_i = softmax_m(q^T tanh(W h^m_i + b))`` (eq. 7); parameters shared by all modalities."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.project = nn.Linear(dim, dim)
-        self.query = nn.Linear(dim, 1, bias=False)
-
-    def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
-        logits = torch.cat([self.query(torch.tanh(self.project(v))) for v in views], 1)
-        return torch.softmax(logits, dim=1)  # [n, |M|]
-
-
-def weighted_sum(weights: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor:
-    return sum(weights[:, m:m + 1] * v for m, v in enumerate(views))
-
-
-def orthogonality(specific: list[torch.Tensor]) -> torch.Tensor:
-    """``1/|I| sum_i (h_s,i^a . h_s,i^b)^2`` (eq. 13), summed over every pair of modalities a < b."""
-    total = specific[0].new_zeros(())
-    for a in range(len(specific)):
-        for b in range(a + 1, len(specific)):
-            total = total + (specific[a] * specific[b]).sum(1).pow(2).mean()
-    return total
-
-
-class LearnedGraph:
-    """The learned kNN item graph ``A~`` as a homogeneous DGL graph with edge weight ``w``.
-
-    Built from projected features (eqs. 1-4); the weights keep their autograd history only for the forward
-    pass that built them (the official code reuses the graph detached for the rest of the epoch).
-    """
-
-    def __init__(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_items: int) -> None:
-        self.graph = dgl.graph((src, dst), num_nodes=n_items, device=weight.device)
-        self.weight = weight
-
-    def detach(self) -> None:
-        self.weight = self.weight.detach()
-
-    def propagate(self, h: torch.Tensor) -> torch.Tensor:
-        with self.graph.local_scope():
-            self.graph.ndata["h"] = h
-            self.graph.edata["w"] = self.weight
-            self.graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h"))
-            return self.graph.ndata["h"]
-
-
-def frozen_propagate(graph: dgl.DGLGraph, etype: tuple[str, str, str], h: torch.Tensor) -> torch.Tensor:
-    """``S~ H`` over the heterograph's frozen kNN relation."""
-    with graph.local_scope():
-        graph.nodes["item"].data["h"] = h
-        graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h_out"), etype=etype)
-        return graph.nodes["item"].data["h_out"]
-
-
-def user_mean(graph: dgl.DGLGraph, item_h: torch.Tensor) -> torch.Tensor:
-    """``h_u = 1/|I_u| sum_{i in I_u} h_i`` (eq. 16) over the training interactions."""
-    with graph.local_scope():
-        graph.nodes["item"].data["h"] = item_h
-        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_u"), etype=INTERACTED_BY_ETYPE)
-        return graph.nodes["user"].data["h_u"]
 
 
 @register
@@ -183,108 +147,78 @@ class MICRO(Recommender):
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: MICROConfig) -> None:
         super().__init__(dataset, graph, config)
-        self._check(config)
         self.flags = VARIANTS[config.variant]
-        feats = item_modalities(graph, config.modalities)
+        feats = item_features(graph, config.modalities)
         self.modalities = list(feats)
         for m in self.modalities:
             if similar_etype(m) not in graph.canonical_etypes:
                 raise ValueError(f"the graph has no {similar_etype(m)[1]} relation for modality {m!r}")
         d = config.embedding_dim
-        self.backbone = self._make_backbone(dataset, graph, config)
+        self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d,
+                                       reg_weight=config.reg_weight, n_layers=config.cf_layers,
+                                       adjacency=config.ui_adjacency)
         self.projections = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in feats.items()})  # eq. 4
         for lin in self.projections.values():
             nn.init.xavier_uniform_(lin.weight)
         self.modal_weights = nn.Parameter(torch.full((len(feats),), 1.0 / len(feats)))  # LATTICE fusion
         self.attention = ModalityAttention(d)                                            # eq. 7
         self.query_final = nn.Linear(d, 1, bias=False)                                   # q_2 of eq. 14
-        self._learned: dict[str, LearnedGraph] = {}
-        self._epoch = 0
-        self._rebuild = True
-
-    @staticmethod
-    def _check(config: MICROConfig) -> None:
-        choices = {"variant": VARIANTS, "backbone": BACKBONES, "graph_update": ("epoch", "batch", "every_n"),
-                   "cl_items": ("all", "batch"),
-                   "cl_modality_reduction": ("mean", "sum"), "l2_on": ("final", "ego")}
-        for key, allowed in choices.items():
-            if getattr(config, key) not in allowed:
-                raise ValueError(f"model.{key} must be one of {', '.join(allowed)}, got {getattr(config, key)!r}")
-        if not 0.0 <= config.lambda_coeff <= 1.0:
-            raise ValueError(f"model.lambda_coeff must be in [0, 1], got {config.lambda_coeff}")
-
-    @staticmethod
-    def _make_backbone(dataset: Dataset, graph: dgl.DGLGraph, config: MICROConfig) -> Recommender:
-        from dglmm.models import REGISTRY
-
-        cls = REGISTRY[config.backbone]
-        options = {"embedding_dim": config.embedding_dim, "reg_weight": config.reg_weight}
-        if config.backbone != "mf":
-            options["n_layers"] = config.cf_layers
-        if config.backbone == "lightgcn":
-            options["adjacency"] = config.ui_adjacency
-        if config.backbone == "ngcf":
-            options["layer_combination"] = "mean"  # h_i is d-dimensional, so the backbone output must be too
-        return cls(dataset, graph, make_config(cls, options))
+        self.features = nn.ParameterDict(
+            {m: nn.Parameter(f.detach().float().clone()) for m, f in feats.items()} if config.train_features
+            else {})
+        names = ["mixed"] if self.flags["fusion"] == "weights" else self.modalities
+        self.learned = nn.ModuleDict({name: LearnedItemGraph(self.n_items, config.knn_k, config.graph_update,
+                                                             config.graph_update_every) for name in names})
 
     # -- hooks: the learned-graph schedule ------------------------------------------------------------------
-    def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> dgl.DGLGraph:
-        self._epoch = epoch
-        return graph
+    def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
+        for learned in self.learned.values():
+            learned.on_epoch_start(epoch)
 
     def on_batch_start(self, batch_index: int) -> None:
-        mode = self.config.graph_update
-        if mode == "batch":
-            self._rebuild = True
-        elif batch_index == 0:
-            every = self.config.graph_update_every if mode == "every_n" else 1
-            self._rebuild = self._rebuild or self._epoch % every == 0
-        else:
-            self._rebuild = False
+        for learned in self.learned.values():
+            learned.on_batch_start(batch_index)
 
     # -- structure (eqs. 1-6) ---------------------------------------------------------------------------------
+    def raw_features(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
+        """The modality features ``e^m``: the graph's (fixed) or the model's fine-tuned copies."""
+        if self.config.train_features:
+            return dict(self.features)
+        return item_features(graph, self.modalities)
+
     def projected_features(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
         """``e~^m = W_m e^m + b_m`` (eq. 4) for every modality."""
-        feats = item_modalities(graph, self.modalities)
-        return [self.projections[m](f.to(self.modal_weights.dtype)) for m, f in feats.items()]
-
-    def _build_learned(self, projected: list[torch.Tensor]) -> None:
-        """Eqs. 1-3 on the projected features: per modality (MICRO) or mixed by modal weights (LATTICE)."""
-        k, n = self.config.knn_k, self.n_items
-        edges = [cosine_knn(p, k) for p in projected]
-        if self.flags["fusion"] == "weights":
-            weights = torch.softmax(self.modal_weights, 0)
-            src = torch.cat([e[0] for e in edges])
-            dst = torch.cat([e[1] for e in edges])
-            sim = torch.cat([weights[m] * e[2] for m, e in enumerate(edges)])
-            self._learned = {"mixed": LearnedGraph(src, dst, normalize_edge_weights(src, dst, sim, n), n)}
-        else:
-            self._learned = {m: LearnedGraph(s, d, normalize_edge_weights(s, d, w, n), n)
-                             for m, (s, d, w) in zip(self.modalities, edges, strict=True)}
+        feats = self.raw_features(graph)
+        return [self.projections[m](feats[m].to(self.modal_weights.dtype)) for m in self.modalities]
 
     def _refresh_learned(self, graph: dgl.DGLGraph, projected: list[torch.Tensor] | None) -> None:
-        """Rebuild the learned graph when the schedule (or evaluation) asks for it, else detach it."""
-        rebuild = self._rebuild or not self.training or not self._learned
-        if rebuild and self.config.lambda_coeff < 1.0:
-            self._build_learned(projected if projected is not None else self.projected_features(graph))
-            self._rebuild = False
+        """Rebuild the learned graphs (eqs. 1-4) when their schedule or evaluation asks for it, else detach."""
+        if self.config.lambda_coeff >= 1.0:
+            return
+        cache: dict[str, list[torch.Tensor]] = {}
+
+        def inputs() -> list[torch.Tensor]:  # projected once, only if a graph is rebuilt
+            if "p" not in cache:
+                cache["p"] = projected if projected is not None else self.projected_features(graph)
+            return cache["p"]
+
+        if self.flags["fusion"] == "weights":  # LATTICE: per-modality top-k mixed by the modal weights
+            self.learned["mixed"].refresh(lambda: (inputs(), torch.softmax(self.modal_weights, 0)))
         else:
-            for learned in self._learned.values():
-                learned.detach()
+            for index, m in enumerate(self.modalities):
+                self.learned[m].refresh(lambda index=index: ([inputs()[index]],))
 
     def _convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: str | None) -> torch.Tensor:
         """``H_(l) = (lambda S~ + (1 - lambda) A~) H_(l-1)`` (eqs. 5-6), L times."""
         lam = self.config.lambda_coeff
         weights = torch.softmax(self.modal_weights, 0) if modality is None else None
+        learned = self.learned["mixed" if modality is None else modality]
         for _ in range(self.config.item_layers):
             if weights is not None:  # LATTICE: sum_m w_m S~^m for the frozen part, one mixed learned graph
-                frozen = sum(weights[i] * frozen_propagate(graph, similar_etype(m), h)
-                             for i, m in enumerate(self.modalities))
-                learned = self._learned["mixed"].propagate(h) if lam < 1.0 else 0.0
+                frozen = mixed_relation_propagate(graph, [similar_etype(m) for m in self.modalities], weights, h)
             else:
-                frozen = frozen_propagate(graph, similar_etype(modality), h)
-                learned = self._learned[modality].propagate(h) if lam < 1.0 else 0.0
-            h = lam * frozen + (1.0 - lam) * learned
+                frozen = relation_propagate(graph, similar_etype(modality), h)
+            h = skip_connection(frozen, learned.propagate(h) if lam < 1.0 else 0.0, lam)
         return h
 
     # -- fusion (eqs. 7-15) --------------------------------------------------------------------------------------
@@ -314,56 +248,42 @@ class MICRO(Recommender):
         return ItemViews(weighted_sum(alpha, candidates), views, shared, specific)   # eq. 15
 
     # -- the contract --------------------------------------------------------------------------------------
-    def _representations(self, graph: dgl.DGLGraph) -> tuple[Representations, ItemViews]:
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
         cf = self.backbone(graph)
         views = self.item_views(graph)
         item = cf.item + F.normalize(views.fused, dim=1)                              # eq. 17, item side
         user = cf.user
         if self.flags["preference"]:
             user = user + F.normalize(user_mean(graph, views.fused), dim=1)           # eqs. 16-17
-        return Representations(user, item), views
+        return Representations(user, item, {"views": views})
 
-    def forward(self, graph: dgl.DGLGraph) -> Representations:
-        return self._representations(graph)[0]
-
-    def loss(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
-             neg: torch.Tensor) -> dict[str, torch.Tensor]:
-        reps, views = self._representations(graph)
-        u, i, j = reps.user[users], reps.item[pos], reps.item[neg]
+    def loss(self, output: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+        views: ItemViews = output.extras["views"]
+        u, i, j = self.batch_rows(output, batch)
         terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                  # eq. 18
         if self.config.reg_weight > 0:
-            ego = (u, i, j) if self.config.l2_on == "final" else self.backbone.ego_embeddings(users, pos, neg)
+            ego = (u, i, j) if self.config.l2_on == "final" else self.backbone.ego_embeddings(batch)
             terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         if self.flags["fusion"] == "contrastive" and self.config.cl_weight > 0:
-            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(views, self._contrastive_items(pos, neg))
+            items = contrastive_items(self.n_items, batch.pos, batch.neg, self.config.cl_items,
+                                      self.config.cl_max_items)
+            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(views, items)
         if views.specific and self.config.orth_weight > 0:
             terms["orthogonal"] = self.config.orth_weight * orthogonality(views.specific)  # eq. 13
         return terms
-
-    def _contrastive_items(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor | None:
-        """The items of eq. 9's sum: all (None), the batch's items, optionally capped by random sampling."""
-        if self.config.cl_items == "all":
-            items = None if self.config.cl_max_items <= 0 else torch.arange(self.n_items, device=pos.device)
-        else:
-            items = torch.unique(torch.cat([pos, neg.reshape(-1)]))
-        if items is not None and 0 < self.config.cl_max_items < len(items):
-            items = items[torch.randperm(len(items), device=items.device)[: self.config.cl_max_items]]
-        return items
 
     def contrastive_loss(self, views: ItemViews, items: torch.Tensor | None = None) -> torch.Tensor:
         """``L_C`` of eq. 9: InfoNCE (eq. 10) between each modality view and the shared view.
 
         Over all items (eq. 9) or, with ``items``, over that subset only (negatives from the subset).
         """
-        pick = (lambda x: x) if items is None else (lambda x: x[items])  # noqa: E731
-        losses = [info_nce(pick(v), pick(views.shared), self.config.cl_temperature) for v in views.per_modality]
-        total = torch.stack(losses).sum()
-        return total / len(losses) if self.config.cl_modality_reduction == "mean" else total
+        return multiview_info_nce(views.per_modality, views.shared, self.config.cl_temperature, items,
+                                  self.config.cl_modality_reduction, self.config.cl_chunk_size)
 
 
 @dataclasses.dataclass
 class LATTICEConfig(MICROConfig):
-    variant: str = _opt("w/o fusion", "LATTICE is MICRO's 'w/o fusion' variant")
+    variant: str = option("w/o fusion", "LATTICE is MICRO's 'w/o fusion' variant", choices=VARIANTS)
 
 
 @register

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import dgl
 import torch
@@ -57,11 +58,17 @@ class NGCF(MF):
         self.propagation = UserItemPropagation(config.backend)
         self.dropout = nn.Dropout(config.message_dropout)
 
+    @classmethod
+    def backbone_options(cls, **settings: Any) -> dict[str, Any]:
+        """As a backbone the layers are averaged, so the output stays d-dimensional like the item views."""
+        return {**super().backbone_options(**settings), "layer_combination": "mean"}
+
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         user, item = self.user_emb.weight, self.item_emb.weight
         users, items = [user], [item]
+        hop = self.propagation.bind(graph)
         for layer in self.layers:
-            side_user, side_item = self.propagation(graph, user, item)
+            side_user, side_item = hop(user, item)
             user = self.dropout(layer(user, side_user))
             item = self.dropout(layer(item, side_item))
             out_u, out_i = (F.normalize(user, dim=1), F.normalize(item, dim=1)) \

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.graph.features import item_features
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.models.mf import xavier_embedding
 
 
@@ -19,17 +20,6 @@ class VBPRConfig(ModelConfig):
         default=None, metadata={"help": "modalities to concatenate (None: every one the graph has)"})
     content_bias: bool = dataclasses.field(
         default=True, metadata={"help": "keep the content bias beta'^T f_i of the VBPR paper"})
-
-
-def item_modalities(graph: dgl.DGLGraph, names: list[str] | None) -> dict[str, torch.Tensor]:
-    """The item feature tensors ``feat_<m>`` stored on the heterograph, in a stable order."""
-    data = graph.nodes["item"].data
-    available = sorted(k[len("feat_"):] for k in data.keys() if k.startswith("feat_"))
-    chosen = available if names is None else list(names)
-    missing = [m for m in chosen if m not in available]
-    if missing or not chosen:
-        raise ValueError(f"modalities {missing or chosen} not in the graph (it has: {available or 'none'})")
-    return {m: data[f"feat_{m}"] for m in chosen}
 
 
 @register
@@ -49,7 +39,7 @@ class VBPR(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: VBPRConfig) -> None:
         super().__init__(dataset, graph, config)
         d = config.embedding_dim
-        feat_dim = sum(f.shape[1] for f in item_modalities(graph, config.modalities).values())
+        feat_dim = sum(f.shape[1] for f in item_features(graph, config.modalities).values())
         self.gamma_user = xavier_embedding(self.n_users, d)
         self.theta_user = xavier_embedding(self.n_users, d)
         self.gamma_item = xavier_embedding(self.n_items, d)
@@ -57,13 +47,18 @@ class VBPR(Recommender):
         self.embed = nn.Linear(feat_dim, d, bias=False)
         nn.init.xavier_uniform_(self.embed.weight)
         self.content_bias = nn.Parameter(torch.zeros(feat_dim)) if config.content_bias else None
-        self._feature_cache: tuple[dgl.DGLGraph, torch.Tensor] | None = None
+        self._feature_cache: tuple[tuple, torch.Tensor] | None = None
 
     def _features(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """``f_i`` for all items, concatenated once per graph object (not once per batch)."""
-        if self._feature_cache is None or self._feature_cache[0] is not graph:
-            feats = item_modalities(graph, self.config.modalities).values()
-            self._feature_cache = (graph, torch.cat([f.to(self.embed.weight.dtype) for f in feats], 1))
+        """``f_i`` for all items, concatenated once per set of feature tensors (not once per batch).
+
+        The cache key is the feature tensors' storage, shape and in-place version counter: a new or modified
+        feature tensor gives a new key, whatever graph object carries it.
+        """
+        feats = list(item_features(graph, self.config.modalities).values())
+        key = tuple((f.data_ptr(), tuple(f.shape), f._version, str(f.device)) for f in feats)
+        if self._feature_cache is None or self._feature_cache[0] != key:
+            self._feature_cache = (key, torch.cat([f.to(self.embed.weight.dtype) for f in feats], 1))
         return self._feature_cache[1]
 
     def _user_vectors(self, users: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,12 +76,16 @@ class VBPR(Recommender):
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         return Representations(self._user_vectors(), self._item_vectors(self._features(graph)))
 
-    def batch_representations(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
-                              neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        feats = self._features(graph)  # only the batch's items are projected
-        return self._user_vectors(users), self._item_vectors(feats, pos), self._item_vectors(feats, neg)
+    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """Only the batch's rows: the features of the batch's items are projected, not all items'."""
+        feats = self._features(graph)
+        return (self._user_vectors(batch.users), self._item_vectors(feats, batch.pos),
+                self._item_vectors(feats, batch.neg))
 
-    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
-                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def batch_rows(self, output: tuple[torch.Tensor, ...], batch: Batch) -> tuple[torch.Tensor, ...]:
+        return output
+
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        users, pos, neg = batch.users, batch.pos, batch.neg
         return (self.gamma_user(users), self.theta_user(users), self.gamma_item(pos), self.gamma_item(neg),
                 self.item_bias[pos, None], self.item_bias[neg, None])

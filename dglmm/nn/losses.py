@@ -25,6 +25,7 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     ``positive`` and, when ``same_view_negatives``, the other rows of ``anchor`` itself.  Computed as a
     cross-entropy over the logits ``[a_i . p_j / tau, a_i . a_j / tau (j != i)]``, which is the same quantity
     as ``-log(e^pos / (e^pos + sum of e^neg))`` but stable and with fewer passes over the ``n x n`` matrices.
+    Memory is ``O(n^2)``; :func:`info_nce_chunked` gives the same value in ``O(chunk x n)``.
     """
     a = F.normalize(anchor, dim=-1)
     p = F.normalize(positive, dim=-1)
@@ -35,3 +36,74 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
         logits = torch.cat([logits, same.masked_fill(eye, float("-inf"))], 1)
     target = torch.arange(len(a), device=a.device)
     return F.cross_entropy(logits, target)
+
+
+def info_nce_chunked(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
+                     same_view_negatives: bool = True, chunk_size: int = 1024) -> torch.Tensor:
+    """:func:`info_nce` computed over ``chunk_size`` anchor rows at a time: memory ``O(chunk x n)``.
+
+    Each chunk's logits ``[chunk, n]`` (and ``[chunk, n]`` same-view) are reduced to their log-sum-exp at
+    once, so the ``n x n`` similarity matrix never exists; the gradient is exact (autograd through each chunk).
+    """
+    a = F.normalize(anchor, dim=-1)
+    p = F.normalize(positive, dim=-1)
+    total = a.new_zeros(())
+    for start in range(0, len(a), chunk_size):
+        rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
+        logits = a[rows] @ p.T / temperature
+        if same_view_negatives:
+            same = (a[rows] @ a.T / temperature).index_put((torch.arange(len(rows), device=a.device), rows),
+                                                           torch.tensor(float("-inf"), device=a.device))
+            logits = torch.cat([logits, same], 1)
+        total = total + (torch.logsumexp(logits, 1) - logits[torch.arange(len(rows)), rows]).sum()
+    return total / len(a)
+
+
+def orthogonality(specific: list[torch.Tensor]) -> torch.Tensor:
+    """``1/|I| sum_i (h_s,i^a . h_s,i^b)^2`` (MICRO eq. 13), summed over every pair of views a < b."""
+    total = specific[0].new_zeros(())
+    for a in range(len(specific)):
+        for b in range(a + 1, len(specific)):
+            total = total + (specific[a] * specific[b]).sum(1).pow(2).mean()
+    return total
+
+
+CONTRASTIVE_ITEMS = ("all", "batch")
+
+
+def contrastive_items(n_items: int, pos: torch.Tensor, neg: torch.Tensor, mode: str = "all",
+                      max_items: int = 0) -> torch.Tensor | None:
+    """The items an InfoNCE sums over: all (None), the batch's items, optionally a random subset of them.
+
+    ``mode="all"`` (MICRO eq. 9, SLIF-MR eq. 19) or ``"batch"`` (the positive and negative items of the
+    batch); ``max_items > 0`` keeps a uniformly random ``max_items`` of those (global torch RNG, so seeded and
+    checkpointed with the run).
+    """
+    if mode not in CONTRASTIVE_ITEMS:
+        raise ValueError(f"mode must be one of {CONTRASTIVE_ITEMS}, got {mode!r}")
+    if mode == "all":
+        items = None if max_items <= 0 else torch.arange(n_items, device=pos.device)
+    else:
+        items = torch.unique(torch.cat([pos, neg.reshape(-1)]))
+    if items is not None and 0 < max_items < len(items):
+        items = items[torch.randperm(len(items), device=items.device)[:max_items]]
+    return items
+
+
+def multiview_info_nce(views: list[torch.Tensor], target: torch.Tensor, temperature: float,
+                       items: torch.Tensor | None = None, reduction: str = "mean",
+                       chunk_size: int = 1024) -> torch.Tensor:
+    """InfoNCE between each view and a target view over ``items`` (None: all rows), reduced over views.
+
+    ``reduction="mean"`` averages the views' terms (MICRO eq. 9), ``"sum"`` adds them (the official MICRO
+    code).  Up to ``chunk_size`` rows the ``n x n`` logits are formed at once; beyond, :func:`info_nce_chunked`
+    keeps memory at ``O(chunk_size x n)``.
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    pick = (lambda x: x) if items is None else (lambda x: x[items])  # noqa: E731
+    n = len(target) if items is None else len(items)
+    loss_fn = info_nce if n <= chunk_size else (
+        lambda a, p, t: info_nce_chunked(a, p, t, chunk_size=chunk_size))
+    total = torch.stack([loss_fn(pick(v), pick(target), temperature) for v in views]).sum()
+    return total / len(views) if reduction == "mean" else total

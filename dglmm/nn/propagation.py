@@ -1,12 +1,15 @@
 """Weighted message passing over relations of the dataset heterograph.
 
-Two interchangeable backends compute ``h'_dst = sum_{(src, dst) in E_r} w_e h_src`` for a set of relations:
-
-* ``"dgl"``: ``graph.multi_update_all`` with ``fn.u_mul_e`` (supports learnable edge weights);
-* ``"csr"``: ``torch.sparse.mm`` on CSR matrices derived once from ``graph.adj_tensors('csr', etype)`` with a
-  custom autograd that multiplies by the reverse relation's CSR in the backward pass (fixed weights only;
-  about 2.5x faster on CPU, REFERENCE.md section 1).  ``tests/test_propagation.py`` proves both equal a dense
-  normalised-adjacency product.
+* :func:`relation_propagate` / :func:`relation_mean`: one relation, ``h'_dst = sum_e w_e h_src`` or the mean of
+  ``h_src`` over a node's in-edges (``fn.u_mul_e`` / ``fn.copy_u`` with ``fn.sum`` / ``fn.mean``);
+  :func:`user_mean` and :func:`item_mean` are the means over the training interactions (MICRO eq. 16, CAmgr
+  eq. 3); :func:`mixed_relation_propagate` a weighted sum of relations (a fused item graph, TMFUN eq. 4).
+* :func:`propagate`: several relations at once through ``graph.multi_update_all``.
+* :class:`UserItemPropagation` and :func:`layer_mean`: the user-item hop of LightGCN/NGCF with two
+  interchangeable backends, ``"dgl"`` (``multi_update_all``, learnable weights allowed) and ``"csr"``
+  (``torch.sparse.mm`` on CSR matrices derived from ``graph.adj_tensors``, with a custom autograd that uses the
+  transposed matrix in the backward pass: fixed weights only, about 2.5x faster on CPU, REFERENCE.md section 1).
+  ``tests/test_propagation.py`` proves both equal a dense normalised-adjacency product.
 """
 
 from __future__ import annotations
@@ -20,6 +23,44 @@ import torch
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
 
 Etype = tuple[str, str, str]
+
+
+def relation_propagate(graph: dgl.DGLGraph, etype: Etype, h: torch.Tensor,
+                       weight: str | torch.Tensor = "w") -> torch.Tensor:
+    """``h'_dst = sum_{(src, dst) in E_r} w_e h_src`` over one relation; ``weight`` names edata or is a tensor."""
+    src_type, _, dst_type = etype
+    with graph.local_scope():
+        graph.nodes[src_type].data["h"] = h
+        if isinstance(weight, torch.Tensor):
+            graph.edges[etype].data["_w"] = weight
+            weight = "_w"
+        graph.update_all(fn.u_mul_e("h", weight, "m"), fn.sum("m", "h_out"), etype=etype)
+        return graph.nodes[dst_type].data["h_out"]
+
+
+def relation_mean(graph: dgl.DGLGraph, etype: Etype, h: torch.Tensor) -> torch.Tensor:
+    """The mean of ``h_src`` over each destination's in-edges of ``etype`` (zeros where there are none)."""
+    src_type, _, dst_type = etype
+    with graph.local_scope():
+        graph.nodes[src_type].data["h"] = h
+        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_out"), etype=etype)
+        return graph.nodes[dst_type].data["h_out"]
+
+
+def user_mean(graph: dgl.DGLGraph, item_h: torch.Tensor) -> torch.Tensor:
+    """``h_u = 1/|I_u| sum_{i in I_u} h_i`` over the user's training items (MICRO eq. 16)."""
+    return relation_mean(graph, INTERACTED_BY_ETYPE, item_h)
+
+
+def item_mean(graph: dgl.DGLGraph, user_h: torch.Tensor) -> torch.Tensor:
+    """``U_i = 1/|U_i| sum_{u in U_i} e_u`` over the item's training users (CAmgr eq. 3)."""
+    return relation_mean(graph, INTERACT_ETYPE, user_h)
+
+
+def mixed_relation_propagate(graph: dgl.DGLGraph, etypes: list[Etype], weights: torch.Tensor,
+                             h: torch.Tensor) -> torch.Tensor:
+    """``sum_r weights[r] (A_r h)``: propagation over the weighted sum of several same-typed relations."""
+    return sum(weights[r] * relation_propagate(graph, etype, h) for r, etype in enumerate(etypes))
 
 
 def propagate(graph: dgl.DGLGraph, feats: dict[str, torch.Tensor], etypes: list[Etype],
@@ -65,11 +106,27 @@ def relation_csr(graph: dgl.DGLGraph, etype: Etype, weight: str = "w") -> torch.
         return torch.sparse_csr_tensor(indptr.long(), indices.long(), values, size=shape)
 
 
+def relation_fingerprint(graph: dgl.DGLGraph, etypes: list[Etype], weight: str = "w") -> tuple:
+    """A cheap content key of relations (sizes, edge endpoints and weights): caches key on it, not on ``id``.
+
+    O(E) reductions; two graphs with the same relations, endpoints and weights give the same key.
+    """
+    key: list = [graph.device.type]
+    for etype in etypes:
+        src, dst = graph.edges(etype=etype)
+        w = graph.edges[etype].data[weight].detach().double()
+        position = torch.arange(1, len(src) + 1, device=src.device, dtype=torch.float64)
+        key += [etype, graph.num_nodes(etype[0]), graph.num_nodes(etype[2]), len(src),
+                float((src.double() * position).sum()), float((dst.double() * position).sum()),
+                float((w * position).sum())]
+    return tuple(key)
+
+
 class BipartiteCSR:
-    """Fixed user<->item propagation with the CSR fast path, built once per graph object."""
+    """Fixed user<->item propagation with the CSR fast path (matrices and their transposes)."""
 
     def __init__(self, graph: dgl.DGLGraph, forward: Etype, backward: Etype, weight: str = "w") -> None:
-        self.graph = graph
+        self.key = relation_fingerprint(graph, [forward, backward], weight)
         self.to_item = relation_csr(graph, forward, weight)    # [n_items, n_users]
         self.to_user = relation_csr(graph, backward, weight)   # [n_users, n_items]
         self.to_item_t = self._transpose(self.to_item)
@@ -87,6 +144,8 @@ class BipartiteCSR:
 
 INTERACT: Etype = INTERACT_ETYPE
 INTERACTED_BY: Etype = INTERACTED_BY_ETYPE
+BACKENDS = ("csr", "dgl")
+ADJACENCIES = ("sym", "rw_self_loops")
 
 
 class UserItemPropagation(torch.nn.Module):
@@ -94,33 +153,63 @@ class UserItemPropagation(torch.nn.Module):
 
     ``adjacency="sym"`` uses the stored ``edata['w']`` (``1/sqrt(d_u d_i)``, LightGCN); ``"rw_self_loops"``
     computes ``D^-1 (A + I)`` as the official LATTICE/MICRO code does (weights ``1/(d_dst + 1)`` plus a self
-    term).  ``backend="dgl"`` uses :func:`propagate`; ``backend="csr"`` the fixed-weight CSR fast path.
+    term).  ``backend="dgl"`` uses :func:`propagate`; ``backend="csr"`` the fixed-weight CSR fast path, whose
+    matrices are cached under a content key of the graph's interaction relations (built once per graph
+    content, rebuilt when the graph changes).
     """
 
     def __init__(self, backend: str = "csr", adjacency: str = "sym") -> None:
         super().__init__()
-        if backend not in ("dgl", "csr"):
-            raise ValueError(f"unknown propagation backend {backend!r} (expected 'dgl' or 'csr')")
-        if adjacency not in ("sym", "rw_self_loops"):
-            raise ValueError(f"unknown adjacency {adjacency!r} (expected 'sym' or 'rw_self_loops')")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown propagation backend {backend!r} (expected one of {BACKENDS})")
+        if adjacency not in ADJACENCIES:
+            raise ValueError(f"unknown adjacency {adjacency!r} (expected one of {ADJACENCIES})")
         self.backend = backend
         self.adjacency = adjacency
         self._csr: BipartiteCSR | None = None
+        self._csr_graph_key: tuple | None = None
 
     def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
                 item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.bind(graph)(user_h, item_h)
+
+    def bind(self, graph: dgl.DGLGraph):
+        """The hop ``(user_h, item_h) -> (user_h', item_h')`` on ``graph`` (graph work done once, for all layers)."""
         weight = "w" if self.adjacency == "sym" else _self_loop_weights(graph)
         if self.backend == "dgl":
-            out = propagate(graph, {"user": user_h, "item": item_h}, [INTERACT, INTERACTED_BY], weight)
-            new_user, new_item = out["user"], out["item"]
+            def hop(user_h: torch.Tensor, item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                out = propagate(graph, {"user": user_h, "item": item_h}, [INTERACT, INTERACTED_BY], weight)
+                return out["user"], out["item"]
         else:
-            if self._csr is None or self._csr.graph is not graph:
-                self._csr = BipartiteCSR(graph, INTERACT, INTERACTED_BY, weight)
-            new_user, new_item = self._csr(user_h, item_h)
-        if self.adjacency == "rw_self_loops":
-            new_user = new_user + user_h / (graph.in_degrees(etype=INTERACTED_BY) + 1).to(user_h)[:, None]
-            new_item = new_item + item_h / (graph.in_degrees(etype=INTERACT) + 1).to(item_h)[:, None]
-        return new_user, new_item
+            hop = self._csr_for(graph, weight)
+        if self.adjacency == "sym":
+            return hop
+        user_deg = (graph.in_degrees(etype=INTERACTED_BY) + 1)[:, None]
+        item_deg = (graph.in_degrees(etype=INTERACT) + 1)[:, None]
+
+        def hop_with_self_loops(user_h: torch.Tensor, item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            new_user, new_item = hop(user_h, item_h)
+            return new_user + user_h / user_deg.to(user_h), new_item + item_h / item_deg.to(item_h)
+        return hop_with_self_loops
+
+    def _csr_for(self, graph: dgl.DGLGraph, weight: str) -> BipartiteCSR:
+        """The cached CSR matrices when ``graph`` has the same interaction content, else new ones."""
+        key = relation_fingerprint(graph, [INTERACT, INTERACTED_BY], weight)
+        if self._csr is None or self._csr.key != key:
+            self._csr = BipartiteCSR(graph, INTERACT, INTERACTED_BY, weight)
+        return self._csr
+
+
+def layer_mean(propagation: UserItemPropagation, graph: dgl.DGLGraph, user_h: torch.Tensor,
+               item_h: torch.Tensor, n_layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``E = 1/(K+1) sum_k A_hat^k E^(0)`` (LightGCN eqs. 3-4): the mean of layers 0..K of user-item hops."""
+    users, items = [user_h], [item_h]
+    hop = propagation.bind(graph)
+    for _ in range(n_layers):
+        user_h, item_h = hop(user_h, item_h)
+        users.append(user_h)
+        items.append(item_h)
+    return torch.stack(users).mean(0), torch.stack(items).mean(0)
 
 
 def _self_loop_weights(graph: dgl.DGLGraph) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import dgl
 import numpy as np
@@ -51,25 +52,42 @@ def build_model(model_name: str, dataset: Dataset, graph: dgl.DGLGraph, options:
     return cls(dataset, graph, make_config(cls, options))
 
 
-def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | None,
-             resume: bool = False, graph_cache: Path | bool | None = None) -> dict:
-    """Train and test one config with ``config['train']['seed']``; returns the results dict."""
+class PreparedRun(NamedTuple):
+    """Everything a config turns into before training: the split dataset, its graph, the model, the trainer."""
+
+    dataset: Dataset
+    graph: dgl.DGLGraph
+    model: Recommender
+    trainer: Trainer
+
+
+def prepare_run(model_name: str, dataset: Dataset, config: dict, run_dir: Path | None = None,
+                graph_cache: Path | bool | None = None) -> PreparedRun:
+    """Split protocol, heterograph, seeded model and trainer of one config (training and ``evaluate`` alike)."""
     train_cfg = instantiate(TrainConfig, config.get("train", {}))
     data_cfg = instantiate(DataConfig, config.get("data", {}))
     split = prepare_dataset(dataset, data_cfg)
     graph = build_graph(split, instantiate(GraphConfig, config.get("graph", {})), cache_dir=graph_cache)
     seed_everything(train_cfg.seed)
     model = build_model(model_name, split, graph, config.get("model", {}))
+    trainer = Trainer(model, graph, split, train_cfg, run_dir, evaluation_candidates(split, data_cfg))
+    return PreparedRun(split, graph, model, trainer)
+
+
+def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | None,
+             resume: bool = False, graph_cache: Path | bool | None = None) -> dict:
+    """Train and test one config with ``config['train']['seed']``; returns the results dict."""
+    prepared = prepare_run(model_name, dataset, config, run_dir, graph_cache)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
-    trainer = Trainer(model, graph, split, train_cfg, run_dir, evaluation_candidates(split, data_cfg))
+    trainer = prepared.trainer
     if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
         trainer.resume(run_dir / "checkpoint.pt")
     results = trainer.fit()
     results["model"] = model_name
-    results["dataset"] = split.name
+    results["dataset"] = prepared.dataset.name
     return results
 
 
@@ -129,7 +147,8 @@ def _run_dir(out_dir: Path | None, point: int | None, seed_index: int) -> Path |
 
 
 def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = None) -> dict[str, float]:
-    """Rebuild a run's dataset, graph and model, load ``best.pt`` and evaluate ``split``."""
+    """Rebuild a run's dataset, graph, model and trainer from ``config.yaml``, load ``best.pt`` (parameters
+    and derived graphs) and evaluate ``split`` exactly as the run's own test did."""
     import torch
 
     from dglmm.data.readers import load_dataset
@@ -140,9 +159,7 @@ def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = 
             raise FileNotFoundError(f"{path}: not found (is {run_dir} a run folder with a finished epoch?)")
     config = yaml.safe_load(config_path.read_text())
     model_name, source = config.pop("model_name"), config.pop("dataset")
-    dataset = prepare_dataset(load_dataset(dataset_spec or source), instantiate(DataConfig, config["data"]))
-    graph = build_graph(dataset, instantiate(GraphConfig, config["graph"]))
-    model = build_model(model_name, dataset, graph, config["model"])
-    train_cfg = instantiate(TrainConfig, config["train"])
-    model.load_state_dict(torch.load(best_path, map_location=train_cfg.device)["model"])
-    return Trainer(model, graph, dataset, train_cfg).evaluate(split)
+    prepared = prepare_run(model_name, load_dataset(dataset_spec or source), config)
+    state = torch.load(best_path, map_location=prepared.trainer.device)
+    prepared.model.load_state_dict(state["model"])
+    return prepared.trainer.evaluate(split)

@@ -2,7 +2,9 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch),
 ``checkpoint.pt`` (the last completed epoch: model, optimiser, sampler and RNG states), ``best.pt`` (the
-best-validation model), ``results.json`` (written atomically at the end) and ``curves.png``.
+best-validation model), ``results.json`` (written atomically at the end) and ``curves.png``.  The model's
+state includes the graphs it derived during training (learned kNN graphs, added edge types), so the test at
+the best epoch, ``--resume`` and ``dglmm evaluate`` all use the graphs of the epoch they load.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tqdm import tqdm
 
 from dglmm.data.dataset import Dataset
 from dglmm.io import save_torch, write_json
-from dglmm.models.base import Recommender
+from dglmm.models.base import Batch, Recommender
 from dglmm.train.evaluate import evaluate_full_ranking
 from dglmm.train.sampler import BPRSampler
 
@@ -83,6 +85,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
                                   seed=config.seed, item_pool=negative_pool(dataset, config.negative_pool))
+        self.extra_samplers = model.extra_samplers(dataset, config.batch_size, config.seed + 1)
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
@@ -93,13 +96,15 @@ class Trainer:
     # -- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        self.graph = self.model.on_epoch_start(epoch, self.graph)
+        self.model.on_epoch_start(epoch, self.graph)
         sums: dict[str, float] = {}
         bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
                    disable=not self.config.progress)
         for batch_index, (users, pos, neg) in enumerate(bar):
+            extras = {name: sampler.sample() for name, sampler in self.extra_samplers.items()}
+            batch = Batch(users, pos, neg, extras).to(self.device)
             self.model.on_batch_start(batch_index)
-            terms = self.model.loss(self.graph, users.to(self.device), pos.to(self.device), neg.to(self.device))
+            terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch_index}: "
@@ -110,7 +115,7 @@ class Trainer:
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
             bar.set_postfix({k: f"{v / (batch_index + 1):.4f}" for k, v in sums.items()})
-        self.graph = self.model.on_epoch_end(epoch, self.graph)
+        self.model.on_epoch_end(epoch, self.graph)
         n = max(1, len(self.sampler))
         return {name: value / n for name, value in sums.items()}
 
@@ -191,6 +196,7 @@ class Trainer:
         return {
             "epoch": epoch, "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()), "sampler": self.sampler.state_dict(),
+            "extra_samplers": {name: s.state_dict() for name, s in self.extra_samplers.items()},
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(), "best": self.best, "best_state": self.best_state,
             "bad_evals": self.bad_evals, "history": list(self.history),
@@ -207,6 +213,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
+        for name, sampler in self.extra_samplers.items():
+            sampler.load_state_dict(state["extra_samplers"][name])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])

@@ -1,0 +1,11 @@
+"""The base class of every problem caused by the user's input (files, options, run folders).
+
+The CLI reports an :class:`InputError` as one line with exit status 2; any other exception is an internal
+error.  ``DataError`` (files), ``OptionError`` (config values) and ``CheckpointError`` derive from it.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """A problem with what the user gave: a file, an option value, a run folder (one readable line)."""

@@ -1,0 +1,19 @@
+"""Access to the item features stored on the heterograph (``feat_<modality>`` item node data)."""
+
+from __future__ import annotations
+
+import dgl
+import torch
+
+from dglmm.errors import InputError
+
+
+def item_features(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The item feature tensors ``feat_<m>`` of ``names`` (None: every modality the graph has), sorted by name."""
+    data = graph.nodes["item"].data
+    available = sorted(k[len("feat_"):] for k in data.keys() if k.startswith("feat_"))
+    chosen = available if names is None else list(names)
+    missing = [m for m in chosen if m not in available]
+    if missing or not chosen:
+        raise InputError(f"modalities {missing or chosen} not in the graph (it has: {available or 'none'})")
+    return {m: data[f"feat_{m}"] for m in chosen}
