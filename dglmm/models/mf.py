@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import dgl
 import torch
-from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-
-
-def xavier_embedding(n: int, dim: int) -> nn.Embedding:
-    """An embedding table with Xavier-uniform init, as all four papers use."""
-    emb = nn.Embedding(n, dim)
-    nn.init.xavier_uniform_(emb.weight)
-    return emb
+from dglmm.nn.init import xavier_embedding
 
 
 @register

@@ -11,7 +11,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.graph.features import item_features
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-from dglmm.models.mf import xavier_embedding
+from dglmm.nn.init import xavier_embedding
 
 
 @dataclasses.dataclass
