@@ -7,7 +7,7 @@ state includes the graphs it derived during training (learned kNN graphs, added 
 the best epoch, ``--resume`` and ``dglmm evaluate`` all use the graphs of the epoch they load.
 
 Checkpoints hold only tensors, numbers, strings and plain containers, so that they are read back with
-``torch.load(weights_only=True)`` (:func:`dglmm.io.load_checkpoint`).  Progress: a bar while an epoch runs when
+``weights_only=True`` (:func:`dglmm.io.load_checkpoint`).  Progress: a bar while an epoch runs when
 stderr is a terminal, otherwise one line per epoch on stderr (``train.progress=false`` silences both).
 """
 
