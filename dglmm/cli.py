@@ -1,7 +1,9 @@
 """Command line: ``dglmm train | evaluate | models | data info | data graph | demo``.
 
-Every problem with the user's input (a malformed file, an unknown option) is reported as one line on stderr
-with exit status 2; a traceback is shown only with ``--debug``.
+Every problem with the user's input (a malformed file, an unknown option or value, an unreadable checkpoint:
+:class:`dglmm.errors.InputError`) is reported as one line ``dglmm: error: ...`` on stderr with exit status 2.
+Anything else is a bug in dglmm: one line ``dglmm: internal error: ...`` and exit status 1.  ``--debug`` shows
+the traceback of either.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from dglmm.data.errors import DataError
+from dglmm.errors import InputError
 
 
 def _load(spec: str):
@@ -29,9 +31,10 @@ def cmd_data_info(args: argparse.Namespace) -> None:
 
 def cmd_data_graph(args: argparse.Namespace) -> None:
     from dglmm.graph.build import GraphConfig, build_graph, graph_summary
+    from dglmm.options import build
 
     dataset = _load(args.dataset)
-    config = GraphConfig(knn_k=args.k, knn_norm=args.norm, knn_symmetric=args.symmetric)
+    config = build(GraphConfig, {"knn_k": args.k, "knn_norm": args.norm, "knn_symmetric": args.symmetric}, "graph")
     tic = time.perf_counter()
     graph = build_graph(dataset, config, cache_dir=False if args.no_cache else None)
     print(graph_summary(graph))
@@ -41,12 +44,11 @@ def cmd_data_graph(args: argparse.Namespace) -> None:
 def cmd_models(args: argparse.Namespace) -> None:
     from dglmm.models import REGISTRY
     from dglmm.models.base import config_fields
+    from dglmm.train.run import model_class
 
     names = [args.name] if args.name else sorted(REGISTRY)
     for name in names:
-        if name not in REGISTRY:
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
-        cls = REGISTRY[name]
+        cls = model_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"{name:12s} {doc}")
         if args.name or args.verbose:
@@ -55,14 +57,13 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from dglmm.config import resolve_config
     from dglmm.report import format_summary_table
-    from dglmm.train.run import run_experiment
+    from dglmm.train.run import resolve_model_config, run_experiment
 
     dataset = _load(args.dataset)
     if args.resume:
         return _resume(Path(args.resume), dataset)
-    config = resolve_config(args.model, dataset.name, args.config or [], args.set or [])
+    config = resolve_model_config(args.model, dataset.name, args.config or [], args.set or [])
     out = Path(args.out) / f"{args.model}_{dataset.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     summary = run_experiment(args.model, dataset, config, out, seeds=args.seeds)
     print(format_summary_table([summary]))
@@ -70,40 +71,60 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _resume(run_dir: Path, dataset) -> None:
-    import yaml
 
     from dglmm.train.run import run_once
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = _run_config(run_dir)
     model_name = config.pop("model_name")
     config.pop("dataset", None)
     results = run_once(model_name, dataset, config, run_dir, resume=True)
     print({k: round(v, 4) for k, v in results["test"].items()})
 
 
+def _run_config(run_dir: Path) -> dict:
+    """The ``config.yaml`` of a run folder (InputError naming the file when it is missing or malformed)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise InputError(f"{path}: not found (is {run_dir} a run folder?)")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(config, dict) or "model_name" not in config:
+        raise InputError(f"{path}: not a dglmm run config (no model_name)")
+    return config
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from dglmm.train.run import evaluate_run
 
-    metrics = evaluate_run(Path(args.run_dir), split=args.split, dataset_spec=args.dataset)
+    run_dir = Path(args.run_dir)
+    _run_config(run_dir)
+    if not (run_dir / "best.pt").is_file():
+        raise InputError(f"{run_dir / 'best.pt'}: not found (has the run finished a validated epoch?)")
+    metrics = evaluate_run(run_dir, split=args.split, dataset_spec=args.dataset)
     for key, value in metrics.items():
         print(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from dglmm.config import resolve_config
     from dglmm.data.dataset import format_summary
     from dglmm.graph.build import build_graph, graph_summary
     from dglmm.report import format_summary_table
     from dglmm.train.evaluate import evaluate_popularity
-    from dglmm.train.run import run_experiment
+    from dglmm.train.run import model_class, resolve_model_config, run_experiment
 
     dataset = _load("synthetic")
     print(format_summary(dataset.summary()), "\n")
     print(graph_summary(build_graph(dataset)), "\n")
     summaries = []
-    for model in args.models:
-        config = resolve_config(model, dataset.name, [], ["train.epochs=" + str(args.epochs), "train.patience=10",
-                                                          "train.progress=false"])
+    for index, model in enumerate(args.models, start=1):
+        config = resolve_model_config(model, dataset.name, [], [f"train.epochs={args.epochs}", "train.patience=10"])
+        doc = (model_class(model).__doc__ or "").strip().splitlines()[0]
+        print(f"[{index}/{len(args.models)}] training {model} on {dataset.name} for up to {args.epochs} epochs "
+              f"(early stopping on validation {config['train'].get('metric', 'recall@20')}): {doc}", flush=True)
         summaries.append(run_experiment(model, dataset, config, None, seeds=1))
     print(format_summary_table(summaries))
     popularity = evaluate_popularity(dataset)
@@ -162,17 +183,26 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
         args.func(args)
-    except (DataError, ValueError, FileNotFoundError, KeyError) as error:
+    except InputError as error:
         if args.debug:
             raise
-        message = str(error).strip("'\"")
-        print(f"dglmm: error: {message}", file=sys.stderr)
+        print(f"dglmm: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dglmm: interrupted (the last completed epoch is in checkpoint.pt; continue with --resume)",
               file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - a bug, not an input problem: say so in one line
+        if args.debug:
+            raise
+        print(f"dglmm: internal error: {type(error).__name__}: {_one_line(error)} "
+              "(run again with --debug for the traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

@@ -4,8 +4,12 @@ A resolved config is a plain dict with four sections, each checked against a dat
 
 * ``data``  -> :class:`DataConfig` (split protocol),
 * ``graph`` -> :class:`dglmm.graph.build.GraphConfig`,
-* ``model`` -> the model's own ``Config`` dataclass,
-* ``train`` -> :class:`dglmm.train.trainer.TrainConfig`.
+* ``model`` -> the model's own ``Config`` dataclass (given by the caller: this module does not import the
+  models or the trainer),
+* ``train`` -> :class:`TrainConfig`.
+
+Every value is checked by :func:`dglmm.options.build` (type, choices, range), for every point of a sweep,
+before anything is trained.
 
 Overrides are ``section.key=value`` (YAML-parsed value); a bare ``key=value`` is resolved to the one section
 that has ``key``.  A list value for a scalar option (or a list of lists for a list option) defines a sweep:
@@ -23,36 +27,74 @@ from typing import Any
 
 import yaml
 
+from dglmm.errors import InputError
+from dglmm.metric_keys import metric_names
+from dglmm.options import OptionError, build, option
+
 SECTIONS = ("data", "graph", "model", "train")
 
 
 @dataclasses.dataclass
 class DataConfig:
-    split: str = dataclasses.field(
-        default="given", metadata={"help": "'given' (the dataset's split) or 'cold_start' (MICRO 4.1.3)"})
-    cold_frac: float = dataclasses.field(default=0.2, metadata={"help": "share of items made cold"})
-    split_seed: int = dataclasses.field(default=2024, metadata={"help": "seed of generated splits"})
-    cold_rank: str = dataclasses.field(
-        default="cold_items", metadata={"help": "cold start: rank only the split's 'cold_items' or 'all_items'"})
+    """The split protocol (section ``data``)."""
+
+    split: str = option("given", "'given' (the dataset's split) or 'cold_start' (MICRO 4.1.3)",
+                        choices=("given", "cold_start"))
+    cold_frac: float = option(0.2, "share of items made cold", low=0.0, high=1.0, low_open=True, high_open=True)
+    split_seed: int = option(2024, "seed of generated splits", low=0)
+    cold_rank: str = option("cold_items", "cold start: rank only the split's 'cold_items' or 'all_items'",
+                            choices=("cold_items", "all_items"))
 
 
-def section_classes(model_name: str) -> dict[str, type]:
-    """The dataclass that validates each section for a given model."""
+@dataclasses.dataclass
+class TrainConfig:
+    """The training loop (section ``train``); see :class:`dglmm.train.trainer.Trainer`."""
+
+    epochs: int = option(1000, "maximum number of epochs", low=1)
+    batch_size: int = option(2048, "BPR triples per batch", low=1)
+    lr: float = option(1e-3, "Adam learning rate", low=0.0, low_open=True)
+    weight_decay: float = option(0.0, "Adam weight decay on all parameters (models add their own L2 terms)",
+                                 low=0.0)
+    patience: int = option(20, "stop after this many evaluations without validation improvement", low=0)
+    eval_every: int = option(1, "validate every N epochs", low=1)
+    metric: str = option("recall@20", "validation metric for selection: <metric>@<K> with K one of train.ks")
+    ks: tuple[int, ...] = option((10, 20, 50), "cut-offs K", low=1)
+    seed: int = option(2024, "seed of torch, numpy, python and sampler", low=0)
+    checkpoint_every: int = option(5, "write checkpoint.pt every N epochs", low=1)
+    eval_chunk_size: int = option(1024, "users per full-ranking chunk", low=1)
+    mask_valid_in_test: bool = option(False, "also mask validation items when testing (official code: no)")
+    negative_pool: str = option("all", "negatives from 'all' items or only 'train_items' (cold items unseen)",
+                                choices=("all", "train_items"))
+    few_interactions: int = option(
+        5, "results also report test metrics on items with 1..N training interactions", low=0)
+    device: str = option("cpu", "torch device, e.g. cpu or cuda:0")
+    progress: bool = option(True, "progress bar per epoch when stderr is a terminal (else one line per epoch)")
+
+    def check_options(self, section: str = "train") -> None:
+        """``metric`` must be one the evaluator reports: ``<name>@<K>`` with K in ``ks``."""
+        known = metric_names(self.ks)
+        if self.metric not in known:
+            raise OptionError(f"{section}.metric must be one of {', '.join(known)} (K from {section}.ks); "
+                              f"got {self.metric!r}")
+
+
+def section_classes(model_config: type) -> dict[str, type]:
+    """The dataclass that validates each section, given the model's config class (``cls.Config``)."""
     from dglmm.graph.build import GraphConfig
-    from dglmm.models import REGISTRY
-    from dglmm.train.trainer import TrainConfig
 
-    if model_name not in REGISTRY:
-        raise ValueError(f"unknown model {model_name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return {"data": DataConfig, "graph": GraphConfig, "model": REGISTRY[model_name].Config,
-            "train": TrainConfig}
+    return {"data": DataConfig, "graph": GraphConfig, "model": model_config, "train": TrainConfig}
 
 
 def _read_yaml(path: Path | str) -> dict:
-    with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a config file must be a mapping of sections")
+        raise InputError(f"{path}: a config file must be a mapping of sections")
     return data
 
 
@@ -76,7 +118,10 @@ def merge(base: dict, update: dict) -> dict:
 
 def parse_value(raw: str) -> Any:
     """YAML value, with the numbers YAML 1.1 leaves as strings (``1e-3``, ``[1e-3, 5e-4]``) made floats."""
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise InputError(f"--set value {raw!r} is not valid YAML") from None
     if isinstance(value, list):
         return [_number(v) for v in value]
     return _number(value)
@@ -91,46 +136,56 @@ def _number(value: Any) -> Any:
     return value
 
 
-def parse_override(text: str, model_name: str) -> tuple[str, str, Any]:
-    """``'train.lr=1e-3'`` -> ``('train', 'lr', 0.001)``; a bare key is looked up in every section."""
+def parse_override(text: str, sections: dict[str, type]) -> tuple[str, str, Any]:
+    """``'train.lr=1e-3'`` -> ``('train', 'lr', 0.001)``; a bare key is looked up in every section.
+
+    ``sections`` is :func:`section_classes` of the model.
+    """
     if "=" not in text:
-        raise ValueError(f"--set expects key=value, got {text!r}")
+        raise InputError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
     value = parse_value(raw)
     if "." in key:
         section, name = key.split(".", 1)
         return section, name, value
-    owners = [s for s, cls in section_classes(model_name).items()
-              if key in {f.name for f in dataclasses.fields(cls)}]
+    owners = [s for s, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
     if len(owners) != 1:
         where = "no section" if not owners else f"sections {owners}"
-        raise ValueError(f"option {key!r} is in {where}; write it as section.{key}")
+        raise InputError(f"option {key!r} is in {where}; write it as section.{key}")
     return owners[0], key, value
 
 
 def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  # type: ignore[assignment]
-                   overrides: list[str] = ()) -> dict:  # type: ignore[assignment]
-    """Merge the layers in priority order and check every key against its section's dataclass."""
+                   overrides: list[str] = (), *, model_config: type) -> dict:  # type: ignore[assignment]
+    """Merge the layers in priority order and check every key and value against its section's dataclass.
+
+    ``model_config`` is the model's config class (``REGISTRY[model_name].Config``).
+    """
+    sections = section_classes(model_config)
     config: dict = {s: {} for s in SECTIONS}
     for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name),
                   _packaged("models", model_name), *(_read_yaml(f) for f in files)):
         config = merge(config, layer)
     for text in overrides:
-        section, key, value = parse_override(text, model_name)
+        section, key, value = parse_override(text, sections)
         config.setdefault(section, {})[key] = value
-    check_keys(config, model_name)
+    check_keys(config, sections)
+    expand_grid(config, sections)  # checks the values of every point of a sweep
     return config
 
 
-def check_keys(config: dict, model_name: str) -> None:
-    classes = section_classes(model_name)
+def check_keys(config: dict, sections: dict[str, type]) -> None:
+    """InputError for an unknown section, OptionError for an unknown option."""
     for section, values in config.items():
-        if section not in classes:
-            raise ValueError(f"unknown config section {section!r}; expected one of {SECTIONS}")
-        known = {f.name for f in dataclasses.fields(classes[section])}
+        if section not in sections:
+            raise InputError(f"unknown config section {section!r}; expected one of {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise InputError(f"config section {section!r} must be a mapping of options, got {values!r}")
+        known = {f.name for f in dataclasses.fields(sections[section])}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown {section} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise OptionError(f"unknown {section} option(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
 
 
 def _is_list_option(cls: type, name: str) -> bool:
@@ -138,15 +193,14 @@ def _is_list_option(cls: type, name: str) -> bool:
     return any(t in str(field.type) for t in ("list", "tuple"))
 
 
-def sweep_axes(config: dict, model_name: str) -> dict[tuple[str, str], list]:
+def sweep_axes(config: dict, sections: dict[str, type]) -> dict[tuple[str, str], list]:
     """The (section, key) -> values that define a grid."""
-    classes = section_classes(model_name)
     axes = {}
     for section, values in config.items():
         for key, value in values.items():
             if not isinstance(value, list):
                 continue
-            if _is_list_option(classes[section], key):
+            if _is_list_option(sections[section], key):
                 if value and all(isinstance(v, list) for v in value):
                     axes[(section, key)] = value
             else:
@@ -154,28 +208,30 @@ def sweep_axes(config: dict, model_name: str) -> dict[tuple[str, str], list]:
     return axes
 
 
-def expand_grid(config: dict, model_name: str) -> list[tuple[dict, dict]]:
-    """Every point of the sweep as ``(point, config)``; a config without lists gives one point ``{}``."""
-    axes = sweep_axes(config, model_name)
+def expand_grid(config: dict, sections: dict[str, type]) -> list[tuple[dict, dict]]:
+    """Every point of the sweep as ``(point, config)``; a config without lists gives one point ``{}``.
+
+    Every section of every point is checked with :func:`dglmm.options.build` (OptionError on a bad value).
+    """
+    check_keys(config, sections)
+    axes = sweep_axes(config, sections)
     points = []
     for combo in itertools.product(*axes.values()):
         point = dict(zip(axes, combo, strict=True))
         resolved = copy.deepcopy(config)
         for (section, key), value in point.items():
             resolved[section][key] = value
+        for section, values in resolved.items():
+            build(sections[section], values, section)
         points.append(({f"{s}.{k}": v for (s, k), v in point.items()}, resolved))
     return points
 
 
-def instantiate(cls: type, values: dict) -> Any:
-    """Build a section dataclass, turning YAML lists into tuples where the default is a tuple."""
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            value = values[f.name]
-            if isinstance(value, list) and "tuple" in str(f.type):
-                value = tuple(value)
-            if isinstance(value, str) and str(f.type).startswith("float"):
-                value = _number(value)  # YAML 1.1 reads 1e-3 as a string
-            kwargs[f.name] = value
-    return cls(**kwargs)
+_SECTION_NAMES = {DataConfig: "data", TrainConfig: "train"}
+
+
+def instantiate(cls: type, values: dict, section: str | None = None) -> Any:
+    """Build a section dataclass from a dict with :func:`dglmm.options.build` (coerced and checked)."""
+    if section is None:
+        section = _SECTION_NAMES.get(cls, "graph" if cls.__name__ == "GraphConfig" else "model")
+    return build(cls, values, section)

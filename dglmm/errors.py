@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """A problem with what the user gave: a file, an option value, a run folder (one readable line)."""
+
+
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be read safely (corrupt, truncated or not a dglmm checkpoint)."""

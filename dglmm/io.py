@@ -1,4 +1,5 @@
-"""Small file helpers: atomic writes so that an interrupted run never leaves half a result file."""
+"""Small file helpers: atomic writes so that an interrupted run never leaves half a result file, and the one
+function that reads checkpoints (:func:`load_checkpoint`, tensors and plain containers only)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from dglmm.errors import CheckpointError
 
 
 def _atomic(path: Path, write) -> None:
@@ -39,6 +42,30 @@ def write_text(path: Path | str, text: str) -> None:
 def save_torch(path: Path | str, obj: Any) -> None:
     """``torch.save`` atomically."""
     _atomic(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a ``checkpoint.pt`` / ``best.pt`` with ``torch.load(weights_only=True)``.
+
+    Only tensors, numbers, strings, None and dicts / lists / tuples of them are unpickled, so a crafted file
+    cannot run code.  Every failure (missing, truncated, corrupt, foreign objects, not a dict) is a one-line
+    :class:`~dglmm.errors.CheckpointError` that names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read a user file is a problem of that file
+        text = " ".join(str(exc).split())
+        if "Weights only load failed" in text or "Unsupported" in text:
+            raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain containers "
+                                  "(dglmm reads checkpoints with weights_only=True)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated?): "
+                              f"{type(exc).__name__}: {text[:200]}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a dglmm checkpoint (expected a dict, got {type(state).__name__})")
+    return state
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,6 +8,8 @@ A config section (data, graph, model, train) is a dataclass whose fields are mad
 :func:`build` turns a plain dict (YAML, ``--set``) into the dataclass, coercing YAML's values to the declared
 type and raising :class:`OptionError` with one line that names ``section.option`` when a value has the wrong
 type, is not one of the choices or is out of range.  There is no other place where option values are checked.
+An option whose allowed values depend on another option (``train.metric`` on ``train.ks``) is checked by the
+class's ``check_options(self, section)`` method, which :func:`validate` calls after the per-field checks.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ class OptionError(InputError):
 
 
 def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False) -> Any:
+           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
     """A dataclass field with its help text, its allowed ``choices`` or its range ``[low, high]``.
 
-    ``low_open=True`` excludes ``low`` itself (e.g. a learning rate must be > 0).  List and tuple defaults
-    are copied per instance.
+    ``low_open=True`` excludes ``low`` itself (e.g. a learning rate must be > 0), ``high_open=True`` excludes
+    ``high``.  List and tuple defaults are copied per instance.
     """
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
-                "low": low, "high": high, "low_open": low_open}
+                "low": low, "high": high, "low_open": low_open, "high_open": high_open}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -72,6 +74,9 @@ def validate(instance: Any, section: str = "model") -> None:
             if bad:
                 raise OptionError(f"{key} must be one of {', '.join(map(str, allowed))}; got {bad[0]!r}")
         _check_range(value, meta, key)
+    check = getattr(instance, "check_options", None)
+    if check is not None:
+        check(section)
 
 
 def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
@@ -82,10 +87,10 @@ def _check_range(value: Any, meta: typing.Mapping[str, Any], key: str) -> None:
         if v is None:
             continue
         too_low = low is not None and (v <= low if meta.get("low_open") else v < low)
-        too_high = high is not None and v > high
+        too_high = high is not None and (v >= high if meta.get("high_open") else v > high)
         if too_low or too_high:
             lo = "" if low is None else f"{'>' if meta.get('low_open') else '>='} {low:g}"
-            hi = "" if high is None else f"<= {high:g}"
+            hi = "" if high is None else f"{'<' if meta.get('high_open') else '<='} {high:g}"
             raise OptionError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}; got {v!r}")
 
 

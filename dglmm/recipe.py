@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dglmm.config import resolve_config
 from dglmm.data.readers import load_dataset
 from dglmm.io import write_text
-from dglmm.train.run import run_experiment
+from dglmm.train.run import resolve_model_config, run_experiment
 
 
 class Recipe:
@@ -39,7 +38,7 @@ class Recipe:
             overrides = [o for o in overrides if "=[" not in o or o.startswith("train.lr=")]
             overrides += [f"train.epochs={self.args.quick_epochs}", "train.patience=5"]
         sets = ["train.progress=false", *self.args.set, *overrides]
-        config = resolve_config(model, self.dataset.name, self.args.config, sets)
+        config = resolve_model_config(model, self.dataset.name, self.args.config, sets)
         tic = time.time()
         summary = run_experiment(model, self.dataset, config, None, seeds=self.args.seeds)
         summary.update(label=label, overrides=overrides)

@@ -2,10 +2,9 @@
 
 import pytest
 
-from dglmm.config import resolve_config
 from dglmm.data.synthetic import make_synthetic
 from dglmm.train.evaluate import evaluate_popularity
-from dglmm.train.run import run_once
+from dglmm.train.run import resolve_model_config, run_once
 
 FAST = ["train.progress=false", "train.epochs=40", "train.patience=8"]
 
@@ -16,7 +15,7 @@ def synthetic():
 
 
 def train(model, dataset, *overrides):
-    config = resolve_config(model, "synthetic", [], [*FAST, *overrides])
+    config = resolve_model_config(model, "synthetic", [], [*FAST, *overrides])
     return run_once(model, dataset, config, None, graph_cache=False)
 
 

@@ -170,8 +170,8 @@ def test_config_switches(dataset: Dataset) -> None:
     assert not any(et[1].startswith("rev_") for et in g.canonical_etypes)
     with pytest.raises(DataError, match="audio"):
         build_graph(dataset, GraphConfig(modalities=["audio"]), cache_dir=False)
-    with pytest.raises(ValueError):
-        GraphConfig(knn_norm="bogus")
+    with pytest.raises(ValueError, match="graph.knn_norm must be one of sym, rw, none; got 'bogus'"):
+        build_graph(dataset, GraphConfig(knn_norm="bogus"), cache_dir=False)
 
 
 def test_clashing_relation_names_are_reported(dataset: Dataset) -> None:

@@ -4,10 +4,9 @@ import json
 
 import pytest
 
-from dglmm.config import resolve_config
 from dglmm.data.synthetic import make_synthetic
 from dglmm.models.lightgcn import LightGCN
-from dglmm.train.run import run_experiment, run_once
+from dglmm.train.run import resolve_model_config, run_experiment, run_once
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +17,7 @@ def small():
 def config(model="lightgcn", **train):
     overrides = [f"train.{k}={v}" for k, v in {"epochs": 6, "patience": 50, "batch_size": 128, "lr": 0.01,
                                                 "checkpoint_every": 1, "progress": False, **train}.items()]
-    return resolve_config(model, "small", [], overrides)
+    return resolve_model_config(model, "small", [], overrides)
 
 
 def test_run_folder_contents_and_test_at_best_validation_epoch(small, tmp_path):

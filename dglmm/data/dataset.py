@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dglmm.data.errors import DataError
+from dglmm.errors import InputError
 
 SPLITS = ("train", "valid", "test")
 
@@ -48,7 +49,7 @@ class Dataset:
 
     def split(self, name: str) -> np.ndarray:
         if name not in SPLITS:
-            raise KeyError(f"unknown split {name!r}; expected one of {SPLITS}")
+            raise InputError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
         return getattr(self, name)
 
     @property

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dglmm.errors import InputError
 
-class DataError(ValueError):
+
+class DataError(InputError):
     """A problem with an input file, reported as one line: ``<file>: <problem>``.
 
     The CLI prints ``str(error)`` and exits with status 2, never a traceback.

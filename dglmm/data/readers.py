@@ -12,6 +12,7 @@ from dglmm.data.errors import DataError
 from dglmm.data.formats import read_kgat, read_lattice_json, read_mmrec, read_recbole
 from dglmm.data.formats.common import find_inter_file
 from dglmm.data.synthetic import make_synthetic
+from dglmm.errors import InputError
 
 __all__ = ["FORMATS", "data_roots", "detect_format", "load_dataset", "read_kgat", "read_lattice_json",
            "read_mmrec", "read_recbole", "resolve_name"]
@@ -89,5 +90,5 @@ def load_dataset(path_or_name: str | Path, format: str | None = None, **options:
         path = resolve_name(str(path_or_name))
     kind = format or detect_format(path)
     if kind not in FORMATS:
-        raise ValueError(f"unknown format {kind!r}; expected one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {kind!r}; expected one of {', '.join(FORMATS)}")
     return FORMATS[kind](path, **options)

@@ -97,6 +97,29 @@ def check_ids_below(ids: np.ndarray, bound: int, source: Path, what: str, why: s
         raise DataError(source, f"{what} {int(ids.max())} out of range: {why}")
 
 
+# Ids index embedding tables (``n = max id + 1`` rows), so the id space must be dense.  A file with R rows can
+# name at most R distinct users (or items); ids up to ID_SPAN_FACTOR * R + ID_SPAN_MARGIN leave room for gaps
+# (filtered data that kept its original ids, cold items described only by feature files) while refusing an id
+# column that was never renumbered (e.g. raw 64-bit ids), before anything of size max id is allocated.  At
+# 64-d float32 the margin alone costs 25 MB per table.
+ID_SPAN_FACTOR = 10
+ID_SPAN_MARGIN = 100_000
+
+
+def check_id_span(ids: np.ndarray, n_rows: int, source: str | Path, what: str,
+                  lines: Iterable[int] | None = None) -> None:
+    """DataError if ``max(ids) >= ID_SPAN_FACTOR * n_rows + ID_SPAN_MARGIN`` (see the comment above)."""
+    if len(ids) == 0:
+        return
+    bound = ID_SPAN_FACTOR * max(int(n_rows), 0) + ID_SPAN_MARGIN
+    top = int(np.argmax(ids))
+    if int(ids[top]) >= bound:
+        where = f"line {list(lines)[top]}: " if lines is not None else ""
+        raise DataError(source, f"{where}{what} {int(ids[top])} is far beyond the {n_rows} rows of the data "
+                                f"(ids index embedding rows, so they must be below {ID_SPAN_FACTOR} x rows + "
+                                f"{ID_SPAN_MARGIN} = {bound}); renumber the ids densely from 0")
+
+
 def unique_pair_rows(pairs: np.ndarray, labels: np.ndarray, source: str | Path) -> np.ndarray:
     """Sorted indices of the rows to keep when repeated (user, item) pairs are dropped, with a warning.
 

@@ -17,7 +17,6 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dgl
 import numpy as np
@@ -28,6 +27,7 @@ from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.graph.cache import FORMAT_VERSION, graph_cache_key, load_graph, resolve_cache_dir, save_graph
 from dglmm.graph.knn import NORMS, knn_graph_edges
+from dglmm.options import option, validate
 
 USER, ITEM, ENTITY = "user", "item", "entity"
 INTERACT, INTERACTED_BY = "interact", "interacted_by"
@@ -41,32 +41,22 @@ EdgeDict = dict[CanonicalEtype, tuple[Tensor, Tensor]]
 EdataDict = dict[CanonicalEtype, dict[str, Tensor]]
 
 
-def _opt(default: object, help: str) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
 @dataclass
 class GraphConfig:
     """Everything that shapes the heterograph (all fields enter the cache key)."""
 
-    knn_k: int = _opt(10, "neighbours per item in each modality's kNN graph (MICRO eq. 2)")
-    knn_keep_self: bool = _opt(True, "the item is a candidate neighbour of itself (as the LATTICE code)")
-    knn_symmetric: bool = _opt(False, "use S + S^T (duplicates merged by max) instead of the directed top-k")
-    knn_norm: str = _opt("sym", "kNN weight: 'sym' D^-1/2 S D^-1/2 (eq. 3), 'rw' D^-1 S, 'none' raw S")
-    modalities: list[str] | None = _opt(None, "modalities that get a kNN graph (None = all the dataset has)")
-    include_kg: bool = _opt(True, "add the KG relations as edge types")
-    kg_reverse: bool = _opt(True, "add a rev_<relation> edge type for every KG relation")
-    store_features: bool = _opt(True, "keep raw features as item node data feat_<modality>")
-    chunk_size: int = _opt(1024, "rows of the similarity matrix computed at a time")
-    interaction_norm: str = _opt("sym", "interact weight: 'sym' 1/sqrt(d_u d_i) (LightGCN) or 'none' (1)")
-
-    def __post_init__(self) -> None:
-        if self.knn_norm not in NORMS:
-            raise ValueError(f"knn_norm must be one of {NORMS}, got {self.knn_norm!r}")
-        if self.interaction_norm not in ("sym", "none"):
-            raise ValueError(f"interaction_norm must be 'sym' or 'none', got {self.interaction_norm!r}")
-        if self.knn_k < 1:
-            raise ValueError(f"knn_k must be >= 1, got {self.knn_k}")
+    knn_k: int = option(10, "neighbours per item in each modality's kNN graph (MICRO eq. 2)", low=1)
+    knn_keep_self: bool = option(True, "the item is a candidate neighbour of itself (as the LATTICE code)")
+    knn_symmetric: bool = option(False, "use S + S^T (duplicates merged by max) instead of the directed top-k")
+    knn_norm: str = option("sym", "kNN weight: 'sym' D^-1/2 S D^-1/2 (eq. 3), 'rw' D^-1 S, 'none' raw S",
+                           choices=NORMS)
+    modalities: list[str] | None = option(None, "modalities that get a kNN graph (None = all the dataset has)")
+    include_kg: bool = option(True, "add the KG relations as edge types")
+    kg_reverse: bool = option(True, "add a rev_<relation> edge type for every KG relation")
+    store_features: bool = option(True, "keep raw features as item node data feat_<modality>")
+    chunk_size: int = option(1024, "rows of the similarity matrix computed at a time", low=1)
+    interaction_norm: str = option("sym", "interact weight: 'sym' 1/sqrt(d_u d_i) (LightGCN) or 'none' (1)",
+                                   choices=("sym", "none"))
 
 
 def similar_etype(modality: str) -> CanonicalEtype:
@@ -81,6 +71,7 @@ def build_graph(dataset: Dataset, config: GraphConfig | None = None,
     ``cache_dir``: ``None`` uses ``$DGLMM_CACHE`` or ``~/.cache/dglmm/graphs``; ``False`` disables caching.
     """
     config = config or GraphConfig()
+    validate(config, "graph")  # a GraphConfig made directly in Python gets the checks of a YAML one
     modalities = _resolve_modalities(dataset, config)
     directory = resolve_cache_dir(cache_dir)
     if directory is None:

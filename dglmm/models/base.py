@@ -17,7 +17,7 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.nn.losses import bpr_loss, l2_penalty
-from dglmm.options import build
+from dglmm.options import build, option
 
 
 class Representations(NamedTuple):
@@ -49,11 +49,10 @@ class Batch:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Options shared by every model; subclasses add their own fields (each with a ``help`` metadata)."""
+    """Options shared by every model; subclasses add their own fields with :func:`dglmm.options.option`."""
 
-    embedding_dim: int = dataclasses.field(default=64, metadata={"help": "embedding size d"})
-    reg_weight: float = dataclasses.field(
-        default=1e-4, metadata={"help": "L2 weight on the batch's ego embeddings (BPR papers' definition)"})
+    embedding_dim: int = option(64, "embedding size d", low=1)
+    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings (BPR papers' definition)", low=0.0)
 
 
 class Recommender(nn.Module):

@@ -10,15 +10,15 @@ from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
 from dglmm.nn.propagation import UserItemPropagation, layer_mean
+from dglmm.options import option
 
 
 @dataclasses.dataclass
 class LightGCNConfig(ModelConfig):
-    n_layers: int = dataclasses.field(default=3, metadata={"help": "propagation layers K"})
-    backend: str = dataclasses.field(
-        default="csr", metadata={"help": "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)"})
-    adjacency: str = dataclasses.field(
-        default="sym", metadata={"help": "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)"})
+    n_layers: int = option(3, "propagation layers K", low=0)
+    backend: str = option("csr", "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)", choices=("csr", "dgl"))
+    adjacency: str = option("sym", "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)",
+                            choices=("sym", "rw_self_loops"))
 
 
 @register

@@ -14,17 +14,17 @@ from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
 from dglmm.nn.propagation import UserItemPropagation
+from dglmm.options import option
 
 
 @dataclasses.dataclass
 class NGCFConfig(ModelConfig):
-    n_layers: int = dataclasses.field(default=3, metadata={"help": "embedding propagation layers L"})
-    message_dropout: float = dataclasses.field(default=0.1, metadata={"help": "dropout on each layer output"})
-    normalize_layers: bool = dataclasses.field(
-        default=True, metadata={"help": "L2-normalise each layer output before concatenation (official code)"})
-    backend: str = dataclasses.field(default="csr", metadata={"help": "'csr' or 'dgl' propagation"})
-    layer_combination: str = dataclasses.field(
-        default="concat", metadata={"help": "'concat' the layer outputs (paper) or 'mean' (d-dimensional)"})
+    n_layers: int = option(3, "embedding propagation layers L", low=0)
+    message_dropout: float = option(0.1, "dropout on each layer output", low=0.0, high=1.0)
+    normalize_layers: bool = option(True, "L2-normalise each layer output before concatenation (official code)")
+    backend: str = option("csr", "'csr' or 'dgl' propagation", choices=("csr", "dgl"))
+    layer_combination: str = option("concat", "'concat' the layer outputs (paper) or 'mean' (d-dimensional)",
+                                    choices=("concat", "mean"))
 
 
 class NGCFLayer(nn.Module):

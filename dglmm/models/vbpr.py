@@ -12,14 +12,13 @@ from dglmm.data.dataset import Dataset
 from dglmm.graph.features import item_features
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.init import xavier_embedding
+from dglmm.options import option
 
 
 @dataclasses.dataclass
 class VBPRConfig(ModelConfig):
-    modalities: list[str] | None = dataclasses.field(
-        default=None, metadata={"help": "modalities to concatenate (None: every one the graph has)"})
-    content_bias: bool = dataclasses.field(
-        default=True, metadata={"help": "keep the content bias beta'^T f_i of the VBPR paper"})
+    modalities: list[str] | None = option(None, "modalities to concatenate (None: every one the graph has)")
+    content_bias: bool = option(True, "keep the content bias beta'^T f_i of the VBPR paper")
 
 
 @register

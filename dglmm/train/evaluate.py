@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (REFERENCE.md section 3): every user is ranked against all items.
+"""Full-ranking evaluation (docs/protocol.md): every user is ranked against all items.
 
 Protocol of :func:`evaluate_full_ranking`:
 

@@ -17,13 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-DEFAULT_KS: tuple[int, ...] = (10, 20, 50)
-METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "map", "hit")
+from dglmm.metric_keys import DEFAULT_KS, METRICS, metric_names
 
-
-def metric_names(ks: Sequence[int] = DEFAULT_KS) -> list[str]:
-    """Keys produced by :func:`topk_metrics`, e.g. ``"recall@20"``."""
-    return [f"{m}@{k}" for k in ks for m in METRICS]
+__all__ = ["DEFAULT_KS", "METRICS", "metric_names", "topk_metrics"]
 
 
 def topk_metrics(hits: torch.Tensor, n_relevant: torch.Tensor,

@@ -15,40 +15,55 @@ import dgl
 import numpy as np
 import yaml
 
-from dglmm.config import DataConfig, expand_grid, instantiate
+from dglmm.config import DataConfig, TrainConfig, expand_grid, instantiate, resolve_config, section_classes
 from dglmm.data.dataset import Dataset
+from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.io import write_json, write_text
+from dglmm.io import load_checkpoint, write_json, write_text
 from dglmm.models import REGISTRY, Recommender, make_config
-from dglmm.train.trainer import TrainConfig, Trainer, seed_everything
+from dglmm.train.trainer import Trainer, seed_everything
+
+
+def model_class(model_name: str) -> type[Recommender]:
+    """The registered model class called ``model_name`` (InputError listing the known names otherwise)."""
+    if model_name not in REGISTRY:
+        raise InputError(f"unknown model {model_name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[model_name]
+
+
+def model_sections(model_name: str) -> dict[str, type]:
+    """The config dataclass of each section for ``model_name`` (see :func:`dglmm.config.section_classes`)."""
+    return section_classes(model_class(model_name).Config)
+
+
+def resolve_model_config(model_name: str, dataset_name: str, files: list[str] = (),  # type: ignore[assignment]
+                         overrides: list[str] = ()) -> dict:  # type: ignore[assignment]
+    """:func:`dglmm.config.resolve_config` with the config class of the registered model ``model_name``."""
+    return resolve_config(model_name, dataset_name, files, overrides, model_config=model_class(model_name).Config)
 
 
 def prepare_dataset(dataset: Dataset, data: DataConfig) -> Dataset:
     """Apply the split protocol of the ``data`` section to a loaded dataset."""
     if data.split == "given":
         return dataset
-    if data.split == "cold_start":
-        from dglmm.data.splits import cold_start_split
+    from dglmm.data.splits import cold_start_split  # "cold_start": the only other choice of data.split
 
-        return cold_start_split(dataset, frac=data.cold_frac, seed=data.split_seed)
-    raise ValueError(f"unknown data.split {data.split!r}; expected 'given' or 'cold_start'")
+    return cold_start_split(dataset, frac=data.cold_frac, seed=data.split_seed)
 
 
 def evaluation_candidates(dataset: Dataset, data: DataConfig) -> dict[str, np.ndarray] | None:
     """Cold-start protocol: valid/test rank only the cold items of that split (``data.cold_rank``)."""
     if data.split != "cold_start" or data.cold_rank == "all_items":
         return None
-    if data.cold_rank != "cold_items":
-        raise ValueError(f"data.cold_rank must be 'cold_items' or 'all_items', got {data.cold_rank!r}")
     return {s: np.unique(dataset.split(s)[:, 1]) for s in ("valid", "test")}
 
 
 def build_model(model_name: str, dataset: Dataset, graph: dgl.DGLGraph, options: dict) -> Recommender:
-    cls = REGISTRY[model_name]
+    cls = model_class(model_name)
     if cls.needs_modalities and not dataset.modalities:
-        raise ValueError(f"model {model_name!r} needs item features; dataset {dataset.name!r} has none")
+        raise InputError(f"model {model_name!r} needs item features; dataset {dataset.name!r} has none")
     if cls.needs_kg and len(dataset.kg) == 0:
-        raise ValueError(f"model {model_name!r} needs a knowledge graph; dataset {dataset.name!r} has none")
+        raise InputError(f"model {model_name!r} needs a knowledge graph; dataset {dataset.name!r} has none")
     return cls(dataset, graph, make_config(cls, options))
 
 
@@ -107,7 +122,12 @@ def aggregate(results: list[dict], split: str = "test") -> dict[str, dict[str, f
 def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path | None,
                    seeds: int = 1, graph_cache: Path | bool | None = None) -> dict:
     """Grid search on validation (first seed), then ``seeds`` runs of the selected point."""
-    points = expand_grid(config, model_name)
+    points = expand_grid(config, model_sections(model_name))
+    metrics = {instantiate(TrainConfig, cfg.get("train", {})).metric for _, cfg in points}
+    if len(metrics) > 1:
+        raise InputError(f"train.metric cannot be swept ({', '.join(sorted(metrics))}): selection compares "
+                         "every grid point on one validation metric")
+    metric = metrics.pop()
     base_seed = int(config.get("train", {}).get("seed", TrainConfig.seed))
     started = time.time()
     trials = []
@@ -116,7 +136,6 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
         cfg["train"]["seed"] = base_seed
         result = run_once(model_name, dataset, cfg, run_dir, graph_cache=graph_cache)
         trials.append({"point": point, "valid": result["valid"], "result": result, "config": cfg})
-    metric = instantiate(TrainConfig, config.get("train", {})).metric
     best = max(trials, key=lambda t: t["valid"].get(metric, -np.inf))
     runs = [best["result"]]
     best_index = trials.index(best)
@@ -149,8 +168,6 @@ def _run_dir(out_dir: Path | None, point: int | None, seed_index: int) -> Path |
 def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = None) -> dict[str, float]:
     """Rebuild a run's dataset, graph, model and trainer from ``config.yaml``, load ``best.pt`` (parameters
     and derived graphs) and evaluate ``split`` exactly as the run's own test did."""
-    import torch
-
     from dglmm.data.readers import load_dataset
 
     config_path, best_path = run_dir / "config.yaml", run_dir / "best.pt"
@@ -160,6 +177,6 @@ def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = 
     config = yaml.safe_load(config_path.read_text())
     model_name, source = config.pop("model_name"), config.pop("dataset")
     prepared = prepare_run(model_name, load_dataset(dataset_spec or source), config)
-    state = torch.load(best_path, map_location=prepared.trainer.device)
+    state = load_checkpoint(best_path, map_location=prepared.trainer.device)
     prepared.model.load_state_dict(state["model"])
     return prepared.trainer.evaluate(split)

@@ -5,14 +5,18 @@ A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one
 best-validation model), ``results.json`` (written atomically at the end) and ``curves.png``.  The model's
 state includes the graphs it derived during training (learned kNN graphs, added edge types), so the test at
 the best epoch, ``--resume`` and ``dglmm evaluate`` all use the graphs of the epoch they load.
+
+Checkpoints hold only tensors, numbers, strings and plain containers, so that they are read back with
+``weights_only=True`` (:func:`dglmm.io.load_checkpoint`).  Progress: a bar while an epoch runs when
+stderr is a terminal, otherwise one line per epoch on stderr (``train.progress=false`` silences both).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -21,36 +25,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
-from dglmm.io import save_torch, write_json
+from dglmm.errors import CheckpointError
+from dglmm.io import load_checkpoint, save_torch, write_json
 from dglmm.models.base import Batch, Recommender
+from dglmm.options import validate
 from dglmm.train.evaluate import evaluate_full_ranking
 from dglmm.train.sampler import BPRSampler
 
-
-@dataclasses.dataclass
-class TrainConfig:
-    epochs: int = dataclasses.field(default=1000, metadata={"help": "maximum number of epochs"})
-    batch_size: int = dataclasses.field(default=2048, metadata={"help": "BPR triples per batch"})
-    lr: float = dataclasses.field(default=1e-3, metadata={"help": "Adam learning rate"})
-    weight_decay: float = dataclasses.field(
-        default=0.0, metadata={"help": "Adam weight decay on all parameters (models add their own L2 terms)"})
-    patience: int = dataclasses.field(
-        default=20, metadata={"help": "stop after this many evaluations without validation improvement"})
-    eval_every: int = dataclasses.field(default=1, metadata={"help": "validate every N epochs"})
-    metric: str = dataclasses.field(default="recall@20", metadata={"help": "validation metric for selection"})
-    ks: tuple[int, ...] = dataclasses.field(default=(10, 20, 50), metadata={"help": "cut-offs K"})
-    seed: int = dataclasses.field(default=2024, metadata={"help": "seed of torch, numpy, python and sampler"})
-    checkpoint_every: int = dataclasses.field(default=5, metadata={"help": "write checkpoint.pt every N epochs"})
-    eval_chunk_size: int = dataclasses.field(default=1024, metadata={"help": "users per full-ranking chunk"})
-    mask_valid_in_test: bool = dataclasses.field(
-        default=False, metadata={"help": "also mask validation items when testing (official code: no)"})
-    negative_pool: str = dataclasses.field(
-        default="all", metadata={"help": "negatives from 'all' items or only 'train_items' (cold items unseen)"})
-    few_interactions: int = dataclasses.field(
-        default=5, metadata={"help": "results also report test metrics on items with 1..N training interactions"})
-    device: str = dataclasses.field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
-    progress: bool = dataclasses.field(default=True, metadata={"help": "show a progress bar per epoch"})
+__all__ = ["TrainConfig", "Trainer", "negative_pool", "seed_everything"]  # TrainConfig lives in dglmm.config
 
 
 def seed_everything(seed: int) -> None:
@@ -63,9 +47,24 @@ def negative_pool(dataset: Dataset, pool: str) -> np.ndarray | None:
     """Items negatives are drawn from: all (None) or those with a training interaction."""
     if pool == "all":
         return None
-    if pool == "train_items":
-        return np.flatnonzero(dataset.item_train_counts() > 0)
-    raise ValueError(f"train.negative_pool must be 'all' or 'train_items', got {pool!r}")
+    return np.flatnonzero(dataset.item_train_counts() > 0)  # "train_items" (the choices of TrainConfig)
+
+
+def numpy_rng_state() -> dict:
+    """``np.random.get_state()`` as tensors and numbers (readable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_rng_state(state: dict) -> None:
+    """Restore the global numpy RNG from :func:`numpy_rng_state`."""
+    keys = state["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state((state["kind"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "sampler", "extra_samplers", "torch_rng", "numpy_rng",
+                   "python_rng", "best", "best_state", "bad_evals", "history")
 
 
 class Trainer:
@@ -75,6 +74,7 @@ class Trainer:
                  run_dir: Path | str | None = None,
                  candidates: dict[str, np.ndarray] | None = None) -> None:
         """``candidates``: per split, the only items ranked (cold-start protocol); None ranks all items."""
+        validate(config, "train")  # a TrainConfig made directly in Python gets the checks of a YAML one
         self.config = config
         self.candidates = candidates or {}
         self.device = torch.device(config.device)
@@ -99,7 +99,7 @@ class Trainer:
         self.model.on_epoch_start(epoch, self.graph)
         sums: dict[str, float] = {}
         bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
-                   disable=not self.config.progress)
+                   disable=not self._show_bar())
         for batch_index, (users, pos, neg) in enumerate(bar):
             extras = {name: sampler.sample() for name, sampler in self.extra_samplers.items()}
             batch = Batch(users, pos, neg, extras).to(self.device)
@@ -153,12 +153,30 @@ class Trainer:
             valid = self.evaluate("valid")
             record["valid"] = valid
             stop = self._track_best(epoch, valid)
+        if self.config.progress and not self._show_bar():
+            print(self._epoch_line(record), file=sys.stderr, flush=True)
         self.history.append(record)
         self._append_metrics(record)
         self._snapshot = self._state(epoch)
         if self.run_dir is not None and ((epoch + 1) % self.config.checkpoint_every == 0 or stop):
             self._write_checkpoint()
         return stop
+
+    def _show_bar(self) -> bool:
+        """A tqdm bar only on a terminal: redirected to a file, its carriage-return frames are noise."""
+        return self.config.progress and sys.stderr.isatty()
+
+    def _epoch_line(self, record: dict) -> str:
+        """``epoch 3/60  bpr 0.6812  l2 0.0031  valid recall@20 0.0412 *  1.24 s`` (``*``: new best)."""
+        skip = {"epoch", "train_seconds", "valid"}
+        parts = [f"epoch {record['epoch'] + 1}/{self.config.epochs}"]
+        parts += [f"{name} {value:.4f}" for name, value in record.items() if name not in skip]
+        if "valid" in record:
+            metric = self.config.metric
+            best = " *" if self.best["epoch"] == record["epoch"] else ""
+            parts.append(f"valid {metric} {record['valid'][metric]:.4f}{best}")
+        parts.append(f"{record['train_seconds']:.2f} s")
+        return "  ".join(parts)
 
     def _track_best(self, epoch: int, valid: dict[str, float]) -> bool:
         score = valid[self.config.metric]
@@ -197,7 +215,7 @@ class Trainer:
             "epoch": epoch, "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()), "sampler": self.sampler.state_dict(),
             "extra_samplers": {name: s.state_dict() for name, s in self.extra_samplers.items()},
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_state(),
             "python_rng": random.getstate(), "best": self.best, "best_state": self.best_state,
             "bad_evals": self.bad_evals, "history": list(self.history),
         }
@@ -209,15 +227,22 @@ class Trainer:
 
     def resume(self, path: Path | str) -> None:
         """Continue from a checkpoint: the next epoch is the one after the checkpointed one."""
-        state = torch.load(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
-        for name, sampler in self.extra_samplers.items():
-            sampler.load_state_dict(state["extra_samplers"][name])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        state = load_checkpoint(path, map_location=self.device)
+        missing = [key for key in CHECKPOINT_KEYS if key not in state]
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["sampler"])
+            for name, sampler in self.extra_samplers.items():
+                sampler.load_state_dict(state["extra_samplers"][name])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            set_numpy_rng_state(state["numpy_rng"])
+            random.setstate(_as_tuples(state["python_rng"]))
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: does not fit this run's model or trainer: "
+                                  f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
         self.best, self.best_state = state["best"], state["best_state"]
         self.bad_evals, self.history = state["bad_evals"], state["history"]
         self.start_epoch = state["epoch"] + 1
@@ -236,3 +261,8 @@ class Trainer:
         from dglmm.plots import plot_training_curves
 
         plot_training_curves(self.history, self.run_dir / "curves.png", self.config.metric)
+
+
+def _as_tuples(value):
+    """``random.getstate()`` after a round trip: nested lists back to tuples."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -13,6 +13,7 @@ from dglmm.data.errors import DataError
 from dglmm.data.formats.common import finish, load_features, splits_from_labels
 from dglmm.data.splits import split_labels
 from dglmm.data.validate import (
+    check_id_span,
     check_ids_below,
     drop_duplicate_pairs,
     drop_duplicate_rows,
@@ -107,6 +108,10 @@ def read_kgat(directory: str | Path, valid_ratio: float = 0.1, seed: int = 2024,
     directory = require_dir(directory)
     train_file, test_file = directory / "train.txt", directory / "test.txt"
     (train, train_users), (test, test_users) = read_user_lines(train_file), read_user_lines(test_file)
+    n_rows = len(train) + len(test)
+    for part, users, path in ((train, train_users, train_file), (test, test_users, test_file)):
+        check_id_span(np.array([users - 1]), n_rows, path, "user id")
+        check_id_span(part[:, 1], n_rows, path, "item id")
     pairs = np.concatenate([train, test])
     labels = np.repeat(np.array([0, 2], dtype=np.int8), [len(train), len(test)])
     pairs, labels = drop_duplicate_pairs(pairs, labels, directory)
@@ -132,6 +137,8 @@ def _read_kg(directory: Path, n_items: int) -> tuple[np.ndarray, int, list[str]]
     if not path.exists():
         return np.zeros((0, 3), dtype=np.int64), 0, []
     kg = drop_duplicate_rows(read_triples(path), path, "KG triple(s)")
+    check_id_span(np.concatenate([kg[:, 0], kg[:, 2]]), len(kg) + n_items, path, "entity id")
+    check_id_span(kg[:, 1], len(kg), path, "relation id")
     n_nodes = int(max(kg[:, 0].max(), kg[:, 2].max())) + 1 if len(kg) else 0
     entity_list = directory / "entity_list.txt"
     if entity_list.exists():

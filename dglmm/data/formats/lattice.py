@@ -14,6 +14,7 @@ from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.data.formats.common import finish, load_features, splits_from_labels
 from dglmm.data.validate import (
+    check_id_span,
     check_ids_below,
     check_non_negative,
     drop_duplicate_pairs,
@@ -82,6 +83,10 @@ def read_lattice_json(directory: str | Path, modalities: Iterable[str] | None = 
     """
     directory = require_dir(directory)
     parts = [read_user_lists(directory / name) for name in LATTICE_FILES]
+    n_rows = sum(len(p) for p in parts)
+    for part, name in zip(parts, LATTICE_FILES, strict=True):
+        check_id_span(part[:, 0], n_rows, directory / name, "user id")
+        check_id_span(part[:, 1], n_rows, directory / name, "item id")
     labels = np.concatenate([np.full(len(p), k, dtype=np.int8) for k, p in enumerate(parts)])
     pairs, labels = drop_duplicate_pairs(np.concatenate(parts), labels, directory)
     n_users, n_items = (_map_size(directory / f) for f in ("user2id.json", "item2id.json"))

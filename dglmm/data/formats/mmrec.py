@@ -11,6 +11,7 @@ from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.data.formats.common import find_inter_file, finish, load_features, splits_from_labels
 from dglmm.data.validate import (
+    check_id_span,
     drop_duplicate_pairs,
     parse_int_column,
     read_table,
@@ -34,6 +35,8 @@ def read_mmrec(path: str | Path, modalities: Iterable[str] | None = None) -> Dat
     users = parse_int_column(table["userID"], inter, "userID")
     items = parse_int_column(table["itemID"], inter, "itemID")
     labels = parse_int_column(table["x_label"], inter, "x_label")
+    check_id_span(users, len(table), inter, "userID", lines=table.index)
+    check_id_span(items, len(table), inter, "itemID", lines=table.index)
     if len(labels) and labels.max() > 2:
         line = table.index[int(np.argmax(labels))]
         raise DataError(inter, f"line {line}: x_label {int(labels.max())} is not 0, 1 or 2 (train/valid/test)")
