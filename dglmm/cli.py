@@ -75,6 +75,8 @@ def _resume(run_dir: Path, dataset) -> None:
     from dglmm.train.run import run_once
 
     config = _run_config(run_dir)
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise InputError(f"{run_dir / 'checkpoint.pt'}: not found (nothing to resume; train anew without --resume)")
     model_name = config.pop("model_name")
     config.pop("dataset", None)
     results = run_once(model_name, dataset, config, run_dir, resume=True)

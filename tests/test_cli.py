@@ -311,3 +311,9 @@ def test_demo_says_what_it_trains_and_shows_epochs(capsys):
     assert "[1/2] training mf" in out and "[2/2] training lightgcn" in out
     assert len([line for line in err.splitlines() if line.startswith("epoch ")]) == 4
     assert "\r" not in err
+
+
+def test_resume_without_checkpoint_gives_one_line(run_copy, capsys):
+    (run_copy / "checkpoint.pt").unlink()
+    code, _, err = run_cli(capsys, "train", "-m", "mf", "--resume", str(run_copy))
+    assert_one_line_error(code, err, str(run_copy / "checkpoint.pt"), "nothing to resume")
