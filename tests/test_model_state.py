@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from dglmm.cli import main
-from dglmm.config import resolve_config
 from dglmm.data.synthetic import make_synthetic
 from dglmm.models.micro import MICRO
-from dglmm.train.run import evaluate_run, run_once
+from dglmm.train.run import evaluate_run, resolve_model_config, run_once
 
 MODELS = ["lattice", "micro"]
 
@@ -23,7 +22,7 @@ def config(model, **model_options):
     overrides = ["train.epochs=3", "train.patience=50", "train.batch_size=128", "train.lr=0.01",
                  "train.checkpoint_every=1", "train.progress=false", "model.cl_max_items=64",
                  *(f"model.{k}={v}" for k, v in model_options.items())]
-    return resolve_config(model, "small", [], overrides)
+    return resolve_model_config(model, "small", [], overrides)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -106,8 +106,11 @@ class Recommender(nn.Module):
         return reps.user[users] @ reps.item.T
 
     def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, Any]:
-        """Samplers beside the BPR one (name -> iterable with ``state_dict``/``load_state_dict``); each batch
-        carries ``next()`` of each under its name in ``Batch.extras``; their states are checkpointed."""
+        """Samplers beside the BPR one, by name; their states (``state_dict``/``load_state_dict``) are
+        checkpointed with the BPR sampler's.  A sampler with ``phase = False`` gives ``sample()`` to every BPR
+        batch (``Batch.extras[name]``); one with ``phase = True`` is iterated after the BPR batches of every
+        epoch, each of its samples a batch of its own (empty users/pos/neg), as KGAT alternates its CF and KG
+        losses."""
         return {}
 
     # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------

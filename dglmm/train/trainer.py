@@ -95,29 +95,41 @@ class Trainer:
 
     # -- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One epoch: every BPR batch (with one sample of each per-batch extra sampler), then the batches of
+        each phase sampler (e.g. KGAT's TransR phase), each an optimiser step; returns the mean of each term."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.graph)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        per_batch = {n: s for n, s in self.extra_samplers.items() if not getattr(s, "phase", False)}
+        phases = {n: s for n, s in self.extra_samplers.items() if getattr(s, "phase", False)}
         bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
                    disable=not self._show_bar())
         for batch_index, (users, pos, neg) in enumerate(bar):
-            extras = {name: sampler.sample() for name, sampler in self.extra_samplers.items()}
-            batch = Batch(users, pos, neg, extras).to(self.device)
+            extras = {name: sampler.sample() for name, sampler in per_batch.items()}
             self.model.on_batch_start(batch_index)
-            terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at epoch {epoch}, batch {batch_index}: "
-                                         + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.item()
-            bar.set_postfix({k: f"{v / (batch_index + 1):.4f}" for k, v in sums.items()})
+            self._step(Batch(users, pos, neg, extras).to(self.device), epoch, sums, counts)
+            bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items()})
+        empty = torch.zeros(0, dtype=torch.long)
+        for name, sampler in phases.items():
+            for sample in sampler:
+                self._step(Batch(empty, empty, empty, {name: sample}).to(self.device), epoch, sums, counts)
         self.model.on_epoch_end(epoch, self.graph)
-        n = max(1, len(self.sampler))
-        return {name: value / n for name, value in sums.items()}
+        return {name: value / counts[name] for name, value in sums.items()}
+
+    def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int]) -> None:
+        """One optimiser step on the summed loss terms of ``batch``; accumulates each term for the log."""
+        terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
+        loss = sum(terms.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at epoch {epoch}: "
+                                     + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item()
+            counts[name] = counts.get(name, 0) + 1
 
     @torch.no_grad()
     def evaluate(self, split: str, item_subset: np.ndarray | None = None) -> dict[str, float]:

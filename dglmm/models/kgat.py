@@ -1,0 +1,202 @@
+"""KGAT (Wang et al., KDD'19): knowledge graph attention over the collaborative knowledge graph.
+
+The computation, with the paper's equation numbers:
+
+* **Collaborative knowledge graph** (section 2.3): users, items and KG entities in one graph whose relations are
+  every KG relation, its inverse, and the training interactions as two more relations (``interact`` and its
+  reverse), the view :func:`dglmm.graph.kg.knowledge_graph` builds from the heterograph.
+* **TransR embedding** (eqs. 1-2): ``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` and
+  ``L_KG = mean softplus(g(h, r, t) - g(h, r, t'))`` over triples with a corrupted tail ``t'``, plus the
+  official code's L2 of the projected embeddings (``kg_reg_weight``).
+* **Attentive propagation** (eqs. 3-5): ``e_N(h) = sum_(h,r,t) pi(h, r, t) e_t`` with
+  ``pi = softmax_t((W_r e_t)^T tanh(W_r e_h + e_r))`` over each head's triples
+  (:class:`dglmm.nn.attention.RelationAttention`, every relation in one pass).
+* **Aggregators** (eqs. 6-8): ``bi`` (bi-interaction, default) ``LeakyReLU(W_1 (e_h + e_N)) +
+  LeakyReLU(W_2 (e_h * e_N))``, ``gcn`` ``LeakyReLU(W (e_h + e_N))``, ``graphsage`` ``LeakyReLU(W [e_h | e_N])``.
+* **High-order propagation and prediction** (eqs. 9-12): L layers with message dropout, each layer's output
+  L2-normalised (official code), all layers concatenated, score ``e_u^T e_i``.
+* **Optimisation** (eq. 13): BPR on the concatenated embeddings + ``reg_weight`` L2 of the batch's final
+  embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then as many KG
+  batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
+
+Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: as the
+official code, ``pi`` is recomputed over the whole graph after every epoch without gradient and kept as
+module state; ``batch``: recomputed in every forward pass with gradient from the CF loss (the paper's reading);
+``none``: the per-relation mean ``1/|N_r(h)|`` summed over relations, the official initial matrix (KGAT w/o
+Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
+triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
+The official code stops early on the test set; dglmm stops and selects on validation.  Not implemented: the
+official ``--pretrain -1`` initialisation from a trained BPR-MF, and node dropout (commented out in the
+official code); both are documented in ``docs/models.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dgl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dglmm.data.dataset import Dataset
+from dglmm.graph.build import USER
+from dglmm.graph.kg import knowledge_graph
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
+from dglmm.nn.attention import RelationAttention
+from dglmm.nn.losses import bpr_loss, l2_penalty
+from dglmm.options import option
+from dglmm.train.sampler import KGTripleSampler
+
+AGGREGATORS = ("bi", "gcn", "graphsage")
+
+
+@dataclasses.dataclass
+class KGATConfig(ModelConfig):
+    reg_weight: float = option(1e-5, "L2 weight on the batch's final user/item embeddings (official 1e-5)", low=0.0)
+    layer_sizes: list[int] = option([64, 32, 16], "output size of each propagation layer (official [64, 32, 16])",
+                                    low=1)
+    relation_dim: int = option(64, "dimension d_r of relation embeddings and of the TransR space", low=1)
+    aggregator: str = option("bi", "eqs. 6-8: bi-interaction, gcn or graphsage", choices=AGGREGATORS)
+    message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1)", low=0.0, high=1.0)
+    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
+                            "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
+                            choices=("epoch", "batch", "none"))
+    kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
+    kg_schedule: str = option("alternate", "'alternate': all CF batches then as many KG batches per epoch "
+                              "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"))
+    kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
+                              choices=("head", "edge"))
+    kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+
+
+class Aggregator(nn.Module):
+    """One KGAT layer's aggregator ``f(e_h, e_N(h))`` (eqs. 6-8)."""
+
+    def __init__(self, kind: str, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.w1 = nn.Linear(2 * dim_in if kind == "graphsage" else dim_in, dim_out)
+        self.w2 = nn.Linear(dim_in, dim_out) if kind == "bi" else None
+        for lin in (self.w1, self.w2):
+            if lin is not None:
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
+
+    def forward(self, ego: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+        if self.kind == "graphsage":
+            return F.leaky_relu(self.w1(torch.cat([ego, side], 1)), 0.2)               # eq. 7
+        out = F.leaky_relu(self.w1(ego + side), 0.2)                                   # eq. 6 (gcn)
+        if self.kind == "bi":
+            out = out + F.leaky_relu(self.w2(ego * side), 0.2)                         # eq. 8
+        return out
+
+
+@register
+class KGAT(Recommender):
+    """KGAT (KDD'19): attentive propagation over the collaborative knowledge graph; see the module docstring."""
+
+    name = "kgat"
+    Config = KGATConfig
+    needs_kg = True
+
+    def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: KGATConfig) -> None:
+        super().__init__(dataset, graph, config)
+        kg = knowledge_graph(graph, dataset.n_relations, dataset.relation_names, users=True)
+        self.user_offset = kg.offsets[USER]
+        self.n_nodes = kg.graph.num_nodes()
+        src, dst = kg.graph.edges()
+        self.register_buffer("edge_src", src.long(), persistent=False)
+        self.register_buffer("edge_dst", dst.long(), persistent=False)
+        self.register_buffer("edge_rel", kg.graph.edata["rel"].long(), persistent=False)
+        self.n_relations = kg.n_relations
+        self.embedding = nn.Embedding(self.n_nodes, config.embedding_dim)
+        nn.init.xavier_uniform_(self.embedding.weight)
+        self.relation_attention = RelationAttention(kg.n_relations, config.embedding_dim, config.relation_dim)
+        sizes = [config.embedding_dim, *config.layer_sizes]
+        self.aggregators = nn.ModuleList(Aggregator(config.aggregator, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.dropout = nn.Dropout(config.message_dropout)
+        self.register_buffer("attention_weights", self._mean_weights())     # pi, updated after each epoch
+        self._kg_graph: dgl.DGLGraph | None = None
+
+    # -- the collaborative KG ------------------------------------------------------------------------------
+    def kg_graph(self) -> dgl.DGLGraph:
+        """The typed edge list (messages ``t -> h``) on the module's device, built once per device."""
+        if self._kg_graph is None or self._kg_graph.device != self.edge_src.device:
+            self._kg_graph = dgl.graph((self.edge_src, self.edge_dst), num_nodes=self.n_nodes)
+            self._kg_graph.edata["rel"] = self.edge_rel
+        return self._kg_graph
+
+    def _mean_weights(self) -> torch.Tensor:
+        """``sum_r 1/|N_r(h)|`` per edge: the official initial (and ``attention="none"``) propagation matrix."""
+        key = self.edge_dst * self.n_relations + self.edge_rel
+        _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+        return 1.0 / counts[inverse].float()
+
+    def attention(self) -> torch.Tensor:
+        """``pi(h, r, t)`` per edge (eqs. 4-5) according to ``config.attention``."""
+        if self.config.attention == "batch":
+            return self.relation_attention(self.kg_graph(), self.embedding.weight)
+        return self.attention_weights
+
+    def on_epoch_end(self, epoch: int, graph: dgl.DGLGraph) -> None:
+        """The official update of the attentive matrix after every epoch (no gradient)."""
+        if self.config.attention == "epoch":
+            with torch.no_grad():
+                self.attention_weights = self.relation_attention(self.kg_graph(), self.embedding.weight)
+
+    # -- propagation (eqs. 3-12) ---------------------------------------------------------------------------------
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
+        kg, weights = self.kg_graph(), self.attention()
+        ego = self.embedding.weight
+        layers = [ego]
+        for aggregator in self.aggregators:
+            side = RelationAttention.aggregate(kg, ego, weights)                     # eq. 3
+            ego = self.dropout(aggregator(ego, side))                                 # eqs. 6-8, message dropout
+            layers.append(F.normalize(ego, dim=1))                                     # official normalisation
+        out = torch.cat(layers, 1)                                                     # eq. 11
+        return Representations(out[self.user_offset:], out[:self.n_items])
+
+    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> Representations | None:
+        """No propagation for a KG-only batch (the TransR phase reads layer-0 embeddings only)."""
+        return self(graph) if len(batch.users) else None
+
+    # -- losses -----------------------------------------------------------------------------------------------
+    def loss(self, output: Representations | None, batch: Batch) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        if output is not None and len(batch.users):
+            u, i, j = self.batch_rows(output, batch)
+            terms["bpr"] = bpr_loss((u * i).sum(-1), (u * j).sum(-1))                 # eq. 12
+            if self.config.reg_weight > 0:
+                terms["l2"] = self.config.reg_weight * l2_penalty(u, i, j)
+        if "kg" in batch.extras:
+            terms.update(self.transr_loss(*batch.extras["kg"]))
+        return terms
+
+    def transr_loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                    t_neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``L_KG`` (eq. 2) with ``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` (eq. 1) plus its L2 term."""
+        emb, project = self.embedding.weight, self.relation_attention.project
+        h_e, t_e, n_e = project(emb[h], r), project(emb[t], r), project(emb[t_neg], r)
+        r_e = self.relation_attention.relation_emb[r]
+        pos = (h_e + r_e - t_e).pow(2).sum(1)
+        neg = (h_e + r_e - n_e).pow(2).sum(1)
+        terms = {"transr": F.softplus(pos - neg).mean()}
+        if self.config.kg_reg_weight > 0:
+            terms["kg_l2"] = self.config.kg_reg_weight * l2_penalty(h_e, r_e, t_e, n_e)
+        return terms
+
+    def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, KGTripleSampler]:
+        """KG triples of the collaborative KG: as many batches per epoch as CF batches (official)."""
+        if not self.config.kg_loss:
+            return {}
+        n_cf_batches = -(-len(dataset.train) // batch_size)
+        n_triples = len(self.edge_src)
+        sampler = KGTripleSampler(
+            self.edge_dst.cpu().numpy(), self.edge_rel.cpu().numpy(), self.edge_src.cpu().numpy(), self.n_nodes,
+            batch_size=max(1, n_triples // n_cf_batches), n_batches=n_cf_batches, seed=seed,
+            mode=self.config.kg_sampling, phase=self.config.kg_schedule == "alternate")
+        return {"kg": sampler}
+
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return ()

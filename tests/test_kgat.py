@@ -1,0 +1,145 @@
+"""KGAT against hand-written equations (TransR, attention, aggregators, propagation) and its training schedule."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dglmm.data.synthetic import make_synthetic
+from dglmm.graph.build import GraphConfig, build_graph
+from dglmm.models import REGISTRY, Batch, make_config
+from dglmm.train.evaluate import evaluate_popularity
+from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
+from dglmm.train.sampler import KGTripleSampler
+from tests.helpers import train_terms
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_synthetic(n_users=40, n_items=50, interactions_per_user=6, n_kg_attributes=8, seed=3)
+
+
+def build(data, **options):
+    graph = build_graph(data, GraphConfig(knn_k=3), cache_dir=False)
+    cls = REGISTRY["kgat"]
+    torch.manual_seed(0)
+    model = cls(data, graph, make_config(cls, {"embedding_dim": 6, "layer_sizes": [5, 4], "relation_dim": 3,
+                                               "message_dropout": 0.0, **options}))
+    return graph, model
+
+
+def dense_attention(model):
+    """pi(h, r, t) = softmax over each head's triples of (W_r e_t)^T tanh(W_r e_h + e_r), by a loop (eqs. 4-5)."""
+    e, w, er = model.embedding.weight, model.relation_attention.transform, model.relation_attention.relation_emb
+    n = model.n_nodes
+    logits = torch.full((n, n), float("-inf"))
+    for t, h, r in zip(model.edge_src.tolist(), model.edge_dst.tolist(), model.edge_rel.tolist(), strict=True):
+        value = (e[t] @ w[r]) @ torch.tanh(e[h] @ w[r] + er[r])
+        assert logits[h, t] == float("-inf")      # (h, t) pairs are unique in the synthetic CKG
+        logits[h, t] = value
+    return torch.nan_to_num(torch.softmax(logits, 1), nan=0.0)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("aggregator", ["bi", "gcn", "graphsage"])
+def test_forward_equals_dense_eqs_3_to_11(small, aggregator):
+    graph, model = build(small, attention="batch", aggregator=aggregator)
+    model.eval()
+    a = dense_attention(model)
+    ego = model.embedding.weight
+    layers = [ego]
+    for agg in model.aggregators:
+        side = a @ ego                                                                  # eq. 3
+        if aggregator == "bi":
+            ego = F.leaky_relu(agg.w1(ego + side), 0.2) + F.leaky_relu(agg.w2(ego * side), 0.2)   # eq. 8
+        elif aggregator == "gcn":
+            ego = F.leaky_relu(agg.w1(ego + side), 0.2)                                 # eq. 6
+        else:
+            ego = F.leaky_relu(agg.w1(torch.cat([ego, side], 1)), 0.2)                   # eq. 7
+        layers.append(F.normalize(ego, dim=1))
+    out = torch.cat(layers, 1)                                                          # eq. 11
+    reps = model(graph)
+    torch.testing.assert_close(reps.item, out[:small.n_items], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(reps.user, out[model.user_offset:], rtol=1e-4, atol=1e-5)
+
+
+def test_transr_loss_equals_formula(small):
+    _, model = build(small)
+    h, r, t, tn = torch.tensor([0, 3]), torch.tensor([1, 0]), torch.tensor([5, 7]), torch.tensor([9, 2])
+    terms = model.transr_loss(h, r, t, tn)
+    e, w, er = model.embedding.weight, model.relation_attention.transform, model.relation_attention.relation_emb
+    g = lambda a, b, c: ((e[a] @ w[b]) + er[b] - (e[c] @ w[b])).pow(2).sum()  # noqa: E731  eq. 1
+    expected = sum(F.softplus(g(h[k], r[k], t[k]) - g(h[k], r[k], tn[k])) for k in range(2)) / 2   # eq. 2
+    torch.testing.assert_close(terms["transr"], expected)
+    proj = [torch.stack([e[x[k]] @ w[r[k]] for k in range(2)]) for x in (h, t, tn)]
+    l2 = (proj[0].pow(2).sum() + er[r].pow(2).sum() + proj[1].pow(2).sum() + proj[2].pow(2).sum()) / 4
+    torch.testing.assert_close(terms["kg_l2"], model.config.kg_reg_weight * l2)
+
+
+def test_initial_weights_are_per_relation_means_and_epoch_update_is_attention(small):
+    graph, model = build(small)
+    dst, rel = model.edge_dst, model.edge_rel
+    for k in [0, 5, 17]:
+        same = ((dst == dst[k]) & (rel == rel[k])).sum()
+        assert model.attention_weights[k] == pytest.approx(1.0 / float(same))
+    model.on_epoch_end(0, graph)                       # the official update after an epoch: eqs. 4-5, no grad
+    a = dense_attention(model)
+    torch.testing.assert_close(model.attention_weights, a[model.edge_dst, model.edge_src].detach())
+    assert not model.attention_weights.requires_grad
+    assert "attention_weights" in model.state_dict()  # saved with checkpoints and best.pt
+
+
+def test_kg_sampler_draws_existing_triples_and_unseen_corruptions():
+    rng = np.random.default_rng(0)
+    heads, rels, tails = rng.integers(0, 30, 200), rng.integers(0, 4, 200), rng.integers(0, 30, 200)
+    sampler = KGTripleSampler(heads, rels, tails, 30, batch_size=500, n_batches=3, seed=1)
+    triples = set(zip(heads.tolist(), rels.tolist(), tails.tolist(), strict=True))
+    batches = list(sampler)
+    assert len(batches) == 3
+    for h, r, t, tn in batches:
+        got = list(zip(h.tolist(), r.tolist(), t.tolist(), strict=True))
+        assert all(x in triples for x in got)
+        assert not any((a, b, c) in triples for a, b, c in zip(h.tolist(), r.tolist(), tn.tolist(), strict=True))
+    state = sampler.state_dict()
+    first = sampler.sample()
+    sampler.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(first, sampler.sample(), strict=True))
+
+
+@pytest.mark.parametrize("options", [{}, {"attention": "batch"}, {"attention": "none"}, {"kg_loss": False},
+                                     {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"}])
+def test_every_option_trains_a_step(small, options):
+    graph, model = build(small, **options)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    terms = train_terms(model, graph, [0, 1], [2, 3], [4, 5])
+    assert set(terms) == {"bpr", "l2"}
+    kg = Batch(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+               {"kg": (torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([5, 6]))})
+    assert model.training_forward(graph, kg) is None    # the TransR phase needs no propagation
+    terms.update(model.loss(None, kg))
+    opt.zero_grad()
+    sum(terms.values()).backward()
+    opt.step()
+    assert model.relation_attention.transform.grad is not None
+
+
+def test_alternation_runs_a_kg_phase_after_the_cf_batches(small):
+    config = resolve_model_config("kgat", "small", [], ["train.epochs=1", "train.batch_size=64", "train.progress=false"])
+    prepared = prepare_run("kgat", small, config)
+    trainer, steps = prepared.trainer, []
+    original = trainer._step
+    trainer._step = lambda batch, *a: (steps.append("cf" if len(batch.users) else "kg"), original(batch, *a))
+    losses = trainer.train_epoch(0)
+    n_cf = -(-len(small.train) // 64)
+    assert steps == ["cf"] * n_cf + ["kg"] * n_cf
+    assert {"bpr", "transr", "kg_l2"} <= set(losses)
+
+
+def test_kgat_learns_and_evaluate_reproduces_the_run(tmp_path, monkeypatch):
+    data = make_synthetic(n_users=300, n_items=400, seed=4)
+    config = resolve_model_config("kgat", "synthetic", [], ["train.epochs=25", "train.patience=5", "train.progress=false"])
+    results = run_once("kgat", data, config, tmp_path / "run", graph_cache=False)
+    popularity = evaluate_popularity(data)["recall@20"]
+    assert results["test"]["recall@20"] > 1.2 * popularity
+    monkeypatch.setattr("dglmm.data.readers.load_dataset", lambda spec: data)
+    assert evaluate_run(tmp_path / "run") == results["test"]
