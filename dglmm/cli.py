@@ -134,6 +134,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
           f"ndcg@20 {popularity['ndcg@20']:.4f}")
 
 
+def cmd_features_text(args: argparse.Namespace) -> None:
+    from dglmm.data.text_features import write_text_features
+
+    dataset = _load(args.dataset)
+    table = {} if args.table is None else {"table": Path(args.table), "id_column": args.id_column,
+                                           "text_columns": args.text_columns}
+    tic = time.perf_counter()
+    path = write_text_features(dataset, Path(args.out) if args.out else None, force=args.force,
+                               batch_size=args.batch_size, device=args.device,
+                               progress=sys.stderr.isatty(), **table)
+    print(f"wrote {path} ({dataset.n_items} items x 384, all-MiniLM-L6-v2) in {time.perf_counter() - tic:.1f} s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -171,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--symmetric", action="store_true")
     graph.add_argument("--no-cache", action="store_true")
     graph.set_defaults(func=cmd_data_graph)
+
+    features = sub.add_parser("features", help="compute modality features").add_subparsers(
+        dest="features_command", required=True)
+    text = features.add_parser("text", help="text_feat.npy from item text with all-MiniLM-L6-v2 (dglmm[text])")
+    text.add_argument("dataset")
+    text.add_argument("--table", help="CSV/TSV with an item id column and text columns (default: the dataset's "
+                                      "own item text, e.g. RecBole .item titles and genres)")
+    text.add_argument("--id-column", default="item_id")
+    text.add_argument("--text-columns", nargs="+")
+    text.add_argument("--out", help="output file (default: text_feat.npy beside the data)")
+    text.add_argument("--force", action="store_true", help="replace an existing text_feat.npy")
+    text.add_argument("--batch-size", type=int, default=64)
+    text.add_argument("--device", default="cpu")
+    text.set_defaults(func=cmd_features_text)
 
     demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it")
     demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"])

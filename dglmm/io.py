@@ -39,6 +39,11 @@ def write_text(path: Path | str, text: str) -> None:
     _atomic(Path(path), lambda fh: fh.write(text.encode()))
 
 
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """Write bytes atomically (e.g. an ``.npy`` file serialised in memory)."""
+    _atomic(Path(path), lambda fh: fh.write(data))
+
+
 def save_torch(path: Path | str, obj: Any) -> None:
     """``torch.save`` atomically."""
     _atomic(Path(path), lambda fh: torch.save(obj, fh))
