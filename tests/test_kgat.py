@@ -143,3 +143,19 @@ def test_kgat_learns_and_evaluate_reproduces_the_run(tmp_path, monkeypatch):
     assert results["test"]["recall@20"] > 1.2 * popularity
     monkeypatch.setattr("dglmm.data.readers.load_dataset", lambda spec: data)
     assert evaluate_run(tmp_path / "run") == results["test"]
+
+
+def test_fixed_attention_fast_path_equals_message_passing(small):
+    from dglmm.nn.attention import RelationAttention
+
+    graph, model = build(small)
+    model.on_epoch_end(0, graph)
+    e = model.embedding.weight.detach()
+    torch.testing.assert_close(model.neighbourhood()(e),
+                               RelationAttention.aggregate(model.kg_graph(), e, model.attention_weights))
+    cached = model._fixed
+    model.neighbourhood()
+    assert model._fixed is cached                         # unchanged weights: the CSR matrices are reused
+    model.load_state_dict(model.state_dict())              # weights copied in place: a new key, rebuilt
+    model.neighbourhood()
+    assert model._fixed is not cached

@@ -269,3 +269,21 @@ def test_added_relation_is_state_and_attaches_to_the_graph():
     torch.testing.assert_close(relation_propagate(restored.attach(base), etype, h), relation_propagate(g, etype, h))
     added.set(torch.tensor([3]), torch.tensor([4]), torch.tensor([2.0]))
     assert added.attach(base).num_edges(etype) == 1          # new edges: a new augmented graph
+
+
+def test_fixed_sparse_equals_message_passing_with_gradients():
+    from dglmm.nn.propagation import FixedSparse
+
+    g = item_graph(n=9, m=30, seed=5, relations=("a",))
+    etype = ("item", "a", "item")
+    src, dst = g.edges(etype=etype)
+    w = g.edges[etype].data["w"]
+    x = torch.randn(9, 4, requires_grad=True)
+    y = x.detach().clone().requires_grad_()
+    out = FixedSparse(src, dst, w, 9, 9)(x)
+    ref = relation_propagate(g, etype, y)
+    torch.testing.assert_close(out, ref)
+    weights = torch.randn(9, 4)
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)

@@ -45,6 +45,7 @@ from dglmm.graph.kg import knowledge_graph
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.attention import RelationAttention
 from dglmm.nn.losses import bpr_loss, l2_penalty
+from dglmm.nn.propagation import FixedSparse
 from dglmm.options import option
 from dglmm.train.sampler import KGTripleSampler
 
@@ -118,6 +119,7 @@ class KGAT(Recommender):
         self.dropout = nn.Dropout(config.message_dropout)
         self.register_buffer("attention_weights", self._mean_weights())     # pi, updated after each epoch
         self._kg_graph: dgl.DGLGraph | None = None
+        self._fixed: tuple[tuple, FixedSparse] | None = None
 
     # -- the collaborative KG ------------------------------------------------------------------------------
     def kg_graph(self) -> dgl.DGLGraph:
@@ -146,12 +148,24 @@ class KGAT(Recommender):
                 self.attention_weights = self.relation_attention(self.kg_graph(), self.embedding.weight)
 
     # -- propagation (eqs. 3-12) ---------------------------------------------------------------------------------
+    def neighbourhood(self):
+        """``e -> e_N`` (eq. 3): DGL message passing when ``pi`` carries gradient (``attention="batch"``), else
+        the CSR fast path, rebuilt when the attention weights change (keyed on their storage and version)."""
+        if self.config.attention == "batch":
+            kg, weights = self.kg_graph(), self.attention()
+            return lambda ego: RelationAttention.aggregate(kg, ego, weights)
+        w = self.attention_weights
+        key = (w.data_ptr(), w._version, str(w.device))
+        if self._fixed is None or self._fixed[0] != key:
+            self._fixed = (key, FixedSparse(self.edge_src, self.edge_dst, w, self.n_nodes, self.n_nodes))
+        return self._fixed[1]
+
     def forward(self, graph: dgl.DGLGraph) -> Representations:
-        kg, weights = self.kg_graph(), self.attention()
+        aggregate = self.neighbourhood()
         ego = self.embedding.weight
         layers = [ego]
         for aggregator in self.aggregators:
-            side = RelationAttention.aggregate(kg, ego, weights)                     # eq. 3
+            side = aggregate(ego)                                                      # eq. 3
             ego = self.dropout(aggregator(ego, side))                                 # eqs. 6-8, message dropout
             layers.append(F.normalize(ego, dim=1))                                     # official normalisation
         out = torch.cat(layers, 1)                                                     # eq. 11
