@@ -173,3 +173,19 @@ def test_bad_options_are_rejected():
         setup("micro", variant="nonsense")
     with pytest.raises(ValueError, match="modalities"):
         setup("micro", modalities=["audio"])
+
+
+@pytest.mark.parametrize("name", ["micro", "lattice"])
+def test_train_features_fine_tunes_a_copy_of_the_raw_features(name):
+    data, graph, model = setup(name, train_features=True)
+    before = {m: model.features[m].detach().clone() for m in model.modalities}
+    torch.testing.assert_close(before["image"], torch.as_tensor(data.modalities["image"]))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.on_epoch_start(0, graph)
+    model.on_batch_start(0)                                  # a rebuild batch: gradient reaches the features
+    sum(train_terms(model, graph, [0, 1], [2, 3], [4, 5]).values()).backward()
+    opt.step()
+    assert all(not torch.equal(model.features[m], before[m]) for m in model.modalities)
+    torch.testing.assert_close(graph.nodes["item"].data["feat_image"], torch.as_tensor(data.modalities["image"]))
+    _, _, fixed = setup(name)
+    assert len(fixed.features) == 0                          # default: the features are fixed inputs
