@@ -17,3 +17,20 @@ def item_features(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[s
     if missing or not chosen:
         raise InputError(f"modalities {missing or chosen} not in the graph (it has: {available or 'none'})")
     return {m: data[f"feat_{m}"] for m in chosen}
+
+
+def modality_relations(graph: dgl.DGLGraph, names: list[str] | None = None
+                       ) -> tuple[dict[str, torch.Tensor], list[tuple[str, str, str]]]:
+    """The features of ``names`` (as :func:`item_features`) and their kNN relations ``similar_<m>``.
+
+    A modality without its kNN relation in the graph (e.g. ``graph.modalities`` left it out) is an input error.
+    """
+    from dglmm.graph.build import similar_etype
+
+    feats = item_features(graph, names)
+    etypes = [similar_etype(m) for m in feats]
+    missing = [et[1] for et in etypes if et not in graph.canonical_etypes]
+    if missing:
+        raise InputError(f"the graph has no {', '.join(missing)} relation (set graph.modalities to include "
+                         f"{', '.join(m for m in feats if similar_etype(m)[1] in missing)})")
+    return feats, etypes

@@ -60,7 +60,7 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.graph.build import similar_etype
-from dglmm.graph.features import item_features
+from dglmm.graph.features import item_features, modality_relations
 from dglmm.models.base import (
     BACKBONES,
     Batch,
@@ -148,11 +148,8 @@ class MICRO(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: MICROConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats = item_features(graph, config.modalities)
+        feats, _ = modality_relations(graph, config.modalities)
         self.modalities = list(feats)
-        for m in self.modalities:
-            if similar_etype(m) not in graph.canonical_etypes:
-                raise ValueError(f"the graph has no {similar_etype(m)[1]} relation for modality {m!r}")
         d = config.embedding_dim
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d,
                                        reg_weight=config.reg_weight, n_layers=config.cf_layers,
