@@ -80,6 +80,9 @@ def main() -> None:
         else:
             print(f"skipping TikTok: {tiktok} not found")
         bench(timed("baby-sized: generate random dataset", baby_sized), 30.0, Path(tmp))
+        from dglmm.data.synthetic import make_synthetic
+
+        timed("make_synthetic(baby_sized=True): planted clusters, features, KG", make_synthetic, baby_sized=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -93,10 +91,8 @@ def test_options() -> None:
     assert {m: f.shape[1] for m, f in paper.modalities.items()} == {"image": 4096, "text": 384}
 
 
-def test_baby_sized_is_fast() -> None:
-    start = time.perf_counter()
-    ds = make_synthetic(baby_sized=True)
-    assert time.perf_counter() - start < 15
+def test_baby_sized_has_babys_shape() -> None:
+    ds = make_synthetic(baby_sized=True)  # its generation time is in benchmarks/bench_graph.py's figures
     assert (ds.n_users, ds.n_items) == (19_445, 7_050)
     assert ds.modalities["image"].shape == (7_050, 4096) and ds.modalities["text"].shape == (7_050, 384)
     assert 7 < ds.n_interactions / ds.n_users < 10
