@@ -44,6 +44,13 @@ class DataConfig:
     split_seed: int = option(2024, "seed of generated splits", low=0)
     cold_rank: str = option("cold_items", "cold start: rank only the split's 'cold_items' or 'all_items'",
                             choices=("cold_items", "all_items"))
+    noise_interactions: float = option(0.0, "robustness: share of training interactions replaced by random ones",
+                                       low=0.0, high=1.0, high_open=True)
+    noise_kg: float = option(0.0, "robustness: share of KG triples whose tail is replaced by a random node",
+                             low=0.0, high=1.0, high_open=True)
+    drop_features: float = option(0.0, "robustness: share of items whose features (all modalities) are removed",
+                                  low=0.0, high=1.0, high_open=True)
+    noise_seed: int = option(2024, "seed of the robustness corruptions", low=0)
 
 
 @dataclasses.dataclass

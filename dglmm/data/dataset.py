@@ -31,6 +31,9 @@ class Dataset:
         kg: int64 ``[n, 3]`` (head, relation, tail) in the KG id space above.
         relation_names: name of relation ``r`` at position ``r``.
         item_text: optional text per item (e.g. RecBole title, year and genres), for text features.
+
+    An item lacks a modality when its feature row is all zeros (:meth:`feature_mask`): items without text
+    get such a row from ``dglmm features text``, and the robustness option ``data.drop_features`` writes them.
     """
 
     name: str
@@ -46,6 +49,10 @@ class Dataset:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     item_text: list[str] | None = None
+
+    def feature_mask(self, modality: str) -> np.ndarray:
+        """Boolean ``[n_items]``: True where the item has features of ``modality`` (a row that is not all 0)."""
+        return np.any(self.modalities[modality] != 0, axis=1)
 
     def split(self, name: str) -> np.ndarray:
         if name not in SPLITS:

@@ -157,9 +157,11 @@ def _add_interactions(edges: EdgeDict, edata: EdataDict, dataset: Dataset, confi
 
 def _add_similarity(edges: EdgeDict, edata: EdataDict, dataset: Dataset, modality: str,
                     config: GraphConfig) -> None:
+    mask = torch.from_numpy(dataset.feature_mask(modality))
     knn = knn_graph_edges(_float_tensor(dataset.modalities[modality]), config.knn_k,
                           keep_self=config.knn_keep_self, symmetric=config.knn_symmetric,
-                          norm=config.knn_norm, chunk_size=config.chunk_size)
+                          norm=config.knn_norm, chunk_size=config.chunk_size,
+                          mask=None if bool(mask.all()) else mask)
     _put(edges, edata, similar_etype(modality), knn.src, knn.dst, {"sim": knn.sim, "w": knn.w})
 
 

@@ -16,7 +16,7 @@ import torch
 from dglmm.data.dataset import Dataset
 
 #: Bump when the graph layout produced by :func:`dglmm.graph.build.build_graph` changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: kNN graphs give items without a modality (all-zero rows) no edges
 META_LABEL = "dglmm_meta_json"
 
 

@@ -19,6 +19,21 @@ def item_features(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[s
     return {m: data[f"feat_{m}"] for m in chosen}
 
 
+def feature_masks(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[str, torch.Tensor | None]:
+    """Per modality, a bool ``[n_items]`` mask of the items that have its features (row not all zeros), or
+    None when every item has them (nothing to mask: models skip the masking)."""
+    out: dict[str, torch.Tensor | None] = {}
+    for m, feats in item_features(graph, names).items():
+        mask = (feats != 0).any(1)
+        out[m] = None if bool(mask.all()) else mask
+    return out
+
+
+def apply_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Rows of items without the modality set to zero (``x`` unchanged when ``mask`` is None)."""
+    return x if mask is None else x * mask.to(x.dtype).unsqueeze(1)
+
+
 def modality_relations(graph: dgl.DGLGraph, names: list[str] | None = None
                        ) -> tuple[dict[str, torch.Tensor], list[tuple[str, str, str]]]:
     """The features of ``names`` (as :func:`item_features`) and their kNN relations ``similar_<m>``.

@@ -117,12 +117,24 @@ def symmetrize(src: Tensor, dst: Tensor, w: Tensor, n: int) -> tuple[Tensor, Ten
     return key % n, key // n, merged
 
 
+def drop_masked(src: Tensor, dst: Tensor, sim: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The edges whose two items both have the modality (``mask`` True); all edges when ``mask`` is None."""
+    if mask is None:
+        return src, dst, sim
+    keep = mask[src] & mask[dst]
+    return src[keep], dst[keep], sim[keep]
+
+
 def knn_graph_edges(features: Tensor, k: int, keep_self: bool = True, symmetric: bool = False,
-                    norm: Norm = "sym", chunk_size: int = 1024, clamp_negative: bool = True) -> KnnEdges:
-    """Cosine top-``k`` graph (eqs. 1-2), optionally symmetrised, with normalised weights (eq. 3)."""
+                    norm: Norm = "sym", chunk_size: int = 1024, clamp_negative: bool = True,
+                    mask: Tensor | None = None) -> KnnEdges:
+    """Cosine top-``k`` graph (eqs. 1-2), optionally symmetrised, with normalised weights (eq. 3).
+
+    ``mask`` (bool per item): items without the modality get no edge, in either direction.
+    """
     n = features.shape[0]
-    src, dst, sim = cosine_knn(features, k, keep_self=keep_self, chunk_size=chunk_size,
-                               clamp_negative=clamp_negative)
+    src, dst, sim = drop_masked(*cosine_knn(features, k, keep_self=keep_self, chunk_size=chunk_size,
+                                            clamp_negative=clamp_negative), mask)
     if symmetric:
         src, dst, sim = symmetrize(src, dst, sim, n)
     return KnnEdges(src, dst, sim, normalize_edge_weights(src, dst, sim, n, norm))

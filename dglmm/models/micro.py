@@ -60,7 +60,7 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.graph.build import similar_etype
-from dglmm.graph.features import item_features, modality_relations
+from dglmm.graph.features import apply_mask, feature_masks, item_features, modality_relations
 from dglmm.models.base import (
     BACKBONES,
     Batch,
@@ -184,9 +184,10 @@ class MICRO(Recommender):
         return item_features(graph, self.modalities)
 
     def projected_features(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
-        """``e~^m = W_m e^m + b_m`` (eq. 4) for every modality."""
-        feats = self.raw_features(graph)
-        return [self.projections[m](feats[m].to(self.modal_weights.dtype)) for m in self.modalities]
+        """``e~^m = W_m e^m + b_m`` (eq. 4) for every modality; zero for items without that modality."""
+        feats, masks = self.raw_features(graph), feature_masks(graph, self.modalities)
+        return [apply_mask(self.projections[m](feats[m].to(self.modal_weights.dtype)), masks[m])
+                for m in self.modalities]
 
     def _refresh_learned(self, graph: dgl.DGLGraph, projected: list[torch.Tensor] | None) -> None:
         """Rebuild the learned graphs (eqs. 1-4) when their schedule or evaluation asks for it, else detach."""
@@ -197,13 +198,15 @@ class MICRO(Recommender):
         def inputs() -> list[torch.Tensor]:  # projected once, only if a graph is rebuilt
             if "p" not in cache:
                 cache["p"] = projected if projected is not None else self.projected_features(graph)
+                cache["masks"] = list(feature_masks(graph, self.modalities).values())
             return cache["p"]
 
         if self.flags["fusion"] == "weights":  # LATTICE: per-modality top-k mixed by the modal weights
-            self.learned["mixed"].refresh(lambda: (inputs(), torch.softmax(self.modal_weights, 0)))
+            self.learned["mixed"].refresh(
+                lambda: (inputs(), torch.softmax(self.modal_weights, 0), cache["masks"]))
         else:
             for index, m in enumerate(self.modalities):
-                self.learned[m].refresh(lambda index=index: ([inputs()[index]],))
+                self.learned[m].refresh(lambda index=index: ([inputs()[index]], None, [cache["masks"][index]]))
 
     def _convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: str | None) -> torch.Tensor:
         """``H_(l) = (lambda S~ + (1 - lambda) A~) H_(l-1)`` (eqs. 5-6), L times."""

@@ -18,7 +18,7 @@ import dgl.function as fn
 import torch
 from torch import nn
 
-from dglmm.graph.knn import cosine_knn, normalize_edge_weights
+from dglmm.graph.knn import cosine_knn, drop_masked, normalize_edge_weights
 
 SCHEDULES = ("epoch", "batch", "every_n")
 
@@ -63,9 +63,14 @@ class LearnedItemGraph(nn.Module):
             self.weight = self.weight.detach()
 
     # -- construction (eqs. 1-3) ----------------------------------------------------------------------------
-    def rebuild(self, projected: list[torch.Tensor], mix: torch.Tensor | None = None) -> None:
-        """Eqs. 1-3 on ``projected``; several tensors are mixed by ``mix`` before normalisation (LATTICE)."""
-        edges = [cosine_knn(p, self.k) for p in projected]
+    def rebuild(self, projected: list[torch.Tensor], mix: torch.Tensor | None = None,
+                masks: list[torch.Tensor | None] | None = None) -> None:
+        """Eqs. 1-3 on ``projected``; several tensors are mixed by ``mix`` before normalisation (LATTICE).
+
+        ``masks[m]`` (bool per item or None): items without that modality get no edge from it.
+        """
+        masks = masks or [None] * len(projected)
+        edges = [drop_masked(*cosine_knn(p, self.k), mask) for p, mask in zip(projected, masks, strict=True)]
         src = torch.cat([e[0] for e in edges])
         dst = torch.cat([e[1] for e in edges])
         sim = torch.cat([e[2] if mix is None else mix[m] * e[2] for m, e in enumerate(edges)])

@@ -43,12 +43,14 @@ def resolve_model_config(model_name: str, dataset_name: str, files: list[str] = 
 
 
 def prepare_dataset(dataset: Dataset, data: DataConfig) -> Dataset:
-    """Apply the split protocol of the ``data`` section to a loaded dataset."""
-    if data.split == "given":
-        return dataset
-    from dglmm.data.splits import cold_start_split  # "cold_start": the only other choice of data.split
+    """Apply the split protocol of the ``data`` section, then its robustness corruptions (training data only)."""
+    from dglmm.data.robustness import perturb
 
-    return cold_start_split(dataset, frac=data.cold_frac, seed=data.split_seed)
+    if data.split == "cold_start":
+        from dglmm.data.splits import cold_start_split
+
+        dataset = cold_start_split(dataset, frac=data.cold_frac, seed=data.split_seed)
+    return perturb(dataset, data.noise_interactions, data.noise_kg, data.drop_features, data.noise_seed)
 
 
 def evaluation_candidates(dataset: Dataset, data: DataConfig) -> dict[str, np.ndarray] | None:
