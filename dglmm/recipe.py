@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ class Recipe:
         self.args = args
         self.dataset = load_dataset(args.dataset)
         tables = "-".join(args.tables) if len(args.tables) < n_tables else "all"
-        tables += "".join(f"-{label}" for label in args.only or [])
+        tables += "".join(f"-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', label)}" for label in args.only or [])
         self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
         self.summaries: dict[str, list[dict]] = {}
 
