@@ -14,7 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
-from dglmm.errors import InputError
+from dglmm.errors import InputError, PeerFailure
 
 
 def _load(spec: str):
@@ -58,20 +58,25 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dglmm.report import format_summary_table
+    from dglmm.train import distributed
     from dglmm.train.run import resolve_model_config, run_experiment
 
+    distributed.init_from_env({"backend": args.backend, "timeout": args.dist_timeout})  # under torchrun
     dataset = _load(args.dataset)
     if args.resume:
         return _resume(Path(args.resume), dataset)
     config = resolve_model_config(args.model, dataset.name, args.config or [], args.set or [])
-    out = Path(args.out) / f"{args.model}_{dataset.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = distributed.broadcast_object(time.strftime('%Y%m%d-%H%M%S'))  # one folder for every rank
+    out = Path(args.out) / f"{args.model}_{dataset.name}_{stamp}"
     summary = run_experiment(args.model, dataset, config, out, seeds=args.seeds)
-    print(format_summary_table([summary]))
-    print(f"run folder: {out}")
+    if distributed.is_main():
+        print(format_summary_table([summary]))
+        print(f"run folder: {out}")
+    distributed.shutdown()
 
 
 def _resume(run_dir: Path, dataset) -> None:
-
+    from dglmm.train import distributed
     from dglmm.train.run import run_once
 
     config = _run_config(run_dir)
@@ -80,7 +85,9 @@ def _resume(run_dir: Path, dataset) -> None:
     model_name = config.pop("model_name")
     config.pop("dataset", None)
     results = run_once(model_name, dataset, config, run_dir, resume=True)
-    print({k: round(v, 4) for k, v in results["test"].items()})
+    if distributed.is_main():
+        print({k: round(v, 4) for k, v in results["test"].items()})
+    distributed.shutdown()
 
 
 def _run_config(run_dir: Path) -> dict:
@@ -160,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, default=1)
     train.add_argument("--out", default="runs")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
+    train.add_argument("--backend", default="auto", help="under torchrun: 'gloo', 'nccl' or 'auto'")
+    train.add_argument("--dist-timeout", type=float, default=600.0,
+                       help="under torchrun: seconds a rank waits for the others before the run stops")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a run's best model")
@@ -217,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dglmm: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except PeerFailure as error:  # under torchrun: another rank failed; this one stops with one line
+        if args.debug:
+            raise
+        print(f"dglmm: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dglmm: interrupted (the last completed epoch is in checkpoint.pt; continue with --resume)",
               file=sys.stderr)

@@ -13,3 +13,8 @@ class InputError(ValueError):
 
 class CheckpointError(InputError):
     """A checkpoint file that cannot be read safely (corrupt, truncated or not a dglmm checkpoint)."""
+
+
+class PeerFailure(RuntimeError):
+    """Under ``torchrun``: another rank of the run failed or stopped answering (not an input problem; the CLI
+    reports it as one line with exit status 1)."""

@@ -44,6 +44,17 @@ def write_bytes(path: Path | str, data: bytes) -> None:
     _atomic(Path(path), lambda fh: fh.write(data))
 
 
+def write_npz(path: Path | str, arrays: dict[str, Any]) -> None:
+    """``np.savez`` atomically: numeric arrays only (read back with ``np.load(allow_pickle=False)``)."""
+    import numpy as np
+
+    plain = {k: np.asarray(v) for k, v in arrays.items()}
+    bad = [k for k, v in plain.items() if v.dtype == object]
+    if bad:
+        raise TypeError(f"write_npz: arrays {bad} are not numeric")
+    _atomic(Path(path), lambda fh: np.savez(fh, **plain))
+
+
 def save_torch(path: Path | str, obj: Any) -> None:
     """``torch.save`` atomically."""
     _atomic(Path(path), lambda fh: torch.save(obj, fh))

@@ -178,7 +178,8 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = ...,
                           chunk_size: int = ..., mask_splits: Sequence[str] | None = ..., mask_valid: bool = ...,
                           device: torch.device | str | None = ..., item_subset: np.ndarray | None = ...,
                           candidate_items: np.ndarray | None = ...,
-                          return_per_user: Literal[False] = ...) -> dict[str, float]: ...
+                          return_per_user: Literal[False] = ...,
+                          user_shard: Callable[[np.ndarray], np.ndarray] | None = ...) -> dict[str, float]: ...
 
 
 @overload
@@ -186,7 +187,9 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = ...,
                           chunk_size: int = ..., mask_splits: Sequence[str] | None = ..., mask_valid: bool = ...,
                           device: torch.device | str | None = ..., item_subset: np.ndarray | None = ...,
                           candidate_items: np.ndarray | None = ...,
-                          *, return_per_user: Literal[True]) -> tuple[dict[str, float], PerUser]: ...
+                          *, return_per_user: Literal[True],
+                          user_shard: Callable[[np.ndarray], np.ndarray] | None = ...
+                          ) -> tuple[dict[str, float], PerUser]: ...
 
 
 def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "valid",
@@ -194,7 +197,9 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
                           mask_splits: Sequence[str] | None = ("train",), mask_valid: bool = False,
                           device: torch.device | str | None = None, item_subset: np.ndarray | None = None,
                           candidate_items: np.ndarray | None = None,
-                          return_per_user: bool = False) -> dict[str, float] | tuple[dict[str, float], PerUser]:
+                          return_per_user: bool = False,
+                          user_shard: Callable[[np.ndarray], np.ndarray] | None = None,
+                          ) -> dict[str, float] | tuple[dict[str, float], PerUser]:
     """Full-ranking metrics of ``score_fn`` on ``split`` (protocol in the module docstring).
 
     Args:
@@ -206,6 +211,8 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
         candidate_items: rank only these items (all others are excluded from every top-K), e.g. the cold
             items of the split in the cold-start protocol; ``None`` ranks all items.
         return_per_user: also return ``{"user": ids, "n_relevant": ..., "<metric>@K": ...}`` arrays.
+        user_shard: maps the evaluated users (sorted ids) to the part this call scores (a rank's share in
+            data-parallel runs, :func:`dglmm.train.distributed.shard_users`); the result covers that part.
 
     Returns:
         ``{"recall@20": mean, ..., "n_users": count}``; metrics are NaN when no user is evaluated.
@@ -214,6 +221,8 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
     masks = _mask_index(dataset, split, mask_splits, mask_valid)
     target = _target_index(dataset, split, item_subset)
     users = _evaluated_users(dataset, target)
+    if user_shard is not None:
+        users = user_shard(users)
     allowed = None
     if candidate_items is not None:
         allowed = torch.zeros(dataset.n_items, dtype=torch.bool)
@@ -224,12 +233,18 @@ def evaluate_full_ranking(score_fn: ScoreFn, dataset: Dataset, split: str = "val
             chunk = _score_chunk(score_fn, users[start:start + chunk_size], masks, target, ks, device, allowed)
             for name, values in chunk.items():
                 parts[name].append(values.cpu().numpy())
-    per_user = {name: np.concatenate(v) if v else np.zeros(0) for name, v in parts.items()}
-    summary: dict[str, float] = {n: float(v.mean()) if len(v) else float("nan") for n, v in per_user.items()}
-    summary["n_users"] = len(users)
-    if not return_per_user:
-        return summary
-    return summary, {"user": users, "n_relevant": target.counts()[users], **per_user}
+    per_user = {"user": users, "n_relevant": target.counts()[users],
+                **{name: np.concatenate(v) if v else np.zeros(0) for name, v in parts.items()}}
+    summary = summarize(per_user)
+    return (summary, per_user) if return_per_user else summary
+
+
+def summarize(per_user: PerUser) -> dict[str, float]:
+    """Means over users of every metric of per-user arrays (NaN when empty) and ``n_users``."""
+    metrics = {n: v for n, v in per_user.items() if n not in ("user", "n_relevant")}
+    summary: dict[str, float] = {n: float(v.mean()) if len(v) else float("nan") for n, v in metrics.items()}
+    summary["n_users"] = len(per_user["user"])
+    return summary
 
 
 def popularity_scores(dataset: Dataset) -> torch.Tensor:

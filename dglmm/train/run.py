@@ -21,6 +21,7 @@ from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.io import load_checkpoint, write_json, write_text
 from dglmm.models import REGISTRY, Recommender, make_config
+from dglmm.train import distributed
 from dglmm.train.trainer import Trainer, seed_everything
 
 
@@ -95,7 +96,7 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
              resume: bool = False, graph_cache: Path | bool | None = None) -> dict:
     """Train and test one config with ``config['train']['seed']``; returns the results dict."""
     prepared = prepare_run(model_name, dataset, config, run_dir, graph_cache)
-    if run_dir is not None:
+    if run_dir is not None and distributed.is_main():  # under torchrun only rank 0 writes
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
@@ -155,7 +156,7 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
         "best_epochs": [r["best_epoch"] for r in runs],
         "runs": runs, "seconds": round(time.time() - started, 1),
     }
-    if out_dir is not None:
+    if out_dir is not None and distributed.is_main():
         write_json(out_dir / "summary.json", summary)
     return summary
 

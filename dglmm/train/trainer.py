@@ -2,7 +2,8 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch),
 ``checkpoint.pt`` (the last completed epoch: model, optimiser, sampler and RNG states), ``best.pt`` (the
-best-validation model), ``results.json`` (written atomically at the end) and ``curves.png``.  The model's
+best-validation model), ``results.json`` (written atomically at the end), ``per_user_test.npz`` (the test
+metrics of every user, for ``dglmm compare``) and ``curves.png``.  The model's
 state includes the graphs it derived during training (learned kNN graphs, added edge types), so the test at
 the best epoch, ``--resume`` and ``dglmm evaluate`` all use the graphs of the epoch they load.
 
@@ -14,6 +15,7 @@ stderr is a terminal, otherwise one line per epoch on stderr (``train.progress=f
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import random
 import sys
@@ -28,10 +30,11 @@ from tqdm import tqdm
 from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
 from dglmm.errors import CheckpointError
-from dglmm.io import load_checkpoint, save_torch, write_json
+from dglmm.io import load_checkpoint, save_torch, write_json, write_npz
 from dglmm.models.base import Batch, Recommender
 from dglmm.options import validate
-from dglmm.train.evaluate import evaluate_full_ranking
+from dglmm.train import distributed
+from dglmm.train.evaluate import PerUser, evaluate_full_ranking, summarize
 from dglmm.train.sampler import BPRSampler
 
 __all__ = ["TrainConfig", "Trainer", "negative_pool", "seed_everything"]  # TrainConfig lives in dglmm.config
@@ -75,9 +78,12 @@ class Trainer:
                  candidates: dict[str, np.ndarray] | None = None) -> None:
         """``candidates``: per split, the only items ranked (cold-start protocol); None ranks all items."""
         validate(config, "train")  # a TrainConfig made directly in Python gets the checks of a YAML one
+        self.dist = distributed.current()  # None in a single process
+        if self.dist is not None and not self.dist.is_main:  # only rank 0 writes and reports
+            config, run_dir = dataclasses.replace(config, progress=False), None
         self.config = config
         self.candidates = candidates or {}
-        self.device = torch.device(config.device)
+        self.device = self.dist.device(config.device) if self.dist else torch.device(config.device)
         self.model = model.to(self.device)
         self.graph = graph.to(self.device)
         self.dataset = dataset
@@ -92,6 +98,7 @@ class Trainer:
         self.best_state: dict | None = None
         self.bad_evals = 0
         self._snapshot: dict | None = None
+        self._parallel = distributed.DataParallelStep(self.model, self.dist) if self.dist else None
 
     # -- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -118,29 +125,41 @@ class Trainer:
         return {name: value / counts[name] for name, value in sums.items()}
 
     def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int]) -> None:
-        """One optimiser step on the summed loss terms of ``batch``; accumulates each term for the log."""
-        terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
-        loss = sum(terms.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at epoch {epoch}: "
-                                     + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.item()
+        """One optimiser step on the summed loss terms of ``batch``; accumulates each term for the log.
+        Under torchrun the step is data-parallel (:class:`dglmm.train.distributed.DataParallelStep`)."""
+        if self._parallel is not None:
+            values = self._parallel(self.graph, batch, self.optimizer, f"epoch {epoch}")
+        else:
+            terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
+            loss = sum(terms.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at epoch {epoch}: "
+                                         + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            values = {name: value.item() for name, value in terms.items()}
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + value
             counts[name] = counts.get(name, 0) + 1
 
-    @torch.no_grad()
     def evaluate(self, split: str, item_subset: np.ndarray | None = None) -> dict[str, float]:
         """Full-ranking metrics on ``split`` with the current parameters."""
+        return summarize(self.evaluate_per_user(split, item_subset))
+
+    @torch.no_grad()
+    def evaluate_per_user(self, split: str, item_subset: np.ndarray | None = None) -> PerUser:
+        """Per-user metrics on ``split`` (``user``, ``n_relevant`` and every metric); under torchrun each rank
+        ranks a share of the users and the shares are gathered."""
         self.model.eval()
         reps = self.model(self.graph)
         masks = ("train", "valid") if split == "test" and self.config.mask_valid_in_test else ("train",)
-        return evaluate_full_ranking(
+        _, per_user = evaluate_full_ranking(
             lambda users: self.model.score(reps, users.to(self.device)), self.dataset, split=split,
             ks=self.config.ks, chunk_size=self.config.eval_chunk_size, mask_splits=masks,
-            item_subset=item_subset, candidate_items=self.candidates.get(split))
+            item_subset=item_subset, candidate_items=self.candidates.get(split), return_per_user=True,
+            user_shard=distributed.shard_users if self.dist else None)
+        return distributed.gather_per_user(per_user)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -153,6 +172,12 @@ class Trainer:
         except KeyboardInterrupt:
             self._write_checkpoint()
             raise
+        except distributed.PeerFailure as failure:  # rank 0 keeps the last completed epoch
+            self._write_checkpoint()
+            if self.run_dir is None or self._snapshot is None:
+                raise
+            raise distributed.PeerFailure(f"{failure}; the last completed epoch is in {self.run_dir}: continue "
+                                          f"with torchrun ... -m dglmm train --resume {self.run_dir}") from None
         return self._finish(time.time() - started)
 
     def _run_epoch(self, epoch: int) -> bool:
@@ -205,12 +230,14 @@ class Trainer:
     def _finish(self, seconds: float) -> dict:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        test = self.evaluate("test")
+        per_user = self.evaluate_per_user("test")
+        test = summarize(per_user)
         results = {"best_epoch": self.best["epoch"], "epochs_run": len(self.history),
                    "valid": self.best["valid"], "test": test, **self._item_groups(),
                    "train_seconds": round(seconds, 2)}
         if self.run_dir is not None:
             write_json(self.run_dir / "results.json", results)
+            write_npz(self.run_dir / "per_user_test.npz", per_user)
             self._plot_curves()
         return results
 

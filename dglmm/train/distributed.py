@@ -1,0 +1,216 @@
+"""Data-parallel training on ``torch.distributed``: ``torchrun --nproc_per_node=N -m dglmm train ...``.
+
+Every process (rank) holds the whole heterograph, dataset and model.  Per global batch of ``train.batch_size``
+BPR triples (drawn identically on every rank: same sampler seed), rank ``r`` takes the contiguous shard
+:func:`shard_slice` ``(n, r, N)``; its loss is weighted by ``N * n_r / n`` before DDP averages the gradients,
+so the update equals the single-process one whatever the shard sizes:
+
+* terms that are means over the batch (BPR, the L2 of the batch rows divided by the batch size) add up to the
+  mean over the global batch: ``sum_r (n_r / n) mean_r = mean``;
+* terms that do not depend on the batch (InfoNCE over all items, orthogonality, extra samplers' terms: every
+  rank computes the same value) are counted once, since the weights ``n_r / n`` sum to one; a phase batch
+  without BPR rows (KGAT's TransR phase) is computed whole on every rank with weight ``1 / N``;
+* terms that depend non-linearly on the batch (an InfoNCE whose negatives are the batch's items,
+  ``cl_items='batch'``) are the mean of the shards' terms, not the global batch's term: close, not equal.
+
+Random draws inside ``loss`` (dropout, ``cl_max_items`` subsets) use the global torch RNG, seeded alike and
+advanced alike on every rank, so they agree; learned graphs are rebuilt from parameters that DDP keeps equal,
+hence identical on every rank.  Full-ranking evaluation is sharded over users (strided) and the per-user
+metrics are gathered in user order, so the means are those of a single process.  Only rank 0 writes the run
+folder.  A rank that fails makes the collectives of the others fail (a closed connection at once, or the
+process-group timeout when a rank hangs): they raise :class:`PeerFailure`, rank 0 writes the checkpoint of the
+last completed epoch, and each prints one line.
+"""
+# PeerFailure lives in dglmm.errors (the CLI catches it without importing torch); re-exported here.
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dglmm.errors import PeerFailure
+from dglmm.models.base import Batch, Recommender
+from dglmm.options import build, option
+
+__all__ = ["Context", "DataParallelStep", "DistConfig", "PeerFailure", "current", "init_from_env",
+           "is_main", "shard_slice"]
+
+
+@dataclasses.dataclass
+class DistConfig:
+    """Process-group settings (``dglmm train --backend/--dist-timeout``; used only under ``torchrun``)."""
+
+    backend: str = option("auto", "'gloo' (CPU), 'nccl' (CUDA) or 'auto' (nccl when CUDA is available)",
+                          choices=("auto", "gloo", "nccl"))
+    timeout: float = option(600.0, "seconds a rank waits in a collective for the others before the run stops",
+                            low=0.0, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """This process's place in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str) -> torch.device:
+        """``cuda`` / ``cuda:k`` become ``cuda:<local rank>`` (one GPU per process); other devices unchanged."""
+        device = torch.device(requested)
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
+
+
+_CONTEXT: Context | None = None
+
+
+def current() -> Context | None:
+    """The run's context when this process is one of several ranks, else None (single process)."""
+    return _CONTEXT
+
+
+def is_main() -> bool:
+    """True on rank 0 and in a single process: the one that writes files and prints results."""
+    return _CONTEXT is None or _CONTEXT.is_main
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def init_from_env(values: dict[str, Any] | None = None) -> Context | None:
+    """Join the process group that ``torchrun`` describes in the environment (``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``...); a no-op returning None for a single process."""
+    global _CONTEXT
+    if _CONTEXT is not None or not launched_by_torchrun():
+        return _CONTEXT
+    config = build(DistConfig, values or {}, "distributed")
+    backend = config.backend
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=config.timeout))
+    _CONTEXT = Context(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+    return _CONTEXT
+
+
+def shutdown() -> None:
+    """Leave the process group (after a run, or after a failure without waiting for the others)."""
+    global _CONTEXT
+    if _CONTEXT is not None and dist.is_initialized():
+        dist.destroy_process_group()
+    _CONTEXT = None
+
+
+def shard_slice(n: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous part of ``n`` rows: sizes differ by at most one, lower ranks larger."""
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def collective(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a collective (or a backward pass that all-reduces) and turn a communication failure into
+    :class:`PeerFailure`."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as exc:
+        if isinstance(exc, PeerFailure):
+            raise
+        rank = _CONTEXT.rank if _CONTEXT is not None else 0
+        raise PeerFailure(f"rank {rank}: another process of the run failed or stopped answering "
+                          f"({_one_line(exc)})") from None
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (e.g. the run folder's name, which holds a time stamp)."""
+    if _CONTEXT is None:
+        return value
+    box = [value]
+    collective(dist.broadcast_object_list, box, src=0)
+    return box[0]
+
+
+class _LossOfBatch(nn.Module):
+    """What DDP wraps: one forward = the model's training output and loss terms for a shard of a batch."""
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, graph: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.model.loss(self.model.training_forward(graph, batch), batch)
+
+
+class DataParallelStep:
+    """One optimisation step of the global batch, this rank computing its shard (see the module docstring)."""
+
+    def __init__(self, model: Recommender, context: Context) -> None:
+        self.context = context
+        device_ids = [context.local_rank] if context.backend == "nccl" else None
+        # find_unused_parameters: e.g. a learned graph's projections get gradient on its rebuild batches only
+        self.ddp = DistributedDataParallel(_LossOfBatch(model), device_ids=device_ids,
+                                           find_unused_parameters=True)
+
+    def __call__(self, graph: Any, batch: Batch, optimizer: torch.optim.Optimizer,
+                 where: str) -> dict[str, float]:
+        """Forward, all-reduce of the weighted terms, backward (DDP all-reduces the gradients), step;
+        returns the global batch's term values.  ``where`` names the batch in the non-finite-loss error."""
+        n, world = len(batch.users), self.context.world_size
+        if n == 0:  # a phase batch without BPR rows (e.g. KGAT's TransR phase): every rank computes it whole
+            local, weight = batch, 1.0 / world
+        else:
+            part = shard_slice(n, self.context.rank, world)
+            weight = (part.stop - part.start) / n
+            if weight == 0:  # fewer rows than ranks: compute on one row with weight 0 to join the all-reduce
+                part = slice(0, 1)
+            local = Batch(batch.users[part], batch.pos[part], batch.neg[part], batch.extras)
+        terms = self.ddp(graph, local)
+        names = sorted(terms)
+        values = torch.stack([terms[k].detach().double().reshape(()) for k in names]) * weight
+        collective(dist.all_reduce, values)
+        if not torch.isfinite(values).all():  # every rank sees the reduced values: all stop together
+            raise FloatingPointError(f"non-finite loss at {where}: "
+                                     + ", ".join(f"{k}={v:.4g}" for k, v in zip(names, values.tolist(), strict=True)))
+        loss = sum(terms[k] for k in names) * (weight * world)
+        optimizer.zero_grad(set_to_none=True)
+        collective(loss.backward)
+        optimizer.step()
+        return dict(zip(names, values.tolist(), strict=True))
+
+
+def shard_users(users: np.ndarray) -> np.ndarray:
+    """This rank's evaluated users: a strided share, so that chunks cost alike on every rank."""
+    if _CONTEXT is None:
+        return users
+    return users[_CONTEXT.rank::_CONTEXT.world_size]
+
+
+def gather_per_user(per_user: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every rank's per-user arrays (with a ``user`` key) joined and put back in user order."""
+    if _CONTEXT is None:
+        return per_user
+    parts: list[Any] = [None] * _CONTEXT.world_size
+    collective(dist.all_gather_object, parts, {k: np.asarray(v) for k, v in per_user.items()})
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in per_user}
+    order = np.argsort(joined["user"], kind="stable")
+    return {k: v[order] for k, v in joined.items()}
