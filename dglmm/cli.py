@@ -1,4 +1,4 @@
-"""Command line: ``dglmm train | evaluate | models | data info | data graph | demo``.
+"""Command line: ``dglmm train | evaluate | compare | models | data info | data graph | demo``.
 
 Every problem with the user's input (a malformed file, an unknown option or value, an unreadable checkpoint:
 :class:`dglmm.errors.InputError`) is reported as one line ``dglmm: error: ...`` on stderr with exit status 2.
@@ -118,6 +118,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"{key:14s} {value:.4f}" if isinstance(value, float) else f"{key:14s} {value}")
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    from dglmm.compare import compare_runs, format_comparisons, plot_comparisons
+
+    results = compare_runs(args.runs, args.metrics)
+    print(format_comparisons(args.runs[0], results, args.alpha))
+    plot_comparisons(results, args.plot, args.alpha)
+    print(f"plot: {args.plot}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from dglmm.data.dataset import format_summary
     from dglmm.graph.build import build_graph, graph_summary
@@ -177,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["valid", "test"])
     evaluate.add_argument("-d", "--dataset", help="dataset path (default: the one in config.yaml)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="paired significance tests of runs against the first (baseline)")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or experiment folders with seed*/")
+    compare.add_argument("--metrics", nargs="+", default=["recall@20", "ndcg@20", "precision@20"])
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the * marks")
+    compare.add_argument("--plot", default="compare.png", help="where to write the PNG")
+    compare.set_defaults(func=cmd_compare)
 
     models = sub.add_parser("models", help="list models and their options")
     models.add_argument("name", nargs="?")
