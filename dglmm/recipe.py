@@ -3,7 +3,9 @@
 A recipe is a dict of table functions ``name -> f(recipe) -> str``; each table runs its rows with
 :meth:`Recipe.run` (a model plus ``--set`` overrides, grid-searched on validation, several seeds) and formats
 them beside the paper's numbers.  :func:`recipe_main` parses the common command line, runs the chosen tables,
-prints them and writes ``tables.txt`` and ``summaries.json`` into the output folder.
+prints them and writes ``tables.txt`` and ``summaries.json`` into the output folder.  Every row's runs are
+kept under ``<out>/runs/<table>-<row>`` (with their per-user test metrics), so that :func:`cell` can mark a
+difference to a table's baseline row that is significant (``*``, :mod:`dglmm.compare`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class Recipe:
         sets = ["train.progress=false", *self.args.set, *overrides]
         config = resolve_model_config(model, self.dataset.name, self.args.config, sets)
         tic = time.time()
-        summary = run_experiment(model, self.dataset, config, None, seeds=self.args.seeds)
-        summary.update(label=label, overrides=overrides)
+        run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{table}-{label}")
+        summary = run_experiment(model, self.dataset, config, run_dir, seeds=self.args.seeds)
+        summary.update(label=label, overrides=overrides, run_dir=str(run_dir))
         print(f"  [{table}] {label:38s} R@20 {cell(summary, 'recall@20')}  ({time.time() - tic:.0f} s)",
               flush=True)
         self.summaries.setdefault(table, []).append(summary)
@@ -50,12 +53,41 @@ class Recipe:
         return summary
 
 
-def cell(summary: dict, metric: str, group: str = "test") -> str:
-    """``mean`` (one seed) or ``mean ± std`` of a metric in a recipe summary."""
+def cell(summary: dict, metric: str, group: str = "test", baseline: dict | None = None) -> str:
+    """``mean`` (one seed) or ``mean ± std`` of a metric in a recipe summary; with a ``baseline`` summary, a
+    ``*`` when the test difference to it is significant (:func:`significance_mark`)."""
     stats = summary.get(group, {}).get(metric)
     if stats is None:
         return "-"
-    return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if len(summary["seeds"]) > 1 else "")
+    text = f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if len(summary["seeds"]) > 1 else "")
+    return text + (significance_mark(summary, baseline, metric) if baseline and group == "test" else "")
+
+
+def selected_runs(summary: dict) -> Path | None:
+    """The folder of the selected grid point's seed runs of a recipe row (None when not kept)."""
+    if "run_dir" not in summary:
+        return None
+    root = Path(summary["run_dir"])
+    if len(summary.get("grid", [])) > 1:
+        root = root / f"point{[g['point'] for g in summary['grid']].index(summary['selected'])}"
+    return root
+
+
+def significance_mark(summary: dict, baseline: dict, metric: str, alpha: float = 0.05) -> str:
+    """``*`` when ``summary``'s per-user test ``metric`` differs significantly from ``baseline``'s (paired
+    Wilcoxon over users, and the t-test over seeds when both have several); ``""`` otherwise, for the baseline
+    itself, or when per-user results are not available."""
+    from dglmm.compare import compare_sides, load_side
+    from dglmm.errors import InputError
+
+    a, b = selected_runs(baseline), selected_runs(summary)
+    if a is None or b is None or a == b:
+        return ""
+    try:
+        (result,) = compare_sides(load_side(a, [metric]), load_side(b, [metric]), [metric])
+    except InputError:
+        return ""
+    return "*" if result.significant(alpha) else ""
 
 
 def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),

@@ -49,23 +49,26 @@ VARIANT_NAMES = {"CF+feats": "cf+feats", "MICRO/feats": "micro/feats", "w/o fusi
 def table4(r: Recipe) -> str:
     rows = []
     mm = ["model.cl_max_items=" + str(r.args.cl_max_items)]
-    for label, model, extra in [("MF", "mf", []), ("NGCF", "ngcf", []), ("LightGCN", "lightgcn", []),
-                                ("VBPR", "vbpr", []), ("LATTICE (MICRO w/o fusion)", "lattice", []),
-                                ("MICRO", "micro", mm)]:
-        s = r.run("4", label, model, extra)
+    runs = {label: r.run("4", label, model, extra)
+            for label, model, extra in [("MF", "mf", []), ("NGCF", "ngcf", []), ("LightGCN", "lightgcn", []),
+                                        ("VBPR", "vbpr", []), ("LATTICE (MICRO w/o fusion)", "lattice", []),
+                                        ("MICRO", "micro", mm)]}
+    base = runs["LightGCN"]
+    for label, s in runs.items():
         if s is None:
             continue
         paper = PAPER_TABLE4[label][r.args.paper_dataset]
-        rows.append([label, cell(s, "recall@20"), cell(s, "precision@20"), cell(s, "ndcg@20"),
-                     f"{paper[0]:.4f}", f"{paper[1]:.4f}", f"{paper[2]:.4f}"])
+        rows.append([label, cell(s, "recall@20", baseline=base), cell(s, "precision@20", baseline=base),
+                     cell(s, "ndcg@20", baseline=base), f"{paper[0]:.4f}", f"{paper[1]:.4f}", f"{paper[2]:.4f}"])
     head = ["model", "R@20", "P@20", "NDCG@20", "paper R@20", "paper P@20", "paper NDCG@20"]
-    return "Table 4 - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return ("Table 4 - overall comparison (test at the best validation epoch; * : differs from LightGCN, "
+            "p < 0.05)\n" + format_table(head, rows))
 
 
 def table5(r: Recipe) -> str:
     rows = []
     for backbone in ("mf", "ngcf", "lightgcn"):
-        s = r.run("5", f"{backbone}", backbone, [])
+        s = base = r.run("5", f"{backbone}", backbone, [])
         paper = PAPER_TABLE5_BABY[backbone]["CF"]
         if s is not None:
             rows.append([backbone, "CF", cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}",
@@ -77,10 +80,11 @@ def table5(r: Recipe) -> str:
             if s is None:
                 continue
             paper = PAPER_TABLE5_BABY[backbone][name]
-            rows.append(["", name, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}",
-                         f"{paper[1]:.4f}"])
+            rows.append(["", name, cell(s, "recall@20", baseline=base), cell(s, "ndcg@20", baseline=base),
+                         f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["backbone", "variant", "R@20", "NDCG@20", "paper R@20 (Baby)", "paper NDCG@20 (Baby)"]
-    return "Table 5 - MICRO on different CF backbones\n" + format_table(head, rows)
+    return ("Table 5 - MICRO on different CF backbones (* : differs from the backbone's CF row, p < 0.05)\n"
+            + format_table(head, rows))
 
 
 def table6(r: Recipe) -> str:
@@ -105,16 +109,17 @@ def table6(r: Recipe) -> str:
 def cold(r: Recipe) -> str:
     rows = []
     split = ["data.split=cold_start"]
-    for label, model, extra in [("MF", "mf", []), ("LightGCN", "lightgcn", []), ("VBPR", "vbpr", []),
-                                ("MICRO w/o fusion (LATTICE)", "lattice", []),
-                                ("MICRO", "micro", [f"model.cl_max_items={r.args.cl_max_items}"])]:
-        s = r.run("cold", label, model, split + extra)
-        if s is None:
-            continue
-        rows.append([label, cell(s, "recall@20"), cell(s, "precision@20"), cell(s, "ndcg@20")])
+    runs = {label: r.run("cold", label, model, split + extra)
+            for label, model, extra in [("MF", "mf", []), ("LightGCN", "lightgcn", []), ("VBPR", "vbpr", []),
+                                        ("MICRO w/o fusion (LATTICE)", "lattice", []),
+                                        ("MICRO", "micro", [f"model.cl_max_items={r.args.cl_max_items}"])]}
+    base = runs["LightGCN"]
+    for label, s in runs.items():
+        if s is not None:
+            rows.append([label, *(cell(s, m, baseline=base) for m in ("recall@20", "precision@20", "ndcg@20"))])
     head = ["model", "R@20", "P@20", "NDCG@20"]
     return ("Cold start (section 4.1.3, Fig. 3): 20% of items unseen in training, ranked among the split's "
-            "cold items\npaper ordering (Fig. 3): MICRO > MICRO w/o fusion > VBPR > LightGCN, MF\n"
+            "cold items; * : differs from LightGCN, p < 0.05\npaper ordering (Fig. 3): MICRO > MICRO w/o fusion > VBPR > LightGCN, MF\n"
             + format_table(head, rows))
 
 
@@ -130,16 +135,19 @@ def warm(r: Recipe) -> str:
              "LATTICE": ("lattice", multimodal),
              "MICRO": ("micro", [*multimodal, f"model.cl_max_items={r.args.cl_max_items}"])}
     rows = []
-    for label, (model, grid) in grids.items():
-        s = r.run("warm", label, model, grid)
+    runs = {label: r.run("warm", label, model, grid) for label, (model, grid) in grids.items()}
+    base = runs["LightGCN"]
+    for label, s in runs.items():
         if s is None:
             continue
-        rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), cell(s, "recall@20", "test_few"),
+        rows.append([label, cell(s, "recall@20", baseline=base), cell(s, "ndcg@20", baseline=base),
+                     cell(s, "recall@20", "test_few"),
                      cell(s, "ndcg@20", "test_few"), cell(s, "recall@20", "test_cold"),
                      " ".join(f"{k}={v}" for k, v in s["selected"].items())])
     head = ["model", "R@20", "NDCG@20", "R@20 few-interaction items", "NDCG@20 few", "R@20 cold items",
             "selected on validation"]
-    return ("Warm start, each model tuned on validation (same grid budget), test mean ± std over seeds\n"
+    return ("Warm start, each model tuned on validation (same grid budget), test mean ± std over seeds; "
+            "* : differs from LightGCN, p < 0.05\n"
             + format_table(head, rows))
 
 

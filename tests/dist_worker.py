@@ -57,8 +57,7 @@ def main(model: str, out: str, sets: list[str]) -> None:
     dist.all_gather_object(ranks, mine)
     if context.is_main:
         (Path(out) / "ranks.json").write_text(json.dumps({"ranks": ranks, "learned_graphs": learned}))
-    del prepared, state
-    distributed.shutdown()  # after the DDP-holding trainer is gone (destroying the group under it hangs)
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -84,3 +84,24 @@ def test_same_model_and_seed_gives_p_one(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "p Wilcoxon" in out and out.count("  1  ") >= 2
     assert (tmp_path / "cmp.png").stat().st_size > 0
+
+
+def test_recipe_cells_mark_significant_differences_to_the_baseline(tmp_path: Path) -> None:
+    from dglmm.recipe import cell
+
+    users = np.arange(40)
+    rng = np.random.default_rng(2)
+    base = rng.random(40)
+    for name, values in (("base", base), ("same", base.copy()), ("better", base + 0.05 + 0.01 * rng.random(40))):
+        fake_run(tmp_path / name / "seed0", users, recall_at_20=values, ndcg_at_20=values)
+
+    def summary(name: str, values: np.ndarray) -> dict:
+        return {"run_dir": str(tmp_path / name), "seeds": [0], "grid": [{"point": {}}], "selected": {},
+                "test": {"recall@20": {"mean": float(values.mean()), "std": 0.0}}}
+
+    baseline = summary("base", base)
+    assert cell(baseline, "recall@20", baseline=baseline).endswith(f"{base.mean():.4f}")
+    assert not cell(summary("same", base), "recall@20", baseline=baseline).endswith("*")
+    assert cell(summary("better", base + 0.05), "recall@20", baseline=baseline).endswith("*")
+    assert not cell({**summary("better", base), "run_dir": str(tmp_path / "gone")}, "recall@20",
+                    baseline=baseline).endswith("*")  # no per-user results: no mark

@@ -33,7 +33,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def torchrun(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+def torchrun(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", *args], env=_env(),
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
@@ -145,7 +145,7 @@ def test_killed_rank_stops_the_run_with_one_line_and_it_resumes(can_launch, tmp_
            "-d", "synthetic", "--out", str(out_dir), *[a for s in sets for a in ("--set", s)]]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 180
         run_dir = None
         while time.time() < deadline and proc.poll() is None:  # wait for 2 completed epochs
             found = list(out_dir.glob("lightgcn_synthetic_*/seed0/metrics.jsonl"))
@@ -157,7 +157,7 @@ def test_killed_rank_stops_the_run_with_one_line_and_it_resumes(can_launch, tmp_
         victim = _worker_pid(proc.pid, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

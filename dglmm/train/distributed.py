@@ -110,10 +110,12 @@ def init_from_env(values: dict[str, Any] | None = None) -> Context | None:
 
 
 def shutdown() -> None:
-    """Leave the process group (after a run, or after a failure without waiting for the others)."""
+    """Forget the run's context; the process group itself is released when the process exits.
+
+    ``dist.destroy_process_group()`` is not called: with torch 2.2's gloo backend it can deadlock (the
+    destructor joins a gloo worker thread that waits for the GIL to free a tensor of the last collective).
+    """
     global _CONTEXT
-    if _CONTEXT is not None and dist.is_initialized():
-        dist.destroy_process_group()
     _CONTEXT = None
 
 
