@@ -95,9 +95,9 @@ def init_from_env(values: dict[str, Any] | None = None) -> Context | None:
     """Join the process group that ``torchrun`` describes in the environment (``RANK``, ``WORLD_SIZE``,
     ``MASTER_ADDR``...); a no-op returning None for a single process."""
     global _CONTEXT
+    config = build(DistConfig, values or {}, "distributed")  # checked in a single process too
     if _CONTEXT is not None or not launched_by_torchrun():
         return _CONTEXT
-    config = build(DistConfig, values or {}, "distributed")
     backend = config.backend
     if backend == "auto":
         backend = "nccl" if torch.cuda.is_available() else "gloo"
