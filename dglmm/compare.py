@@ -151,14 +151,22 @@ def compare_sides(a: Side, b: Side, metrics: list[str] | tuple[str, ...] = DEFAU
     return out
 
 
+def label(path: str | Path) -> str:
+    """A short name of a side: its folder, with the parent for ``seed*`` / ``point*`` folders."""
+    path = Path(path)
+    if path.name.startswith(("seed", "point")) and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
 def format_comparisons(baseline: str, results: dict[str, list[Comparison]], alpha: float = 0.05) -> str:
     """A plain-text table: one row per (side, metric); ``*`` marks p < alpha."""
-    header = ["vs " + Path(baseline).name, "metric", "A", "B", "B-A", "95% CI", "d_z", "p Wilcoxon", "p t(seeds)",
+    header = ["vs " + label(baseline), "metric", "A", "B", "B-A", "95% CI", "d_z", "p Wilcoxon", "p t(seeds)",
               ""]
     rows = []
     for name, comparisons in results.items():
         for c in comparisons:
-            rows.append([Path(name).name, c.metric, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
+            rows.append([label(name), c.metric, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.diff:+.4f}",
                          f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.effect:+.3f}", f"{c.p_wilcoxon:.3g}",
                          "-" if c.p_ttest is None else f"{c.p_ttest:.3g}", "*" if c.significant(alpha) else ""])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -186,7 +194,7 @@ def plot_comparisons(results: dict[str, list[Comparison]], path: Path | str, alp
         ax.barh(ys, diffs, xerr=err, color=colors, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(ys, [f"{c.metric}\np={c.p_wilcoxon:.2g}" for c in comparisons])
-        ax.set(xlabel="mean per-user difference (B - A)", title=Path(name).name)
+        ax.set(xlabel="mean per-user difference (B - A)", title=label(name))
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
