@@ -5,7 +5,9 @@ A recipe is a dict of table functions ``name -> f(recipe) -> str``; each table r
 them beside the paper's numbers.  :func:`recipe_main` parses the common command line, runs the chosen tables,
 prints them and writes ``tables.txt`` and ``summaries.json`` into the output folder.  Every row's runs are
 kept under ``<out>/runs/<table>-<row>`` (with their per-user test metrics), so that :func:`cell` can mark a
-difference to a table's baseline row that is significant (``*``, :mod:`dglmm.compare`).
+difference to a table's baseline row that is significant (``*``, :mod:`dglmm.compare`).  Under ``torchrun``
+(``torchrun --standalone --nproc_per_node=2 recipes/micro.py ...``) every row trains data-parallel and only
+rank 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from dglmm.data.readers import load_dataset
 from dglmm.io import write_text
+from dglmm.train import distributed
 from dglmm.train.run import resolve_model_config, run_experiment
 
 
@@ -30,7 +33,8 @@ class Recipe:
         self.dataset = load_dataset(args.dataset)
         tables = "-".join(args.tables) if len(args.tables) < n_tables else "all"
         tables += "".join(f"-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', label)}" for label in args.only or [])
-        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stamp = distributed.broadcast_object(time.strftime('%Y%m%d-%H%M%S'))  # one folder for every rank
+        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{stamp}"
         self.summaries: dict[str, list[dict]] = {}
 
     def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
@@ -43,13 +47,14 @@ class Recipe:
         sets = ["train.progress=false", *self.args.set, *overrides]
         config = resolve_model_config(model, self.dataset.name, self.args.config, sets)
         tic = time.time()
-        run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{table}-{label}")
+        run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9_.+=-]+", "_", f"{table}-{label}")
         summary = run_experiment(model, self.dataset, config, run_dir, seeds=self.args.seeds)
         summary.update(label=label, overrides=overrides, run_dir=str(run_dir))
-        print(f"  [{table}] {label:38s} R@20 {cell(summary, 'recall@20')}  ({time.time() - tic:.0f} s)",
-              flush=True)
         self.summaries.setdefault(table, []).append(summary)
-        write_text(self.out / "summaries.json", json.dumps(self.summaries, indent=1, default=str))
+        if distributed.is_main():
+            print(f"  [{table}] {label:38s} R@20 {cell(summary, 'recall@20')}  ({time.time() - tic:.0f} s)",
+                  flush=True)
+            write_text(self.out / "summaries.json", json.dumps(self.summaries, indent=1, default=str))
         return summary
 
 
@@ -123,13 +128,19 @@ def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, C
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds = 1
+    distributed.init_from_env()  # a no-op unless started by torchrun
+    main = distributed.is_main()
     recipe = Recipe(args, len(tables))
-    print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}", flush=True)
+    if main:
+        print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}", flush=True)
     outputs = []
     for name in args.tables:
         text = tables[name](recipe)
-        print("\n" + text + "\n", flush=True)
+        if main:
+            print("\n" + text + "\n", flush=True)
         outputs.append(text)
-    write_text(recipe.out / "tables.txt", note(recipe) + "\n\n" + "\n\n".join(outputs) + "\n")
-    print(f"tables and summaries in {recipe.out}")
+    if main:
+        write_text(recipe.out / "tables.txt", note(recipe) + "\n\n" + "\n\n".join(outputs) + "\n")
+        print(f"tables and summaries in {recipe.out}")
+    distributed.shutdown()
     return 0
