@@ -174,3 +174,19 @@ def test_killed_rank_stops_the_run_with_one_line_and_it_resumes(can_launch, tmp_
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     single = single_process("lightgcn", tmp_path / "single", sets)
     assert_equivalent(single, run_dir)  # interrupted + resumed on 2 ranks == one uninterrupted process
+
+
+def test_only_communication_failures_become_peer_failures() -> None:
+    from dglmm.errors import PeerFailure
+    from dglmm.train.distributed import collective
+
+    def gone() -> None:
+        raise RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:525] Read error: Connection reset by peer")
+
+    def bug() -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 4x3)")
+
+    with pytest.raises(PeerFailure, match="another process of the run failed"):
+        collective(gone)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        collective(bug)

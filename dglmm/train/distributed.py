@@ -130,13 +130,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
+_COMMUNICATION = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "broken pipe", "socket")
+
+
+def is_communication_error(exc: BaseException) -> bool:
+    """Whether an exception of a collective says that another rank is gone or silent (not a bug here)."""
+    backend_error = getattr(dist, "DistBackendError", ())
+    return isinstance(exc, backend_error) or any(word in str(exc).lower() for word in _COMMUNICATION)
+
+
 def collective(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a collective (or a backward pass that all-reduces) and turn a communication failure into
-    :class:`PeerFailure`."""
+    :class:`PeerFailure`; other errors (bugs) pass through unchanged."""
     try:
         return fn(*args, **kwargs)
     except RuntimeError as exc:
-        if isinstance(exc, PeerFailure):
+        if isinstance(exc, PeerFailure) or not is_communication_error(exc):
             raise
         rank = _CONTEXT.rank if _CONTEXT is not None else 0
         raise PeerFailure(f"rank {rank}: another process of the run failed or stopped answering "
