@@ -182,7 +182,7 @@ class DataParallelStep:
         # no buffer broadcast at every step: buffers (KGAT's attention, edge lists) are computed alike on
         # every rank, like the learned graphs (the tests compare every state_dict entry across ranks)
         self.ddp = DistributedDataParallel(_LossOfBatch(model), device_ids=device_ids,
-                                           find_unused_parameters=True, broadcast_buffers=True,
+                                           find_unused_parameters=True, broadcast_buffers=False,
                                            gradient_as_bucket_view=True)
 
     def __call__(self, graph: Any, batch: Batch, optimizer: torch.optim.Optimizer,
