@@ -121,6 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from dglmm.compare import compare_runs, format_comparisons, plot_comparisons
 
+    if not 0.0 < args.alpha < 1.0:
+        raise InputError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
     results = compare_runs(args.runs, args.metrics)
     print(format_comparisons(args.runs[0], results, args.alpha))
     plot_comparisons(results, args.plot, args.alpha)
