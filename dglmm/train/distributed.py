@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -106,7 +107,15 @@ def init_from_env(values: dict[str, Any] | None = None) -> Context | None:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=config.timeout))
     _CONTEXT = Context(dist.get_rank(), dist.get_world_size(), local_rank, backend)
+    signal.signal(signal.SIGTERM, _terminated)
     return _CONTEXT
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """torchrun sends SIGTERM to the other ranks when one fails (after up to ``--monitor-interval`` seconds,
+    maybe before they notice it themselves): stop like a peer failure, checkpoint and one line included."""
+    rank = _CONTEXT.rank if _CONTEXT is not None else 0
+    raise PeerFailure(f"rank {rank}: stopped by SIGTERM (torchrun stops every process when one fails)")
 
 
 def shutdown() -> None:
