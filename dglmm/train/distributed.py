@@ -3,7 +3,7 @@
 Every process (rank) holds the whole heterograph, dataset and model.  Per global batch of ``train.batch_size``
 BPR triples (drawn identically on every rank: same sampler seed), rank ``r`` takes the contiguous shard
 :func:`shard_slice` ``(n, r, N)``; its loss is weighted by ``N * n_r / n`` before DDP averages the gradients,
-so the update equals the single-process one whatever the shard sizes:
+so the update equals the single-process one (up to summation order) whatever the shard sizes:
 
 * terms that are means over the batch (BPR, the L2 of the batch rows divided by the batch size) add up to the
   mean over the global batch: ``sum_r (n_r / n) mean_r = mean``;
