@@ -1,7 +1,7 @@
 """Regenerate the SLIF-MR paper's tables and figures with dglmm and print them beside the paper's numbers.
 
     python recipes/slifmr.py                                  # synthetic data, every table, 3 seeds
-    python recipes/slifmr.py --quick                          # every table, short training, one seed
+    python recipes/slifmr.py --quick                          # every table, 10 epochs, batch 2048, one seed
     python recipes/slifmr.py -d ml-100k --tables 2 3          # other data: compare orderings, not values
 
 Tables: ``2`` overall comparison (Table II: SLIF-MR against MF, NGCF, LightGCN, KGAT and the multimodal models
@@ -56,6 +56,11 @@ def slifmr_sets(r: Recipe) -> list[str]:
     return [f"model.inter_max_items={r.args.inter_max_items}"]
 
 
+def quick_sets(r: Recipe) -> list[str]:
+    """``--quick`` trains every row (baselines too) with batches of 2048: a smoke run in minutes."""
+    return ["train.batch_size=2048"] if r.args.quick else []
+
+
 def run_if_registered(r: Recipe, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
     if model not in REGISTRY:
         print(f"  [{table}] {label}: model {model!r} is not registered in this checkout; row skipped", flush=True)
@@ -70,7 +75,7 @@ def paper_cells(values: tuple | None) -> list[str]:
 def table2(r: Recipe) -> str:
     rows = []
     for label, model in TABLE2_ROWS:
-        s = run_if_registered(r, "2", label, model, slifmr_sets(r) if model == "slifmr" else [])
+        s = run_if_registered(r, "2", label, model, quick_sets(r) + (slifmr_sets(r) if model == "slifmr" else []))
         if s is None:
             continue
         paper = PAPER_TABLE2.get(label, {}).get(r.args.paper_dataset)
@@ -83,7 +88,7 @@ def table3(r: Recipe) -> str:
     rows = []
     for variant in ["w/o KG", "w/o MM", "w/o KG&MM", "w/o SGE", "w/o CL", "slifmr"]:
         label = "SLIF-MR" if variant == "slifmr" else variant
-        s = r.run("3", label, "slifmr", [f"model.variant={variant}", *slifmr_sets(r)])
+        s = r.run("3", label, "slifmr", [f"model.variant={variant}", *slifmr_sets(r), *quick_sets(r)])
         if s is None:
             continue
         paper = PAPER_TABLE3[variant][r.args.paper_dataset]
@@ -96,7 +101,8 @@ def table4(r: Recipe) -> str:
     rows = []
     intervals = [1, 5] if r.args.quick else [1, 5, 10, 15, 20]
     for interval in intervals:
-        s = r.run("4", f"interval {interval}", "slifmr", [f"model.update_interval={interval}", *slifmr_sets(r)])
+        s = r.run("4", f"interval {interval}", "slifmr", [f"model.update_interval={interval}", *slifmr_sets(r),
+                                                               *quick_sets(r)])
         if s is None:
             continue
         paper = PAPER_TABLE4[interval][r.args.paper_dataset]
@@ -121,7 +127,8 @@ def bar_png(path, labels: list[str], values: list[float], title: str) -> None:
 def fig5(r: Recipe) -> str:
     rows, labels, values = [], [], []
     for aggregation in ["concat", "sum", "attention", "ailf"]:
-        s = r.run("fig5", aggregation, "slifmr", [f"model.aggregation={aggregation}", *slifmr_sets(r)])
+        s = r.run("fig5", aggregation, "slifmr", [f"model.aggregation={aggregation}", *slifmr_sets(r),
+                                                                *quick_sets(r)])
         if s is None:
             continue
         rows.append([aggregation, cell(s, "recall@20"), cell(s, "ndcg@20"), cell(s, "precision@20")])
@@ -142,7 +149,8 @@ def fig6(r: Recipe) -> str:
     rows, curves = [], {}
     for option, values in grid.items():
         for value in values:
-            s = r.run("fig6", f"{option}={value}", "slifmr", [f"model.{option}={value}", *slifmr_sets(r)])
+            s = r.run("fig6", f"{option}={value}", "slifmr", [f"model.{option}={value}", *slifmr_sets(r),
+                                                                      *quick_sets(r)])
             if s is None:
                 continue
             rows.append([option, str(value), cell(s, "recall@20"), cell(s, "ndcg@20")])
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["amazon-book", "yelp2018"], "runs/recipes/slifmr")
     parser.add_argument("--inter-max-items", type=int, default=512,
                         help="SLIF-MR's L_inter over a random subset of items per batch (0: all, as eq. 19)")
+    parser.set_defaults(quick_epochs=10)
     return recipe_main("SLIF-MR", parser, TABLES, argv, note=note)
 
 
