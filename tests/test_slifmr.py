@@ -366,3 +366,14 @@ def test_kg_variant_needs_a_kg(graph):
         REGISTRY["slifmr"](plain, g, make_config(SLIFMR, {}))
     model = REGISTRY["slifmr"](plain, g, make_config(SLIFMR, {"variant": "w/o KG"}))
     assert model.view_names == ["interaction", "feature"]
+
+
+def test_chunked_inter_loss_recomputes_chunks_with_the_same_gradient():
+    torch.manual_seed(2)
+    a, x = torch.randn(9, 4, requires_grad=True), torch.randn(9, 4)
+    grads = []
+    for chunk in (2, 1024):  # 2: five checkpointed chunks; 1024: one plain chunk
+        a.grad = None
+        info_nce_to_target(a, x, 0.5, chunk_size=chunk).backward()
+        grads.append(a.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])

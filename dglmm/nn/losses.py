@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,16 @@ def multiview_info_nce(views: list[torch.Tensor], target: torch.Tensor, temperat
     return total / len(views) if reduction == "mean" else total
 
 
+def _target_chunk(a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
+                  temperature: float, exclude_positive: bool) -> torch.Tensor:
+    """Sum over the anchors ``rows`` of ``logsumexp(negatives) - positive`` (one chunk of eq. 19)."""
+    positive = (a * t).sum(-1) / temperature
+    logits = (a @ t_neg.T / temperature).masked_fill(pool[None, :] == rows[:, None], float("-inf"))
+    if not exclude_positive:
+        logits = torch.cat([positive[:, None], logits], 1)
+    return (torch.logsumexp(logits, 1) - positive).sum()
+
+
 def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: float,
                        negatives: torch.Tensor | None = None, exclude_positive: bool = True,
                        chunk_size: int = 1024) -> torch.Tensor:
@@ -118,25 +129,22 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     ``target`` only (no same-view negatives).  ``exclude_positive`` (eq. 19 as written, ``j in I \\ {i}``)
     leaves ``j = i`` out of the denominator (a decoupled contrastive loss); False is the usual InfoNCE with the
     positive in the denominator.  ``negatives``: the rows of ``target`` used as negatives for every anchor
-    (None: all rows, as written); a sampled row that equals the anchor's own is masked when
-    ``exclude_positive``.  The target is used as given: pass ``target.detach()`` for the stop-gradient.
-    ``chunk_size`` anchor rows at a time, so memory is ``O(chunk x n_negatives)``.
+    (None: all rows, as written); a sampled row that equals the anchor's own is masked.  The target is used as
+    given: pass ``target.detach()`` for the stop-gradient.  ``chunk_size`` anchor rows at a time; with more
+    than one chunk each chunk is recomputed in the backward pass (``torch.utils.checkpoint``), so memory stays
+    ``O(chunk x n_negatives)`` in training too.
     """
     a = F.normalize(anchor, dim=-1)
     t = F.normalize(target, dim=-1)
     pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
     t_neg = t[pool]
+    checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
         rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
-        positive = (a[rows] * t[rows]).sum(-1) / temperature
-        logits = a[rows] @ t_neg.T / temperature
-        if exclude_positive:
-            logits = logits.masked_fill(pool[None, :] == rows[:, None], float("-inf"))
-        else:
-            logits = torch.cat([positive[:, None], logits.masked_fill(pool[None, :] == rows[:, None],
-                                                                      float("-inf"))], 1)
-        total = total + (torch.logsumexp(logits, 1) - positive).sum()
+        args = (a[rows], t[rows], t_neg, rows, pool, temperature, exclude_positive)
+        total = total + (checkpoint(_target_chunk, *args, use_reentrant=False) if checkpointed
+                         else _target_chunk(*args))
     return total / max(1, len(a))
 
 
