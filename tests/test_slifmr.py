@@ -377,3 +377,22 @@ def test_chunked_inter_loss_recomputes_chunks_with_the_same_gradient():
         info_nce_to_target(a, x, 0.5, chunk_size=chunk).backward()
         grads.append(a.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_epoch_attention_schedule_equals_the_per_batch_values_without_relation_gradients(data, graph):
+    batch_model = model_for(data, graph).train()
+    epoch_model = model_for(data, graph, kg_attention_update="epoch").train()
+    epoch_model.load_state_dict(batch_model.state_dict())
+    for m in (batch_model, epoch_model):
+        m.on_epoch_start(0, graph)
+    a = batch_model.kg_view(batch_model.working(graph))
+    b = epoch_model.kg_view(epoch_model.working(graph))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    b.sum().backward()
+    assert epoch_model.kg_attention.transform.grad is None and epoch_model.item_emb.weight.grad is not None
+    first = epoch_model._fixed_kg[1]
+    epoch_model.kg_view(epoch_model.working(graph))
+    assert epoch_model._fixed_kg[1] is first                       # reused within the epoch
+    epoch_model.on_epoch_start(1, graph)
+    epoch_model.kg_view(epoch_model.working(graph))
+    assert epoch_model._fixed_kg[1] is not first                   # recomputed in the next one

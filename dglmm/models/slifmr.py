@@ -26,7 +26,10 @@ The computation, with the paper's equation numbers:
   relations and their reverses, ``correlate`` as one more relation; ``G_k^n = [G_k^(n-1) | G^n]``), the
   attention ``(W_r x_t)^T tanh(W_r x_h + x_r)`` softmax-normalised over each head's triples
   (``RelationAttention``, one pass over all relations), ``x_hat^l = sum alpha x_t^(l-1)``,
-  ``x_hat = mean_{l=0..L_k} x^l``.  ``kg_attention``: scores from layer-0 embeddings once per forward
+  ``x_hat = mean_{l=0..L_k} x^l``.  ``kg_attention_update``: the scores are recomputed with gradient in every
+  forward (``batch``, the literal reading) or once per epoch without gradient (``epoch``, KGAT's schedule;
+  ``W_r`` and ``x_r`` then keep their initial values, SLIF-MR having no TransR loss) with CSR hops: the KG
+  scores dominate a batch's cost at Amazon-Book size (``docs/benchmarks.md``).  ``kg_attention``: scores from layer-0 embeddings once per forward
   (``layer0``, KGAT's) or from each layer's input (``per_layer``); ``kg_item_embedding``: the items' KG
   embedding is their ID embedding (``shared``) or a separate table (``separate``).
 * **AILF** (eqs. 14-15): ``alpha_i = softmax((W [x_bar | x_tilde | x_hat] + b) / sqrt(d))``,
@@ -86,7 +89,7 @@ from dglmm.nn.losses import (
     mean_squared_distance,
     uniformity,
 )
-from dglmm.nn.propagation import UserItemPropagation, relation_propagate
+from dglmm.nn.propagation import FixedSparse, UserItemPropagation, relation_propagate
 from dglmm.nn.pruning import degree_keep_weights, prune_edges, pruning_generator
 from dglmm.nn.relation_matmul import FastRelationAttention
 from dglmm.options import option
@@ -123,6 +126,9 @@ class SLIFMRConfig(ModelConfig):
     kg_projection: str = option("blocks", "W_r x of eq. 11: per distinct (node, relation) in relation "
                                 "'blocks' (fast on CPU) or dgl 'gather_mm' per edge (RelationAttention)",
                                 choices=("blocks", "gather_mm"))
+    kg_attention_update: str = option("batch", "eq. 11 scores recomputed with gradient in every forward ('batch') "
+                                      "or once per epoch without gradient ('epoch', KGAT's schedule)",
+                                      choices=("batch", "epoch"))
     kg_attention: str = option("layer0", "eq. 11 scores from layer-0 embeddings or from each layer's input",
                                choices=("layer0", "per_layer"))
     prune_ratio: float = option(0.1, "share of interactions and KG triples dropped in training (eq. 6)",
@@ -219,6 +225,7 @@ class SLIFMR(Recommender):
             self.view_attention = ModalityAttention(d)
         self._epoch = 0
         self._working: dict[bool, tuple[tuple, Working]] = {}
+        self._fixed_kg: tuple[tuple, FixedSparse] | None = None
 
     # -- hooks ----------------------------------------------------------------------------------------------
     def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
@@ -362,6 +369,12 @@ class SLIFMR(Recommender):
         items = self.kg_item_emb.weight if self.config.kg_item_embedding == "separate" else self.item_emb.weight
         h = torch.cat([items, self.entity_emb.weight[: work.kg.num_nodes() - self.n_items]])
         layers = [h]
+        if self.config.kg_attention_update == "epoch" and work.kg.num_edges():
+            hop = self._fixed_kg_hop(work, h)
+            for _ in range(self.config.kg_layers):
+                h = hop(h)
+                layers.append(h)
+            return torch.stack(layers).mean(0)[: self.n_items]
         weights = self.kg_attention(work.kg, h) if work.kg.num_edges() else None
         for _ in range(self.config.kg_layers):
             if weights is None:
@@ -372,6 +385,18 @@ class SLIFMR(Recommender):
                 h = RelationAttention.aggregate(work.kg, h, weights)
             layers.append(h)
         return torch.stack(layers).mean(0)[: self.n_items]
+
+    def _fixed_kg_hop(self, work: Working, h: torch.Tensor) -> FixedSparse:
+        """``kg_attention_update="epoch"``: eq. 11-12 scores from layer-0 embeddings, computed without gradient
+        once per epoch and graph (every forward in evaluation), then CSR hops (``FixedSparse``)."""
+        key = (id(work.kg), self._epoch, self.training)
+        if not self.training or self._fixed_kg is None or self._fixed_kg[0] != key:
+            with torch.no_grad():
+                weights = self.kg_attention(work.kg, h.detach())
+            tails, heads = work.kg.edges()
+            n = work.kg.num_nodes()
+            self._fixed_kg = (key, FixedSparse(tails, heads, weights, n, n))
+        return self._fixed_kg[1]
 
     def fuse(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Eqs. 14-15 (AILF) or the aggregators of Fig. 5."""
