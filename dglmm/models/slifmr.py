@@ -26,7 +26,8 @@ The computation, with the paper's equation numbers:
   relations and their reverses, ``correlate`` as one more relation; ``G_k^n = [G_k^(n-1) | G^n]``), the
   attention ``(W_r x_t)^T tanh(W_r x_h + x_r)`` softmax-normalised over each head's triples
   (``RelationAttention``, one pass over all relations), ``x_hat^l = sum alpha x_t^(l-1)``,
-  ``x_hat = mean_{l=0..L_k} x^l``.  ``kg_attention_update``: the scores are recomputed with gradient in every
+  ``x_hat = mean_{l=0..L_k} x^l``.  ``kg_projection``: ``W_r x`` once per distinct (node, relation) pair in
+  relation blocks (``FastRelationAttention``, same values) or per edge with ``gather_mm``.  ``kg_attention_update``: the scores are recomputed with gradient in every
   forward (``batch``, the literal reading) or once per epoch without gradient (``epoch``, KGAT's schedule;
   ``W_r`` and ``x_r`` then keep their initial values, SLIF-MR having no TransR loss) with CSR hops: the KG
   scores dominate a batch's cost at Amazon-Book size (``docs/benchmarks.md``).  ``kg_attention``: scores from layer-0 embeddings once per forward
