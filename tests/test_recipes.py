@@ -35,7 +35,7 @@ def load_slifmr_recipe():
 def test_slifmr_recipe_quick_tables(tmp_path, capsys):
     recipe = load_slifmr_recipe()
     code = recipe.main(["--quick", "--quick-epochs", "2", "--tables", "2", "3", "fig5", "--only", "LightGCN", "KGAT",
-                        "SLIF-MR", "w/o KG&MM", "sum", "--inter-max-items", "64", 
+                        "SLIF-MR", "w/o KG&MM", "sum", "--inter-max-items", "64",
                         "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out

@@ -396,3 +396,20 @@ def test_epoch_attention_schedule_equals_the_per_batch_values_without_relation_g
     epoch_model.on_epoch_start(1, graph)
     epoch_model.kg_view(epoch_model.working(graph))
     assert epoch_model._fixed_kg[1] is not first                   # recomputed in the next one
+
+
+def test_items_without_features_are_masked():
+    from dglmm.data.robustness import perturb
+
+    base = make_synthetic(n_users=60, n_items=80, interactions_per_user=6, n_clusters=3, n_kg_attributes=5,
+                          modality_dims={"image": 6, "text": 4}, seed=4)
+    noisy = perturb(base, features=0.2, seed=3)
+    missing = torch.from_numpy(~noisy.feature_mask("image"))
+    g = build_graph(noisy, GraphConfig(knn_k=K), cache_dir=False)
+    model = model_for(noisy, g, mm_input="features").eval()
+    with torch.no_grad():
+        x0 = model.projected_features(g)
+        assert missing.any() and not x0[missing].any()                   # no modality: no projection term
+        expected = torch.stack([model.projections[m](g.nodes["item"].data[f"feat_{m}"]) for m in ("image", "text")])
+        torch.testing.assert_close(x0[~missing], expected.mean(0)[~missing])
+    assert torch.isfinite(sum(train_terms(model.train(), g, [0, 1], [2, 3], [4, 5]).values()))

@@ -20,7 +20,8 @@ The computation, with the paper's equation numbers:
 * **Feature view** (eq. 9): ``x_tilde^l = S x_tilde^(l-1)`` with ``j != i`` (``mm_exclude_self``: the kNN
   graphs keep the item itself, eq. 9 sums over ``j != i``), ``x_tilde = mean_{l=1..L_m} x^l + x^0``;
   ``x_tilde^0`` is the item ID embedding (``mm_input="id"``, as LATTICE/FREEDOM) or the projected raw
-  features (``"features"``).  ``S^n = [S^(n-1) | G^n]`` (eq. 18): ``correlate`` is one more relation of the
+  features (``"features"``, averaged over the modalities an item has: an item without a modality's features
+  gets no kNN edges in it and no projection term from it).  ``S^n = [S^(n-1) | G^n]`` (eq. 18): ``correlate`` is one more relation of the
   mix with its own ``alpha``.
 * **KG view** (eqs. 10-13): ``knowledge_graph(graph, ..., extra=(correlate,))`` (items, entities, KG
   relations and their reverses, ``correlate`` as one more relation; ``G_k^n = [G_k^(n-1) | G^n]``), the
@@ -74,7 +75,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
-from dglmm.graph.features import item_features
+from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.graph.kg import knowledge_graph
 from dglmm.graph.knn import cosine_knn, normalize_edge_weights
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
@@ -342,6 +343,17 @@ class SLIFMR(Recommender):
             items.append(item)
         return torch.stack(users).mean(0) + user0, torch.stack(items).mean(0) + item0
 
+    def projected_features(self, graph: dgl.DGLGraph) -> torch.Tensor:
+        """``mm_input="features"``: the mean over an item's modalities of ``W_m x^m + b_m``; an item without a
+        modality's features (all-zero row, ``feature_masks``) averages over the modalities it has (0 if none)."""
+        feats, masks = item_features(graph, self.modalities), feature_masks(graph, self.modalities)
+        total = self.item_emb.weight.new_zeros(self.n_items, self.config.embedding_dim)
+        count = self.item_emb.weight.new_zeros(self.n_items, 1)
+        for m in self.modalities:  # one term per modality (two or three), not per item
+            total = total + apply_mask(self.projections[m](feats[m].to(total)), masks[m])
+            count = count + (1.0 if masks[m] is None else masks[m].to(count).unsqueeze(1))
+        return total / count.clamp_min(1.0)
+
     def mixing_weights(self) -> torch.Tensor:
         """``alpha`` of eq. 5 (the last entry weighs ``G^n`` when SGE is on)."""
         return torch.softmax(self.alpha, 0) if self.config.alpha_param == "softmax" else self.alpha
@@ -349,8 +361,7 @@ class SLIFMR(Recommender):
     def feature_view(self, work: Working) -> torch.Tensor:
         """Eq. 9 on ``S^n = sum_m alpha_m S^m (+ alpha_G G^n)``."""
         if self.config.mm_input == "features":
-            feats = item_features(work.aug, self.modalities)
-            x0 = torch.stack([self.projections[m](feats[m].to(self.item_emb.weight)) for m in self.modalities]).mean(0)
+            x0 = self.projected_features(work.aug)
         else:
             x0 = self.item_emb.weight
         alpha = self.mixing_weights()
