@@ -179,7 +179,7 @@ class Working(NamedTuple):
 
 @register
 class SLIFMR(Recommender):
-    """SLIF-MR: see the module docstring."""
+    """SLIF-MR: interaction, feature-graph and KG views fused per item (AILF), fed back as ``correlate`` edges."""
 
     name = "slifmr"
     Config = SLIFMRConfig
