@@ -7,10 +7,11 @@
 Tables: ``2`` overall comparison (Table II: SLIF-MR against MF, NGCF, LightGCN, KGAT and the multimodal models
 dglmm has; Recall, NDCG, Precision @20), ``3`` the ablation variants (Table III), ``4`` the SGE update
 interval (Table IV), ``fig5`` the aggregation of the item views (Fig. 5, PNG), ``fig6`` sensitivity to the
-layers, beta, gamma and N (Fig. 6, PNG).  A model that is not registered in this checkout (e.g. ``kgat``
+layers, beta, gamma and N (Fig. 6, PNG), ``fig7`` robustness to noisy interactions, noisy KG tails and missing
+features (Fig. 7, PNG; the data options ``data.noise_interactions``, ``data.noise_kg``, ``data.drop_features``).  A model that is not registered in this checkout (e.g. ``kgat``
 before it lands) is skipped with a printed note.  The paper's numbers are on Amazon-Book and Yelp2018
-(``--paper-dataset``); on other data compare orderings, not values.  Figures 5 and 6 print no numbers in the
-paper's text, so only our values are plotted.
+(``--paper-dataset``); on other data compare orderings, not values.  Figures 5-7 print (almost) no numbers in
+the paper's text, so only our values are plotted.
 """
 
 from __future__ import annotations
@@ -172,7 +173,52 @@ def fig6(r: Recipe) -> str:
             "in the text)\n" + format_table(["option", "value", "R@20", "NDCG@20"], rows) + f"\nfigure: {path}")
 
 
-TABLES = {"2": table2, "3": table3, "4": table4, "fig5": fig5, "fig6": fig6}
+FIG7_NOISE = {"interaction noise": "data.noise_interactions", "knowledge noise": "data.noise_kg",
+              "modality absence": "data.drop_features"}
+FIG7_MODELS = [("SLIF-MR", "slifmr"), ("LightGCN", "lightgcn"), ("KGAT", "kgat"), ("MICRO", "micro")]
+
+
+def fig7(r: Recipe) -> str:
+    """Robustness (Fig. 7): training data corrupted by x% (validation and test untouched), x in 0-20%."""
+    from dglmm.plots import plt
+
+    shares = [0.0, 0.2] if r.args.quick else [0.0, 0.05, 0.1, 0.15, 0.2]
+    models = FIG7_MODELS[:2] if r.args.quick else FIG7_MODELS
+    rows, curves = [], {}
+    for noise, key in FIG7_NOISE.items():
+        for label, model in models:
+            for share in shares:
+                extra = [f"{key}={share}", *quick_sets(r)]
+                if model == "slifmr":
+                    extra += slifmr_sets(r)
+                elif model == "micro":
+                    extra += [f"model.cl_max_items={r.args.inter_max_items}"]
+                s = run_if_registered(r, "fig7", f"{label} {noise} {share:.0%}", model, extra)
+                if s is None:
+                    continue
+                rows.append([noise, label, f"{share:.0%}", cell(s, "recall@20"), cell(s, "ndcg@20")])
+                curves.setdefault(noise, {}).setdefault(label, []).append((share, s["test"]["recall@20"]["mean"]))
+    path = r.out / "fig7_robustness.png"
+    if curves:
+        r.out.mkdir(parents=True, exist_ok=True)
+        fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3))
+        for ax, (noise, by_model) in zip(axes if len(curves) > 1 else [axes], curves.items(), strict=True):
+            for label, points in by_model.items():
+                xs, ys = zip(*points, strict=True)
+                ax.plot([100 * x for x in xs], ys, marker="o", label=label)
+            ax.set(xlabel=f"{noise} (%)", ylabel="test Recall@20")
+            ax.legend(fontsize=7)
+        fig.suptitle(f"Fig. 7 - robustness ({r.dataset.name})")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return ("Fig. 7 - robustness: x% of training interactions replaced, of KG tails replaced, of items' features "
+            "removed (paper, Amazon-Book: at 20% interaction noise SLIF-MR loses 15.3% of its Recall@20, the best "
+            "baseline 19.6%)\n" + format_table(["noise", "model", "x", "R@20", "NDCG@20"], rows)
+            + f"\nfigure: {path}")
+
+
+TABLES = {"2": table2, "3": table3, "4": table4, "fig5": fig5, "fig6": fig6, "fig7": fig7}
 
 
 def note(r: Recipe) -> str:

@@ -47,3 +47,14 @@ def test_slifmr_recipe_quick_tables(tmp_path, capsys):
     assert "SLIF-MR" in text and "0.1891" in text and "0.1248" in text  # our rows beside the paper's Amazon-Book
     assert "compare orderings, not values" in text
     assert (folder / "fig5_aggregation.png").stat().st_size > 0
+
+
+def test_slifmr_recipe_robustness_figure(tmp_path, capsys):
+    recipe = load_slifmr_recipe()
+    recipe.FIG7_NOISE = {"knowledge noise": "data.noise_kg"}       # one noise type keeps the smoke test short
+    code = recipe.main(["--quick", "--quick-epochs", "1", "--tables", "fig7", "--inter-max-items", "64",
+                        "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Fig. 7 - robustness" in out and "20%" in out
+    assert (next(tmp_path.glob("synthetic-fig7-*")) / "fig7_robustness.png").stat().st_size > 0
