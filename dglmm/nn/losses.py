@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -107,3 +108,64 @@ def multiview_info_nce(views: list[torch.Tensor], target: torch.Tensor, temperat
         lambda a, p, t: info_nce_chunked(a, p, t, chunk_size=chunk_size))
     total = torch.stack([loss_fn(pick(v), pick(target), temperature) for v in views]).sum()
     return total / len(views) if reduction == "mean" else total
+
+
+def _target_chunk(a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
+                  temperature: float, exclude_positive: bool) -> torch.Tensor:
+    """Sum over the anchors ``rows`` of ``logsumexp(negatives) - positive`` (one chunk of eq. 19)."""
+    positive = (a * t).sum(-1) / temperature
+    logits = (a @ t_neg.T / temperature).masked_fill(pool[None, :] == rows[:, None], float("-inf"))
+    if not exclude_positive:
+        logits = torch.cat([positive[:, None], logits], 1)
+    return (torch.logsumexp(logits, 1) - positive).sum()
+
+
+def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: float,
+                       negatives: torch.Tensor | None = None, exclude_positive: bool = True,
+                       chunk_size: int = 1024) -> torch.Tensor:
+    """InfoNCE of each ``anchor`` row toward the same row of ``target`` (SLIF-MR eq. 19), mean over rows.
+
+    ``-log exp(cos(a_i, t_i)/tau) / sum_j exp(cos(a_i, t_j)/tau)`` with the negatives ``j`` taken from
+    ``target`` only (no same-view negatives).  ``exclude_positive`` (eq. 19 as written, ``j in I \\ {i}``)
+    leaves ``j = i`` out of the denominator (a decoupled contrastive loss); False is the usual InfoNCE with the
+    positive in the denominator.  ``negatives``: the rows of ``target`` used as negatives for every anchor
+    (None: all rows, as written); a sampled row that equals the anchor's own is masked.  The target is used as
+    given: pass ``target.detach()`` for the stop-gradient.  ``chunk_size`` anchor rows at a time; with more
+    than one chunk each chunk is recomputed in the backward pass (``torch.utils.checkpoint``), so memory stays
+    ``O(chunk x n_negatives)`` in training too.
+    """
+    a = F.normalize(anchor, dim=-1)
+    t = F.normalize(target, dim=-1)
+    pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
+    t_neg = t[pool]
+    checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
+    total = a.new_zeros(())
+    for start in range(0, len(a), chunk_size):
+        rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
+        args = (a[rows], t[rows], t_neg, rows, pool, temperature, exclude_positive)
+        total = total + (checkpoint(_target_chunk, *args, use_reentrant=False) if checkpointed
+                         else _target_chunk(*args))
+    return total / max(1, len(a))
+
+
+def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """Wang & Isola's uniformity ``log mean_{i != j} exp(-t ||f(x_i) - f(x_j)||^2)``, ``f`` = L2 normalisation.
+
+    SLIF-MR's L_intra (eq. 21) in the reading that does what its text says (spread items of one view apart).
+    Over all ordered pairs ``i != j`` of the rows given (pass a sample of items); memory ``O(n^2)``.
+    """
+    f = F.normalize(x, dim=-1)
+    if len(f) < 2:
+        return f.new_zeros(())
+    return torch.pdist(f).pow(2).mul(-t).exp().mean().log()
+
+
+def mean_squared_distance(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
+    """SLIF-MR eq. 21 as printed: ``-1/|I|^2 sum_{i,j} log exp(-t ||f(x_i) - f(x_j)||^2)``, ``f`` = L2 norm.
+
+    It equals ``t`` times the mean squared distance over all ``|I|^2`` pairs, computed in ``O(n d)`` from
+    ``mean_{i,j} ||f_i - f_j||^2 = 2 mean_i ||f_i||^2 - 2 ||mean_i f_i||^2``; minimising it pulls the items
+    of a view together (the opposite of what the paper's text describes).
+    """
+    f = F.normalize(x, dim=-1)
+    return t * 2 * (f.pow(2).sum(-1).mean() - f.mean(0).pow(2).sum())
