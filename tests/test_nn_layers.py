@@ -287,3 +287,15 @@ def test_fixed_sparse_equals_message_passing_with_gradients():
     (out * weights).sum().backward()
     (ref * weights).sum().backward()
     torch.testing.assert_close(x.grad, y.grad)
+
+
+def test_chunked_info_nce_saves_no_n_by_n_tensor_for_backward():
+    """In training, only O(chunk x n) tensors are kept for the backward pass (chunks are recomputed)."""
+    n, chunk = 300, 32
+    a, p = torch.randn(n, 8, requires_grad=True), torch.randn(n, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        loss = info_nce_chunked(a, p, 0.5, chunk_size=chunk)
+    loss.backward()
+    assert max(saved) <= 2 * chunk * n        # one chunk's logits (cross- and same-view), never n x n
+    assert sum(x >= n * n for x in saved) == 0

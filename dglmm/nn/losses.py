@@ -44,20 +44,30 @@ def info_nce_chunked(anchor: torch.Tensor, positive: torch.Tensor, temperature: 
     """:func:`info_nce` computed over ``chunk_size`` anchor rows at a time: memory ``O(chunk x n)``.
 
     Each chunk's logits ``[chunk, n]`` (and ``[chunk, n]`` same-view) are reduced to their log-sum-exp at
-    once, so the ``n x n`` similarity matrix never exists; the gradient is exact (autograd through each chunk).
+    once, so the ``n x n`` similarity matrix never exists; in training each chunk is recomputed in the
+    backward pass (``torch.utils.checkpoint``), so the memory bound holds there too.  The gradient is exact.
     """
     a = F.normalize(anchor, dim=-1)
     p = F.normalize(positive, dim=-1)
+    checkpointed = torch.is_grad_enabled() and (a.requires_grad or p.requires_grad) and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
         rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
-        logits = a[rows] @ p.T / temperature
-        if same_view_negatives:
-            same = (a[rows] @ a.T / temperature).index_put((torch.arange(len(rows), device=a.device), rows),
-                                                           torch.tensor(float("-inf"), device=a.device))
-            logits = torch.cat([logits, same], 1)
-        total = total + (torch.logsumexp(logits, 1) - logits[torch.arange(len(rows)), rows]).sum()
+        args = (a, p, rows, temperature, same_view_negatives)
+        total = total + (checkpoint(_info_nce_chunk, *args, use_reentrant=False) if checkpointed
+                         else _info_nce_chunk(*args))
     return total / len(a)
+
+
+def _info_nce_chunk(a: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, temperature: float,
+                    same_view_negatives: bool) -> torch.Tensor:
+    """The summed InfoNCE terms of anchor ``rows`` (normalised inputs)."""
+    logits = a[rows] @ p.T / temperature
+    if same_view_negatives:
+        same = (a[rows] @ a.T / temperature).index_put((torch.arange(len(rows), device=a.device), rows),
+                                                       torch.tensor(float("-inf"), device=a.device))
+        logits = torch.cat([logits, same], 1)
+    return (torch.logsumexp(logits, 1) - logits[torch.arange(len(rows), device=a.device), rows]).sum()
 
 
 def orthogonality(specific: list[torch.Tensor]) -> torch.Tensor:
