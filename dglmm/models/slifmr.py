@@ -79,7 +79,7 @@ from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.graph.kg import knowledge_graph
 from dglmm.graph.knn import cosine_knn, normalize_edge_weights
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-from dglmm.nn.added_relation import AddedRelation
+from dglmm.nn.added_relation import AddedRelation, relations_key
 from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_sum
 from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import (
@@ -261,7 +261,7 @@ class SLIFMR(Recommender):
 
     def working(self, graph: dgl.DGLGraph) -> Working:
         stream = self._prune_stream()
-        key = (id(graph), graph.num_edges(), stream, self.correlate.version)
+        key = (relations_key(graph), stream, self.correlate.version)
         cached = self._working.get(stream is not None)
         if cached is None or cached[0] != key:
             cached = (key, self._build_working(graph, stream))

@@ -45,7 +45,7 @@ class AddedRelation(nn.Module):
         """``graph`` with the relation added (or ``graph`` itself while no edges were set)."""
         if not self.built:
             return graph
-        key = (self.version, _relations_key(graph))
+        key = (self.version, relations_key(graph))
         if self._cache is None or self._cache[0] != key:
             augmented = add_edge_type(graph, self.etype, self.src, self.dst, {"w": self.weight.to(graph.device)})
             self._cache = (key, augmented)
@@ -65,8 +65,8 @@ class AddedRelation(nn.Module):
         self._cache = None
 
 
-def _relations_key(graph: dgl.DGLGraph) -> tuple:
-    """Sizes and an endpoint checksum of every relation: O(E) reductions, no object identity."""
+def relations_key(graph: dgl.DGLGraph) -> tuple:
+    """A content key of a heterograph: sizes and an endpoint checksum of every relation (O(E), no object id)."""
     key: list = [graph.device.type]
     for etype in graph.canonical_etypes:
         src, dst = graph.edges(etype=etype)
