@@ -1,0 +1,357 @@
+"""CAmgr (Li et al., Mathematics 2024): ID-enhanced purification and cross-attention fusion.
+
+The computation, with the paper's equation numbers (node-major tensors: rows are users or items):
+
+* **ID-enhanced purification** (eqs. 1-6).  Each modality is aligned by a linear map ``H' = W_1 H + b_1``
+  (eq. 1).  ``U_i = H_u A`` (eq. 2) divided by the user counts ``N_u = B A`` (eq. 3) is the mean ID embedding
+  of each item's training users (eq. 4), a DGL mean over the ``interact`` relation (0 for items without one).
+  The purified features are ``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 5-6).
+* **Structure encoder**.  A GAT on the user-item graph (eqs. 7-8): ``H^l_n = ReLU(sum_i alpha_ni W^l H^{l-1}_i)``,
+  ``alpha_ni = softmax_i(LeakyReLU(w^T [W^l H_n | W^l H_i]))`` through DGL's ``edge_softmax`` on the
+  ``interact`` / ``interacted_by`` relations, one ``W^l`` and ``w`` per layer shared by users and items; the
+  layer mean gives ``H_n`` (eq. 9).  Semantic graphs (eqs. 10-13): cosine similarity (eq. 10), top-k per item
+  (eq. 11), ``D^-1 S'`` (eq. 12), one propagation ``H~_i = S'' H''_i`` (eq. 13); the user's modality
+  representation is the mean over its training items (eq. 14) and ``H~ = [H~_u | H~_i]``.
+* **Cross-attention fusion** (eqs. 15-23) in :mod:`dglmm.nn.cross_attention`: ``K, V`` from one modality,
+  ``Q`` from the other (eqs. 15-17); ``CA = DA = softmax(QK^T/sqrt(d_k))`` (eqs. 18, 21); the common branch
+  ``CR = Linear(CA V) + Q``, ``H_com = MLP(LN(CR)) + CR`` (eqs. 19-20) and the distinct branch
+  ``DR = Linear(V - CA V) + Q``, ``H_dif = MLP(LN(DR)) + DR`` (eqs. 22-23).  "Linear(CA)" of an ``N x N``
+  matrix cannot be meant literally (its output would be ``N x d'`` with weights tied to N): it is read as a
+  linear map of ``CA V``, and ``V - DA`` as ``V - DA V``.  Attention is computed in query chunks (never an
+  ``N x N`` tensor).
+* **ID gates** (eqs. 24-26): ``H_n,com = sigmoid(W H_n + b)``, ``H_n,dif`` likewise,
+  ``H_m = (H_com * H_n,com + H_dif * H_n,dif) / 2``.
+* **Prediction** (eqs. 27-28): ``h = h_n + h_m``, ``y_ui = h_u . h_i``.
+* **Loss** (eqs. 29-31): ``L = alpha_1 (L_u + L_i) + L_BPR + alpha_2 L2`` with InfoNCE between ``h_m`` and
+  ``h_n`` of users and items (eq. 30), temperature 0.2 (the paper's set-up text calls it alpha_2 by mistake;
+  alpha_2 is ``reg_weight``).
+
+Variants (Table 3, ``variant``): ``w/o IUID`` drops eqs. 2-6: the aligned features ``H'`` (eq. 1) replace the
+purified ``H''``.  ``w/o CAFF`` drops eqs. 15-26: ``H_m`` is the mean over modalities of ``H~_*``.
+Modality subsets (Fig. 2): ``modalities``; with one modality ``Q``, ``K`` and ``V`` all come from it
+(self-attention); with more than two, ``K`` and ``V`` come from the mean of the non-query modalities.
+
+Readings that are options (defaults first): ``query_modality`` [text, else the first non-image modality; the
+paper's K/V is the image]; ``token_set`` [``all``: every query attends to all ``|U|+|I|`` tokens; ``sampled``:
+in training, keys are a random sample of ``n_key_tokens`` tokens (evaluation attends to all); ``batch``: in
+training, keys are the batch's users and items]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``:
+rebuilt each epoch from ``H''``]; ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's
+code; Fig. 3 sweeps 5-25]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as eq. 30 is printed];
+``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the sums of eq. 30];
+``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings]; ``gat_activation`` [``relu``
+as eq. 7; ``none``]; ``trainable_features`` [False: fixed extracted features as section 3.2; True as MGCN].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dgl
+import dgl.function as fn
+import torch
+import torch.nn.functional as F
+from dgl.nn.functional import edge_softmax
+from torch import nn
+
+from dglmm.data.dataset import Dataset
+from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+from dglmm.graph.knn import knn_graph_edges
+from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.models.mf import xavier_embedding
+from dglmm.models.vbpr import item_modalities
+from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
+from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
+from dglmm.options import option, validate
+
+VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
+
+
+@dataclasses.dataclass
+class CAmgrConfig(ModelConfig):
+    variant: str = option("camgr", "Table 3: camgr, 'w/o IUID' (no ID purification), 'w/o CAFF' (mean fusion)",
+                          choices=VARIANTS)
+    modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Fig. 2 subsets)")
+    query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
+                                              "non-image one; K and V come from the others (eqs. 15, 17)")
+    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2)", low=0)
+    gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
+    gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
+    knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; Fig. 3 sweeps 5-25)", low=1)
+    knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
+                           choices=("rw", "sym"))
+    knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
+                                    "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
+    trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
+    token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
+                                   "of n_key_tokens, or the 'batch' nodes (evaluation always uses all)",
+                            choices=("all", "sampled", "batch"))
+    n_key_tokens: int = option(1024, "keys per training forward when token_set='sampled'", low=1)
+    attention_chunk: int = option(1024, "query rows per attention block (memory chunk x N)", low=1)
+    mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1)
+    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01)", low=0.0)
+    cl_temperature: float = option(0.2, "tau of eq. 30", low=0.0, low_open=True)
+    cl_similarity: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
+                                choices=("cosine", "dot"))
+    cl_nodes: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
+                           choices=("batch", "all"))
+    l2_on: str = option("final", "L2 (alpha_2) on 'final' batch embeddings (MGCN code) or 'ego' ID embeddings",
+                        choices=("final", "ego"))
+
+
+class GATEncoder(nn.Module):
+    """Eqs. 7-9 on the bipartite user-item graph; one ``W^l`` and attention vector per layer."""
+
+    def __init__(self, dim: int, n_layers: int, activation: str, negative_slope: float) -> None:
+        super().__init__()
+        self.weights = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(n_layers))
+        self.attn_dst = nn.ParameterList(nn.Parameter(torch.empty(dim, 1)) for _ in range(n_layers))
+        self.attn_src = nn.ParameterList(nn.Parameter(torch.empty(dim, 1)) for _ in range(n_layers))
+        for w, a, b in zip(self.weights, self.attn_dst, self.attn_src, strict=True):
+            nn.init.xavier_uniform_(w.weight)
+            nn.init.xavier_uniform_(a)
+            nn.init.xavier_uniform_(b)
+        self.activation = activation
+        self.negative_slope = negative_slope
+
+    def layer(self, graph: dgl.DGLGraph, index: int, user_h: torch.Tensor,
+              item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer of eq. 7 with the attention of eq. 8 (``w = [a_dst | a_src]``)."""
+        w, a_dst, a_src = self.weights[index], self.attn_dst[index], self.attn_src[index]
+        wu, wi = w(user_h), w(item_h)
+        new_item = edge_attention(graph, INTERACT_ETYPE, query=wi @ a_dst, key=wu @ a_src, value=wu,
+                                  negative_slope=self.negative_slope)
+        new_user = edge_attention(graph, INTERACTED_BY_ETYPE, query=wu @ a_dst, key=wi @ a_src, value=wi,
+                                  negative_slope=self.negative_slope)
+        if self.activation == "relu":
+            new_user, new_item = F.relu(new_user), F.relu(new_item)
+        return new_user, new_item
+
+    def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
+                item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer mean ``H_n = 1/(L+1) sum_l H^l_n`` (eq. 9)."""
+        users, items = [user_h], [item_h]
+        for index in range(len(self.weights)):
+            user_h, item_h = self.layer(graph, index, user_h, item_h)
+            users.append(user_h)
+            items.append(item_h)
+        return torch.stack(users).mean(0), torch.stack(items).mean(0)
+
+
+class SemanticGraph:
+    """A cosine top-k item graph with normalised weights (eqs. 10-12) as a homogeneous DGL graph."""
+
+    def __init__(self, features: torch.Tensor, k: int, norm: str) -> None:
+        edges = knn_graph_edges(features.detach(), k, keep_self=True, norm=norm)
+        self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
+        self.graph.edata["w"] = edges.w
+
+    def propagate(self, h: torch.Tensor) -> torch.Tensor:
+        """``S'' H`` (eq. 13)."""
+        if self.graph.device != h.device:
+            self.graph = self.graph.to(h.device)
+        graph = self.graph
+        with graph.local_scope():
+            graph.ndata["h"] = h
+            graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h"))
+            return graph.ndata["h"]
+
+
+@register
+class CAmgr(Recommender):
+    """CAmgr (Mathematics'24): ID-purified modalities, GAT + semantic graphs, cross-attention fusion."""
+
+    name = "camgr"
+    Config = CAmgrConfig
+    needs_modalities = True
+
+    def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: CAmgrConfig) -> None:
+        super().__init__(dataset, graph, config)
+        validate(config)
+        d = config.embedding_dim
+        feats = item_modalities(graph, config.modalities)
+        self.modalities = list(feats)
+        self.query_modality = self._query_modality(config.query_modality)
+        self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
+        self.user_emb = xavier_embedding(self.n_users, d)
+        self.item_emb = xavier_embedding(self.n_items, d)
+        self.features = nn.ParameterDict(  # fine-tuned copies (MGCN code); otherwise read from the graph
+            {m: nn.Parameter(f.float().clone()) for m, f in feats.items()} if config.trainable_features else {})
+        self.align = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in feats.items()})   # eq. 1
+        self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in feats})                         # eqs. 5-6
+        for lin in [*self.align.values(), *self.gate.values()]:
+            nn.init.xavier_uniform_(lin.weight)
+        self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope)
+        self.cross = CrossAttention(d, config.attention_chunk)                                # eqs. 15-18
+        self.common_branch = ResidualMLP(d, config.mlp_hidden)                               # eqs. 19-20
+        self.distinct_branch = ResidualMLP(d, config.mlp_hidden)                             # eqs. 22-23
+        self.gate_common = nn.Linear(d, d)                                                    # eq. 24
+        self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
+        self._semantic: dict[str, SemanticGraph] = {}
+        if config.knn_source == "raw":
+            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm) for m, f in feats.items()}
+        self._rebuild = True
+
+    def _query_modality(self, chosen: str | None) -> str:
+        if chosen is not None:
+            if chosen not in self.modalities:
+                raise ValueError(f"model.query_modality {chosen!r} is not one of the modalities {self.modalities}")
+            return chosen
+        if "text" in self.modalities:
+            return "text"
+        others = [m for m in self.modalities if m != "image"]
+        return others[0] if others else self.modalities[0]
+
+    # -- hooks: the purified semantic graphs are rebuilt on the first batch of each epoch ------------------
+    def on_batch_start(self, batch_index: int) -> None:
+        self._rebuild = self._rebuild or batch_index == 0
+
+    # -- eqs. 1-6 ---------------------------------------------------------------------------------------------
+    def aligned(self, graph: dgl.DGLGraph, modality: str) -> torch.Tensor:
+        """``H' = W_1 H + b_1`` (eq. 1)."""
+        if modality in self.features:
+            return self.align[modality](self.features[modality])
+        return self.align[modality](graph.nodes["item"].data[f"feat_{modality}"].to(self.item_emb.weight.dtype))
+
+    def purified(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
+        """``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 2-6); ``H'`` itself for ``w/o IUID``."""
+        if self.config.variant == "w/o IUID":
+            return {m: self.aligned(graph, m) for m in self.modalities}
+        ids = self.item_emb.weight + item_mean(graph, self.user_emb.weight)                  # eqs. 2-4
+        return {m: ids * torch.sigmoid(self.gate[m](self.aligned(graph, m))) for m in self.modalities}
+
+    # -- eqs. 10-14 -------------------------------------------------------------------------------------------
+    def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
+        if self.config.knn_source == "purified" and (self._rebuild or not self.training or not self._semantic):
+            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm)
+                              for m, h in purified.items()}
+            self._rebuild = False
+        return self._semantic
+
+    def modality_tokens(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
+        """``H~_* = [H~_u,* | H~_i,*]`` (eqs. 13-14), users first, ``[|U| + |I|, d]`` per modality."""
+        purified = self.purified(graph)
+        semantic = self.semantic_graphs(purified)
+        tokens = {}
+        for m, h in purified.items():
+            item = semantic[m].propagate(h)                                                  # eq. 13
+            tokens[m] = torch.cat([user_mean(graph, item), item])                            # eq. 14
+        return tokens
+
+    # -- eqs. 15-26 -------------------------------------------------------------------------------------------
+    def fuse(self, tokens: dict[str, torch.Tensor], h_n: torch.Tensor, queries: torch.Tensor | None,
+             keys: torch.Tensor | None) -> torch.Tensor:
+        """``H_m`` of the ``queries`` tokens (all when None) attending to the ``keys`` tokens (eqs. 15-26)."""
+        if self.config.variant == "w/o CAFF":
+            mean = torch.stack(list(tokens.values())).mean(0)
+            return mean if queries is None else mean[queries]
+        x_q = tokens[self.query_modality]
+        x_kv = torch.stack([tokens[m] for m in self.kv_modalities]).mean(0)
+        common, distinct, q = self.cross(x_q, x_kv, queries, keys)                          # eqs. 15-18, 21
+        h_com = self.common_branch(common, q)                                                # eqs. 19-20
+        h_dif = self.distinct_branch(distinct, q)                                            # eqs. 22-23
+        gate_com = torch.sigmoid(self.gate_common(h_n))                                      # eq. 24
+        gate_dif = torch.sigmoid(self.gate_distinct(h_n))                                    # eq. 25
+        return 0.5 * (h_com * gate_com + h_dif * gate_dif)                                   # eq. 26
+
+    def _keys(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor | None:
+        """Key tokens of a training forward under ``token_set`` (None: all tokens)."""
+        mode = self.config.token_set
+        if mode == "all" or not self.training:
+            return None
+        n = self.n_users + self.n_items
+        if mode == "sampled":
+            return torch.randperm(n, device=users.device)[: self.config.n_key_tokens]
+        return torch.cat([users, items + self.n_users])
+
+    def encode(self, graph: dgl.DGLGraph, users: torch.Tensor | None = None,
+               items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``h_n`` (eq. 9) and ``h_m`` (eq. 26) of the given users and items (all when None)."""
+        user_n, item_n = self.encoder(graph, self.user_emb.weight, self.item_emb.weight)    # eqs. 7-9
+        tokens = self.modality_tokens(graph)
+        if users is None or items is None:
+            h_n = torch.cat([user_n, item_n])
+            h_m = self.fuse(tokens, h_n, None, None)
+            return {"user_n": user_n, "item_n": item_n, "user_m": h_m[: self.n_users],
+                    "item_m": h_m[self.n_users:]}
+        queries = torch.cat([users, items + self.n_users])
+        h_n = torch.cat([user_n[users], item_n[items]])
+        h_m = self.fuse(tokens, h_n, queries, self._keys(users, items))
+        n_u = len(users)
+        return {"user_n": h_n[:n_u], "item_n": h_n[n_u:], "user_m": h_m[:n_u], "item_m": h_m[n_u:]}
+
+    # -- the contract -----------------------------------------------------------------------------------------
+    def forward(self, graph: dgl.DGLGraph) -> Representations:
+        """``h = h_n + h_m`` (eq. 27) of all users and items; scores are inner products (eq. 28)."""
+        parts = self.encode(graph)
+        return Representations(parts["user_n"] + parts["user_m"], parts["item_n"] + parts["item_m"])
+
+    def loss(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
+             neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``alpha_1 L_Info + L_BPR + alpha_2 L2`` (eq. 31) on one BPR batch."""
+        if self.config.cl_nodes == "all":
+            parts = self.encode(graph)
+            batch_users, batch_items = torch.arange(self.n_users, device=users.device), None
+            u_idx, i_idx = users, torch.cat([pos, neg])
+        else:
+            batch_users, u_idx = torch.unique(users, return_inverse=True)
+            batch_items, i_idx = torch.unique(torch.cat([pos, neg]), return_inverse=True)
+            parts = self.encode(graph, batch_users, batch_items)
+        user_h = parts["user_n"] + parts["user_m"]                                           # eq. 27
+        item_h = parts["item_n"] + parts["item_m"]
+        u, i, j = user_h[u_idx], item_h[i_idx[: len(pos)]], item_h[i_idx[len(pos):]]
+        terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                          # eq. 28
+        if self.config.reg_weight > 0:
+            ego = (u, i, j) if self.config.l2_on == "final" else (
+                self.user_emb(users), self.item_emb(pos), self.item_emb(neg))
+            terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
+        if self.config.cl_weight > 0:
+            if self.config.cl_nodes == "all":
+                cl_items = slice(None)
+            else:  # the batch's positive items, as MGCN's code
+                cl_items = torch.unique(i_idx[: len(pos)])
+            cl_users = slice(None) if batch_users is not None else u_idx
+            terms["info"] = self.config.cl_weight * (                                        # eq. 29
+                self.info_nce(parts["user_m"][cl_users], parts["user_n"][cl_users])
+                + self.info_nce(parts["item_m"][cl_items], parts["item_n"][cl_items]))
+        return terms
+
+    def info_nce(self, modal: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Eq. 30, averaged over rows: positives ``(h_m, h_n)`` of the same node, negatives the other nodes' ``h_n``."""
+        if self.config.cl_similarity == "cosine":
+            return info_nce(modal, ids, self.config.cl_temperature, same_view_negatives=False)
+        logits = modal @ ids.T / self.config.cl_temperature
+        return F.cross_entropy(logits, torch.arange(len(modal), device=modal.device))
+
+    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
+
+
+# -- temporary: the shared layers of API.md not yet on main (removed after the rebase) -------------------------
+def item_mean(graph: dgl.DGLGraph, user_h: torch.Tensor) -> torch.Tensor:
+    with graph.local_scope():
+        graph.nodes["user"].data["h"] = user_h
+        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_out"), etype=INTERACT_ETYPE)
+        return graph.nodes["item"].data["h_out"]
+
+
+def user_mean(graph: dgl.DGLGraph, item_h: torch.Tensor) -> torch.Tensor:
+    with graph.local_scope():
+        graph.nodes["item"].data["h"] = item_h
+        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_out"), etype=INTERACTED_BY_ETYPE)
+        return graph.nodes["user"].data["h_out"]
+
+
+def edge_attention(graph: dgl.DGLGraph, etype: tuple[str, str, str], query: torch.Tensor, key: torch.Tensor,
+                   value: torch.Tensor, negative_slope: float = 0.2) -> torch.Tensor:
+    src, _, dst = etype
+    with graph.local_scope():
+        graph.nodes[src].data["k"] = key
+        graph.nodes[src].data["v"] = value
+        graph.nodes[dst].data["q"] = query
+        graph.apply_edges(fn.u_add_v("k", "q", "e"), etype=etype)
+        sub = graph[etype]
+        alpha = edge_softmax(sub, F.leaky_relu(graph.edges[etype].data["e"], negative_slope))
+        graph.edges[etype].data["a"] = alpha
+        graph.update_all(fn.u_mul_e("v", "a", "m"), fn.sum("m", "out"), etype=etype)
+        return graph.nodes[dst].data["out"]
