@@ -62,3 +62,9 @@ def test_slifmr_beats_lightgcn_and_its_ablation_without_kg_and_features(syntheti
     print(f"test R@20: SLIF-MR {full:.4f}, w/o KG&MM {ablated:.4f}, LightGCN {lightgcn['test']['recall@20']:.4f}")
     assert full > lightgcn["test"]["recall@20"]
     assert ablated < full
+
+
+def test_camgr_beats_lightgcn(synthetic, lightgcn):
+    """CAmgr (cross-attention keys sampled in training, for time) uses the planted features."""
+    result = train("camgr", synthetic, "model.token_set=sampled", "model.n_key_tokens=256")
+    assert result["test"]["recall@20"] > lightgcn["test"]["recall@20"]

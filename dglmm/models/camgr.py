@@ -73,6 +73,8 @@ class CAmgrConfig(ModelConfig):
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Fig. 2 subsets)")
     query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
                                               "non-image one; K and V come from the others (eqs. 15, 17)")
+    id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
+                                         "H_i alone (MGCN's purifier)", choices=("item+users", "item"))
     n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2)", low=0)
     gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
@@ -216,7 +218,9 @@ class CAmgr(Recommender):
         """``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 2-6); ``H'`` itself for ``w/o IUID``."""
         if self.config.variant == "w/o IUID":
             return {m: self.aligned(graph, m) for m in self.modalities}
-        ids = self.item_emb.weight + item_mean(graph, self.user_emb.weight)                  # eqs. 2-4
+        ids = self.item_emb.weight
+        if self.config.id_guide == "item+users":
+            ids = ids + item_mean(graph, self.user_emb.weight)                              # eqs. 2-4
         return {m: ids * torch.sigmoid(self.gate[m](self.aligned(graph, m))) for m in self.modalities}
 
     # -- eqs. 10-14 -------------------------------------------------------------------------------------------
