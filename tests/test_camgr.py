@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, make_config
+from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.nn.cross_attention import CrossAttention, chunked_attention
 from tests.helpers import dense_interaction, tiny_dataset
 
@@ -74,7 +74,8 @@ def test_gat_equals_hand_written_eqs_7_to_9():
     h = torch.cat([model.user_emb.weight, model.item_emb.weight])
     layers = [h]
     for layer in range(2):
-        w, a_dst, a_src = enc.weights[layer].weight, enc.attn_dst[layer][:, 0], enc.attn_src[layer][:, 0]
+        gat = enc.layers[layer]
+        w, a_dst, a_src = gat.linear.weight, gat.attn_dst[:, 0], gat.attn_src[:, 0]
         wh = h @ w.T
         new = torch.zeros_like(h)
         for n, nbrs in neighbours.items():
@@ -166,7 +167,8 @@ def test_no_n_by_n_tensor_in_a_training_step_or_the_full_forward():
     n = data.n_users + data.n_items
     users, pos, neg = torch.arange(20), torch.arange(18).repeat(2)[:20], torch.arange(20) % 18
     with LargestTensor() as probe:
-        sum(model.loss(graph, users, pos, neg).values()).backward()
+        batch = Batch(users, pos, neg)
+        sum(model.loss(model.training_forward(graph, batch), batch).values()).backward()
         model.eval()
         with torch.no_grad():
             model(graph)
@@ -202,7 +204,8 @@ def test_info_nce_equals_hand_written_eq_30(similarity):
 def test_loss_terms_equal_eqs_27_to_31():
     data, graph, model = setup(cl_weight=0.05, reg_weight=0.001)
     users, pos, neg = torch.tensor([0, 3, 3, 9]), torch.tensor([1, 2, 5, 2]), torch.tensor([4, 4, 7, 0])
-    terms = model.loss(graph, users, pos, neg)
+    batch = Batch(users, pos, neg)
+    terms = model.loss(model.training_forward(graph, batch), batch)
     model.eval()  # token_set="all": the batch forward and the full forward agree
     parts = model.encode(graph)
     u = parts["user_n"][users] + parts["user_m"][users]                                  # eq. 27
@@ -267,7 +270,8 @@ def test_every_variant_trains_a_step(options):
     model.train()
     model.on_batch_start(0)
     users, pos, neg = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 4, 5, 6]), torch.tensor([7, 8, 9, 1])
-    terms = model.loss(graph, users, pos, neg)
+    batch = Batch(users, pos, neg)
+    terms = model.loss(model.training_forward(graph, batch), batch)
     loss = sum(terms.values())
     assert torch.isfinite(loss)
     opt.zero_grad()

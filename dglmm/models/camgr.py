@@ -45,23 +45,26 @@ as eq. 7; ``none``]; ``trainable_features`` [False: fixed extracted features as 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import dgl
 import dgl.function as fn
 import torch
 import torch.nn.functional as F
-from dgl.nn.functional import edge_softmax
 from torch import nn
 
 from dglmm.data.dataset import Dataset
+from dglmm.errors import InputError
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+from dglmm.graph.features import item_features
 from dglmm.graph.knn import knn_graph_edges
-from dglmm.models.base import ModelConfig, Recommender, Representations, register
-from dglmm.models.mf import xavier_embedding
-from dglmm.models.vbpr import item_modalities
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
+from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
+from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
-from dglmm.options import option, validate
+from dglmm.nn.propagation import item_mean, user_mean
+from dglmm.options import option
 
 VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
 
@@ -101,39 +104,19 @@ class CAmgrConfig(ModelConfig):
 
 
 class GATEncoder(nn.Module):
-    """Eqs. 7-9 on the bipartite user-item graph; one ``W^l`` and attention vector per layer."""
+    """Eqs. 7-9 on the bipartite user-item graph: ``L`` GAT layers (one ``W^l`` and ``w`` each), layer mean."""
 
     def __init__(self, dim: int, n_layers: int, activation: str, negative_slope: float) -> None:
         super().__init__()
-        self.weights = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(n_layers))
-        self.attn_dst = nn.ParameterList(nn.Parameter(torch.empty(dim, 1)) for _ in range(n_layers))
-        self.attn_src = nn.ParameterList(nn.Parameter(torch.empty(dim, 1)) for _ in range(n_layers))
-        for w, a, b in zip(self.weights, self.attn_dst, self.attn_src, strict=True):
-            nn.init.xavier_uniform_(w.weight)
-            nn.init.xavier_uniform_(a)
-            nn.init.xavier_uniform_(b)
-        self.activation = activation
-        self.negative_slope = negative_slope
-
-    def layer(self, graph: dgl.DGLGraph, index: int, user_h: torch.Tensor,
-              item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer of eq. 7 with the attention of eq. 8 (``w = [a_dst | a_src]``)."""
-        w, a_dst, a_src = self.weights[index], self.attn_dst[index], self.attn_src[index]
-        wu, wi = w(user_h), w(item_h)
-        new_item = edge_attention(graph, INTERACT_ETYPE, query=wi @ a_dst, key=wu @ a_src, value=wu,
-                                  negative_slope=self.negative_slope)
-        new_user = edge_attention(graph, INTERACTED_BY_ETYPE, query=wu @ a_dst, key=wi @ a_src, value=wi,
-                                  negative_slope=self.negative_slope)
-        if self.activation == "relu":
-            new_user, new_item = F.relu(new_user), F.relu(new_item)
-        return new_user, new_item
+        self.layers = nn.ModuleList(GATLayer(dim, dim, negative_slope, activation) for _ in range(n_layers))
 
     def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
                 item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer mean ``H_n = 1/(L+1) sum_l H^l_n`` (eq. 9)."""
+        """``H_n = 1/(L+1) sum_l H^l_n`` (eq. 9) with ``H^l`` from eqs. 7-8."""
         users, items = [user_h], [item_h]
-        for index in range(len(self.weights)):
-            user_h, item_h = self.layer(graph, index, user_h, item_h)
+        for layer in self.layers:
+            out = layer(graph, {"user": user_h, "item": item_h}, [INTERACT_ETYPE, INTERACTED_BY_ETYPE])
+            user_h, item_h = out["user"], out["item"]
             users.append(user_h)
             items.append(item_h)
         return torch.stack(users).mean(0), torch.stack(items).mean(0)
@@ -168,9 +151,8 @@ class CAmgr(Recommender):
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: CAmgrConfig) -> None:
         super().__init__(dataset, graph, config)
-        validate(config)
         d = config.embedding_dim
-        feats = item_modalities(graph, config.modalities)
+        feats = item_features(graph, config.modalities)
         self.modalities = list(feats)
         self.query_modality = self._query_modality(config.query_modality)
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
@@ -196,7 +178,7 @@ class CAmgr(Recommender):
     def _query_modality(self, chosen: str | None) -> str:
         if chosen is not None:
             if chosen not in self.modalities:
-                raise ValueError(f"model.query_modality {chosen!r} is not one of the modalities {self.modalities}")
+                raise InputError(f"model.query_modality {chosen!r} is not one of the modalities {self.modalities}")
             return chosen
         if "text" in self.modalities:
             return "text"
@@ -289,34 +271,35 @@ class CAmgr(Recommender):
         parts = self.encode(graph)
         return Representations(parts["user_n"] + parts["user_m"], parts["item_n"] + parts["item_m"])
 
-    def loss(self, graph: dgl.DGLGraph, users: torch.Tensor, pos: torch.Tensor,
-             neg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``alpha_1 L_Info + L_BPR + alpha_2 L2`` (eq. 31) on one BPR batch."""
+    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> dict[str, Any]:
+        """``h_n`` and ``h_m`` of the batch's distinct users and items only (``cl_nodes="all"``: of all)."""
         if self.config.cl_nodes == "all":
             parts = self.encode(graph)
-            batch_users, batch_items = torch.arange(self.n_users, device=users.device), None
-            u_idx, i_idx = users, torch.cat([pos, neg])
-        else:
-            batch_users, u_idx = torch.unique(users, return_inverse=True)
-            batch_items, i_idx = torch.unique(torch.cat([pos, neg]), return_inverse=True)
-            parts = self.encode(graph, batch_users, batch_items)
-        user_h = parts["user_n"] + parts["user_m"]                                           # eq. 27
-        item_h = parts["item_n"] + parts["item_m"]
-        u, i, j = user_h[u_idx], item_h[i_idx[: len(pos)]], item_h[i_idx[len(pos):]]
+            parts["user_index"], parts["item_index"] = batch.users, torch.cat([batch.pos, batch.neg])
+            return parts
+        users, user_index = torch.unique(batch.users, return_inverse=True)
+        items, item_index = torch.unique(torch.cat([batch.pos, batch.neg]), return_inverse=True)
+        parts = self.encode(graph, users, items)
+        parts["user_index"], parts["item_index"] = user_index, item_index
+        return parts
+
+    def loss(self, output: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
+        """``alpha_1 L_Info + L_BPR + alpha_2 L2`` (eq. 31) on one BPR batch."""
+        user_h = output["user_n"] + output["user_m"]                                         # eq. 27
+        item_h = output["item_n"] + output["item_m"]
+        n_pos = len(batch.pos)
+        pos_index, neg_index = output["item_index"][:n_pos], output["item_index"][n_pos:]
+        u, i, j = user_h[output["user_index"]], item_h[pos_index], item_h[neg_index]
         terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                          # eq. 28
         if self.config.reg_weight > 0:
-            ego = (u, i, j) if self.config.l2_on == "final" else (
-                self.user_emb(users), self.item_emb(pos), self.item_emb(neg))
+            ego = (u, i, j) if self.config.l2_on == "final" else self.ego_embeddings(batch)
             terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         if self.config.cl_weight > 0:
-            if self.config.cl_nodes == "all":
-                cl_items = slice(None)
-            else:  # the batch's positive items, as MGCN's code
-                cl_items = torch.unique(i_idx[: len(pos)])
-            cl_users = slice(None) if batch_users is not None else u_idx
+            users = slice(None)  # the batch's distinct users (or all users)
+            items = slice(None) if self.config.cl_nodes == "all" else torch.unique(pos_index)
             terms["info"] = self.config.cl_weight * (                                        # eq. 29
-                self.info_nce(parts["user_m"][cl_users], parts["user_n"][cl_users])
-                + self.info_nce(parts["item_m"][cl_items], parts["item_n"][cl_items]))
+                self.info_nce(output["user_m"][users], output["user_n"][users])
+                + self.info_nce(output["item_m"][items], output["item_n"][items]))
         return terms
 
     def info_nce(self, modal: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -326,36 +309,5 @@ class CAmgr(Recommender):
         logits = modal @ ids.T / self.config.cl_temperature
         return F.cross_entropy(logits, torch.arange(len(modal), device=modal.device))
 
-    def ego_embeddings(self, users: torch.Tensor, pos: torch.Tensor,
-                       neg: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.user_emb(users), self.item_emb(pos), self.item_emb(neg)
-
-
-# -- temporary: the shared layers of API.md not yet on main (removed after the rebase) -------------------------
-def item_mean(graph: dgl.DGLGraph, user_h: torch.Tensor) -> torch.Tensor:
-    with graph.local_scope():
-        graph.nodes["user"].data["h"] = user_h
-        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_out"), etype=INTERACT_ETYPE)
-        return graph.nodes["item"].data["h_out"]
-
-
-def user_mean(graph: dgl.DGLGraph, item_h: torch.Tensor) -> torch.Tensor:
-    with graph.local_scope():
-        graph.nodes["item"].data["h"] = item_h
-        graph.update_all(fn.copy_u("h", "m"), fn.mean("m", "h_out"), etype=INTERACTED_BY_ETYPE)
-        return graph.nodes["user"].data["h_out"]
-
-
-def edge_attention(graph: dgl.DGLGraph, etype: tuple[str, str, str], query: torch.Tensor, key: torch.Tensor,
-                   value: torch.Tensor, negative_slope: float = 0.2) -> torch.Tensor:
-    src, _, dst = etype
-    with graph.local_scope():
-        graph.nodes[src].data["k"] = key
-        graph.nodes[src].data["v"] = value
-        graph.nodes[dst].data["q"] = query
-        graph.apply_edges(fn.u_add_v("k", "q", "e"), etype=etype)
-        sub = graph[etype]
-        alpha = edge_softmax(sub, F.leaky_relu(graph.edges[etype].data["e"], negative_slope))
-        graph.edges[etype].data["a"] = alpha
-        graph.update_all(fn.u_mul_e("v", "a", "m"), fn.sum("m", "out"), etype=etype)
-        return graph.nodes[dst].data["out"]
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
