@@ -90,7 +90,11 @@ class CAmgrConfig(ModelConfig):
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
                                    "of n_key_tokens, or the 'batch' nodes (evaluation always uses all)",
                             choices=("all", "sampled", "batch"))
-    n_key_tokens: int = option(1024, "keys per training forward when token_set='sampled'", low=1)
+    n_key_tokens: int = option(1024, "keys per forward when token_set='sampled' (or 'batch' with cl_nodes='all')",
+                               low=1)
+    eval_token_set: str = option("all", "keys in evaluation when token_set is not 'all': 'all' tokens (exact) "
+                                        "or a fixed 'sampled' set of n_key_tokens", choices=("all", "sampled"))
+    eval_key_seed: int = option(0, "seed of the fixed evaluation key sample (eval_token_set='sampled')", low=0)
     attention_chunk: int = option(1024, "query rows per attention block (memory chunk x N)", low=1)
     mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1)
     cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01)", low=0.0)
@@ -239,15 +243,20 @@ class CAmgr(Recommender):
         gate_dif = torch.sigmoid(self.gate_distinct(h_n))                                    # eq. 25
         return 0.5 * (h_com * gate_com + h_dif * gate_dif)                                   # eq. 26
 
-    def _keys(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor | None:
-        """Key tokens of a training forward under ``token_set`` (None: all tokens)."""
-        mode = self.config.token_set
-        if mode == "all" or not self.training:
-            return None
+    def _keys(self, device: torch.device, users: torch.Tensor | None = None,
+              items: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Key tokens under ``token_set`` in training, ``eval_token_set`` in evaluation (None: all tokens)."""
         n = self.n_users + self.n_items
-        if mode == "sampled":
-            return torch.randperm(n, device=users.device)[: self.config.n_key_tokens]
-        return torch.cat([users, items + self.n_users])
+        if not self.training:
+            if self.config.eval_token_set == "all" or self.config.token_set == "all":
+                return None
+            generator = torch.Generator().manual_seed(self.config.eval_key_seed)  # the same keys every time
+            return torch.randperm(n, generator=generator)[: self.config.n_key_tokens].to(device)
+        if self.config.token_set == "sampled" or (self.config.token_set == "batch" and users is None):
+            return torch.randperm(n, device=device)[: self.config.n_key_tokens]
+        if self.config.token_set == "batch":
+            return torch.cat([users, items + self.n_users])
+        return None
 
     def encode(self, graph: dgl.DGLGraph, users: torch.Tensor | None = None,
                items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -256,12 +265,12 @@ class CAmgr(Recommender):
         tokens = self.modality_tokens(graph)
         if users is None or items is None:
             h_n = torch.cat([user_n, item_n])
-            h_m = self.fuse(tokens, h_n, None, None)
+            h_m = self.fuse(tokens, h_n, None, self._keys(h_n.device))
             return {"user_n": user_n, "item_n": item_n, "user_m": h_m[: self.n_users],
                     "item_m": h_m[self.n_users:]}
         queries = torch.cat([users, items + self.n_users])
         h_n = torch.cat([user_n[users], item_n[items]])
-        h_m = self.fuse(tokens, h_n, queries, self._keys(users, items))
+        h_m = self.fuse(tokens, h_n, queries, self._keys(h_n.device, users, items))
         n_u = len(users)
         return {"user_n": h_n[:n_u], "item_n": h_n[n_u:], "user_m": h_m[:n_u], "item_m": h_m[n_u:]}
 
