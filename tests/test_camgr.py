@@ -258,7 +258,7 @@ VARIANT_OPTIONS = [
     {"knn_k": 2}, {"cl_weight": 0.1}, {"token_set": "sampled", "n_key_tokens": 7}, {"token_set": "batch"},
     {"token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"}, {"token_set": "batch", "cl_nodes": "all"},
     {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_nodes": "all"}, {"cl_similarity": "dot"},
-    {"l2_on": "ego"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
+    {"l2_on": "ego"}, {"l2_on": "all"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
 ]
 
 

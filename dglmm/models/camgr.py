@@ -97,14 +97,17 @@ class CAmgrConfig(ModelConfig):
     eval_key_seed: int = option(0, "seed of the fixed evaluation key sample (eval_token_set='sampled')", low=0)
     attention_chunk: int = option(1024, "query rows per attention block (memory chunk x N)", low=1)
     mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1)
+    mlp_init: str = option("default", "last layer of the MLPs of eqs. 20/23: PyTorch 'default' or 'zero' (H = R at "
+                                      "initialisation)", choices=("default", "zero"))
     cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01)", low=0.0)
     cl_temperature: float = option(0.2, "tau of eq. 30", low=0.0, low_open=True)
     cl_similarity: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
                                 choices=("cosine", "dot"))
     cl_nodes: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
                            choices=("batch", "all"))
-    l2_on: str = option("final", "L2 (alpha_2) on 'final' batch embeddings (MGCN code) or 'ego' ID embeddings",
-                        choices=("final", "ego"))
+    l2_on: str = option("final", "L2 (alpha_2) on the 'final' batch embeddings (MGCN code), the batch's 'ego' ID "
+                                 "embeddings, or 'all' parameters (eq. 31 as printed)",
+                        choices=("final", "ego", "all"))
 
 
 class GATEncoder(nn.Module):
@@ -170,8 +173,9 @@ class CAmgr(Recommender):
             nn.init.xavier_uniform_(lin.weight)
         self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope)
         self.cross = CrossAttention(d, config.attention_chunk)                                # eqs. 15-18
-        self.common_branch = ResidualMLP(d, config.mlp_hidden)                               # eqs. 19-20
-        self.distinct_branch = ResidualMLP(d, config.mlp_hidden)                             # eqs. 22-23
+        zero = config.mlp_init == "zero"
+        self.common_branch = ResidualMLP(d, config.mlp_hidden, zero)                         # eqs. 19-20
+        self.distinct_branch = ResidualMLP(d, config.mlp_hidden, zero)                       # eqs. 22-23
         self.gate_common = nn.Linear(d, d)                                                    # eq. 24
         self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
         self._semantic: dict[str, SemanticGraph] = {}
@@ -301,8 +305,12 @@ class CAmgr(Recommender):
         u, i, j = user_h[output["user_index"]], item_h[pos_index], item_h[neg_index]
         terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                          # eq. 28
         if self.config.reg_weight > 0:
-            ego = (u, i, j) if self.config.l2_on == "final" else self.ego_embeddings(batch)
-            terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
+            if self.config.l2_on == "all":  # alpha_2 ||w||^2 over every trainable parameter (eq. 31)
+                terms["l2"] = self.config.reg_weight * sum(p.pow(2).sum() for p in self.parameters()
+                                                           if p.requires_grad)
+            else:
+                ego = (u, i, j) if self.config.l2_on == "final" else self.ego_embeddings(batch)
+                terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
         if self.config.cl_weight > 0:
             users = slice(None)  # the batch's distinct users (or all users)
             items = slice(None) if self.config.cl_nodes == "all" else torch.unique(pos_index)

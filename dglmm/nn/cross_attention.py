@@ -70,13 +70,20 @@ class CrossAttention(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    """``R = Linear(x) + Q``; ``H = MLP(LN(R)) + R`` (CAmgr eqs. 19-20 and 22-23); MLP = Linear-GELU-Linear."""
+    """``R = Linear(x) + Q``; ``H = MLP(LN(R)) + R`` (CAmgr eqs. 19-20 and 22-23); MLP = Linear-GELU-Linear.
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    ``zero_init``: the MLP's last layer starts at zero, so ``H = R`` at initialisation (the residual-branch
+    initialisation of pre-norm transformers); otherwise PyTorch's default initialisation.
+    """
+
+    def __init__(self, dim: int, hidden: int, zero_init: bool = False) -> None:
         super().__init__()
         self.linear = nn.Linear(dim, dim)
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        if zero_init:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, x: Tensor, q: Tensor) -> Tensor:
         r = self.linear(x) + q
