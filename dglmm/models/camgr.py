@@ -33,13 +33,16 @@ Modality subsets (Fig. 2): ``modalities``; with one modality ``Q``, ``K`` and ``
 
 Readings that are options (defaults first): ``query_modality`` [text, else the first non-image modality; the
 paper's K/V is the image]; ``token_set`` [``all``: every query attends to all ``|U|+|I|`` tokens; ``sampled``:
-in training, keys are a random sample of ``n_key_tokens`` tokens (evaluation attends to all); ``batch``: in
-training, keys are the batch's users and items]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``:
-rebuilt each epoch from ``H''``]; ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's
-code; Fig. 3 sweeps 5-25]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as eq. 30 is printed];
-``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the sums of eq. 30];
-``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings]; ``gat_activation`` [``relu``
-as eq. 7; ``none``]; ``trainable_features`` [False: fixed extracted features as section 3.2; True as MGCN].
+in training, keys are a random sample of ``n_key_tokens`` tokens; ``batch``: in training, keys are the batch's
+users and items] with ``eval_token_set`` [``all``: exact attention in evaluation; ``sampled``: a fixed key
+sample]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
+``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's code; Fig. 3 sweeps 5-25];
+``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as
+eq. 30 is printed]; ``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
+sums of eq. 30]; ``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters
+as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``mlp_hidden`` / ``mlp_init``
+[64, PyTorch's default initialisation; ``zero`` last layer]; ``trainable_features`` [False: fixed extracted
+features as section 3.2; True as MGCN].
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class CAmgrConfig(ModelConfig):
                                     "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
     trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
-                                   "of n_key_tokens, or the 'batch' nodes (evaluation always uses all)",
+                                   "of n_key_tokens, or the 'batch' nodes (evaluation: eval_token_set)",
                             choices=("all", "sampled", "batch"))
     n_key_tokens: int = option(1024, "keys per forward when token_set='sampled' (or 'batch' with cl_nodes='all')",
                                low=1)
