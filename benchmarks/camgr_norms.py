@@ -1,0 +1,39 @@
+"""Mean row norms of CAmgr's ID side ``h_n`` and modality side ``h_m`` (eq. 27), at initialisation and in a run.
+
+    python benchmarks/camgr_norms.py RUN_DIR/seed0      # a finished `dglmm train -m camgr` run folder
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from dglmm.data.readers import load_dataset
+from dglmm.graph.build import GraphConfig, build_graph
+from dglmm.train.run import build_model
+
+
+def norms(model, graph) -> str:
+    model.eval()
+    with torch.no_grad():
+        parts = model.encode(graph)
+    return "  ".join(f"|{k}| {v.norm(dim=1).mean():.4f}" for k, v in parts.items())
+
+
+def main(run: str) -> None:
+    config = yaml.safe_load((Path(run) / "config.yaml").read_text())
+    dataset = load_dataset(Path(config["dataset"]).parent.name)
+    graph = build_graph(dataset, GraphConfig(**config.get("graph", {})))
+    torch.manual_seed(config["train"]["seed"])
+    model = build_model("camgr", dataset, graph, config["model"])
+    print("initialisation:", norms(model, graph))
+    state = torch.load(Path(run) / "best.pt", weights_only=True)
+    model.load_state_dict(state["model"])
+    print(f"best epoch {state['best']['epoch']}:", norms(model, graph))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
