@@ -20,14 +20,12 @@ RUN_DIR = RUN_DIR_VALUE
 import dglmm
 print('package:', dglmm.__file__)
 """
-# What each notebook must print (a notebook not listed must print a recall@20).
-EXPECTED = {"explore.ipynb": ["mean attention on image", "recall@20"],
-            "camgr_purification.ipynb": ["recall@20", "histogram evenness"]}
 
 
 # What each notebook must print on the small data (beside the package line and its run's best.pt).
 MARKERS = {"explore.ipynb": ("mean attention on image", "recall@20"),
-           "slifmr_correlate.ipynb": ("recall@20", "share KG attribute", "in kNN image", "version 1")}
+           "slifmr_correlate.ipynb": ("recall@20", "share KG attribute", "in kNN image", "version 1"),
+           "camgr_purification.ipynb": ("recall@20", "histogram evenness")}
 
 
 def test_there_are_notebooks():
@@ -62,6 +60,4 @@ def test_notebook_executes_on_small_synthetic_data(path, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert f"package: {ROOT / 'dglmm' / '__init__.py'}" in text      # this checkout, not an installed copy
     assert all(marker in text for marker in MARKERS.get(path.name, ("recall@20",)))
-    for expected in EXPECTED.get(path.name, ["recall@20"]):
-        assert expected in text, f"{path.name}: {expected!r} not printed"
     assert (tmp_path / "run" / "best.pt").exists()
