@@ -75,3 +75,18 @@ def test_robustness_options_train_end_to_end(data):
         "data.drop_features=0.1"])
     results = run_once("lightgcn", data, config, None, graph_cache=False)
     assert results["dataset"].startswith(data.name + "-noise(")
+
+
+def test_camgr_masks_items_without_a_modality(data):
+    noisy = perturb(data, features=0.2, seed=3)
+    missing = torch.from_numpy(~noisy.feature_mask("image"))
+    graph = build_graph(noisy, GraphConfig(knn_k=5), cache_dir=False)
+    cls = REGISTRY["camgr"]
+    torch.manual_seed(0)
+    model = cls(noisy, graph, make_config(cls, {"embedding_dim": 8, "knn_k": 5}))
+    for h in model.purified(graph).values():
+        assert not h[missing].any()
+    for semantic in model._semantic.values():
+        src, dst = semantic.graph.edges()
+        assert not missing[src].any() and not missing[dst].any()
+    assert torch.isfinite(sum(train_terms(model, graph, [0, 1], [2, 3], [4, 5]).values()))

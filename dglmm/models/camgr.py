@@ -59,7 +59,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
-from dglmm.graph.features import item_features
+from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.graph.knn import knn_graph_edges
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.attention import GATLayer
@@ -135,8 +135,9 @@ class GATEncoder(nn.Module):
 class SemanticGraph:
     """A cosine top-k item graph with normalised weights (eqs. 10-12) as a homogeneous DGL graph."""
 
-    def __init__(self, features: torch.Tensor, k: int, norm: str) -> None:
-        edges = knn_graph_edges(features.detach(), k, keep_self=True, norm=norm)
+    def __init__(self, features: torch.Tensor, k: int, norm: str, mask: torch.Tensor | None = None) -> None:
+        """``mask``: items without the modality get no edge (see ``Dataset.feature_mask``)."""
+        edges = knn_graph_edges(features.detach(), k, keep_self=True, norm=norm, mask=mask)
         self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
         self.graph.edata["w"] = edges.w
 
@@ -181,9 +182,11 @@ class CAmgr(Recommender):
         self.distinct_branch = ResidualMLP(d, config.mlp_hidden, zero)                       # eqs. 22-23
         self.gate_common = nn.Linear(d, d)                                                    # eq. 24
         self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
+        self.masks = feature_masks(graph, self.modalities)   # items without a modality: zero features, no edges
         self._semantic: dict[str, SemanticGraph] = {}
         if config.knn_source == "raw":
-            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm) for m, f in feats.items()}
+            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm, self.masks[m])
+                              for m, f in feats.items()}
         self._rebuild = True
 
     def _query_modality(self, chosen: str | None) -> str:
@@ -210,16 +213,23 @@ class CAmgr(Recommender):
     def purified(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
         """``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 2-6); ``H'`` itself for ``w/o IUID``."""
         if self.config.variant == "w/o IUID":
-            return {m: self.aligned(graph, m) for m in self.modalities}
+            return {m: self._masked(self.aligned(graph, m), m) for m in self.modalities}
         ids = self.item_emb.weight
         if self.config.id_guide == "item+users":
             ids = ids + item_mean(graph, self.user_emb.weight)                              # eqs. 2-4
-        return {m: ids * torch.sigmoid(self.gate[m](self.aligned(graph, m))) for m in self.modalities}
+        return {m: self._masked(ids * torch.sigmoid(self.gate[m](self.aligned(graph, m))), m)
+                for m in self.modalities}
+
+    def _masked(self, h: torch.Tensor, modality: str) -> torch.Tensor:
+        """Zero rows for the items that lack ``modality`` (they carry no information from it)."""
+        mask = self.masks[modality]
+        return apply_mask(h, None if mask is None else mask.to(h.device))
 
     # -- eqs. 10-14 -------------------------------------------------------------------------------------------
     def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
         if self.config.knn_source == "purified" and (self._rebuild or not self.training or not self._semantic):
-            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm)
+            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm,
+                                               None if self.masks[m] is None else self.masks[m].to(h.device))
                               for m, h in purified.items()}
             self._rebuild = False
         return self._semantic
