@@ -41,9 +41,11 @@ def batch():
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("item_backend", ["csr", "dgl"])
 @pytest.mark.parametrize("graph_input", ["id", "features"])
-def test_views_equal_dense_graph_products(graph_input):
-    data, graph, model = setup(graph_input=graph_input, item_layers=2, graph_weights=[1.0, 3.0], cf_layers=2)
+def test_views_equal_dense_graph_products(graph_input, item_backend):
+    data, graph, model = setup(graph_input=graph_input, item_layers=2, graph_weights=[1.0, 3.0], cf_layers=2,
+                               item_backend=item_backend)
     model.eval()
     _, views, side = model.views(graph)
     s = {m: dense_knn(torch.as_tensor(data.modalities[m]), K) for m in ("image", "text")}
@@ -151,6 +153,21 @@ def test_mmbpr_and_contrastive_equal_hand_written_formulas():
         hs, a = h[items], anchor[items]
         sub = sub + sum(0.5 * (mi(hs, a, i) + mi(a, hs, i)) for i in range(3)) / 3
     torch.testing.assert_close(model.contrastive_loss(reps, items), -sub / len(side), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("relation", [0, 1, None])
+def test_csr_and_dgl_item_propagation_have_equal_gradients(relation):
+    _, graph, model = setup(graph_weights=[0.3, 0.7])
+    h = torch.randn(15, D, requires_grad=True)
+    grads = []
+    for backend in ("csr", "dgl"):
+        model.item_graphs.backend = backend
+        out = model.item_graphs(graph, h, relation)
+        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
+        grads.append((out.detach(), h.grad.clone()))
+        h.grad = None
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
 def test_loss_terms_of_eq_11():

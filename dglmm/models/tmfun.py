@@ -51,11 +51,10 @@ from dglmm.models._api_shim import (
     Batch,
     build_backbone,
     item_features,
-    mixed_relation_propagate,
-    relation_propagate,
     user_mean,
 )
 from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.nn.frozen_item_graph import FrozenItemGraphs
 from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
 from dglmm.nn.view_attention import (
     LearnedQueryViewAttention,
@@ -81,6 +80,8 @@ class TMFUNConfig(ModelConfig):
     graph_input: str = option("id", "what the item graphs convolve: item 'id' embeddings (as MICRO's and FREEDOM's "
                               "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"))
     item_layers: int = option(1, "propagation layers on S^m and G_M", low=1)
+    item_backend: str = option("csr", "item graph propagation: 'csr' (torch.sparse, fixed weights, faster) or "
+                               "'dgl' (update_all); proven equal in the tests", choices=("csr", "dgl"))
     graph_weights: list[float] | None = option(
         None, "lambda_m of eq. 4 per modality, normalised to sum 1 (None: equal)", low=0.0)
     fusion_weights: list[float] | None = option(
@@ -135,6 +136,7 @@ class TMFUN(Recommender):
         n_m = len(self.modalities)
         self.register_buffer("graph_weights", _normalised(config.graph_weights, n_m, "graph_weights"))  # eq. 4
         self.register_buffer("fusion_weights", _normalised(config.fusion_weights, n_m, "fusion_weights"))  # eq. 5
+        self.item_graphs = FrozenItemGraphs(self.etypes, self.graph_weights, config.item_backend)
         self.graph_input = config.graph_input if self.flags["features"] else "id"
         self.uses_projections = self.flags["features"] and (
             self.graph_input == "features" or config.fusion_input == "projected")
@@ -156,10 +158,7 @@ class TMFUN(Recommender):
     def convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: int | None) -> torch.Tensor:
         """``item_layers`` hops over ``S^m`` (``modality`` index) or over ``G_M = sum_m lambda_m S^m`` (None)."""
         for _ in range(self.config.item_layers):
-            if modality is None:
-                h = mixed_relation_propagate(graph, self.etypes, self.graph_weights, h)   # eq. 4
-            else:
-                h = relation_propagate(graph, self.etypes[modality], h)
+            h = self.item_graphs(graph, h, modality)      # S^m h, or G_M h = sum_m lambda_m S^m h (eq. 4)
         return h
 
     def views(self, graph: dgl.DGLGraph) -> tuple[Representations, torch.Tensor, list[torch.Tensor]]:
