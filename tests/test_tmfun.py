@@ -218,3 +218,14 @@ def test_single_modality_and_bad_options():
         setup(graph_weights=[1.0])
     with pytest.raises(ValueError, match="modalities"):
         setup(modalities=["audio"])
+
+
+def test_tmfun_beats_lightgcn_on_synthetic_data():
+    """End to end (as tests/test_end_to_end.py): the planted features carry signal LightGCN cannot use."""
+    from dglmm.data.synthetic import make_synthetic
+    from tests.test_end_to_end import train
+
+    data = make_synthetic()
+    light = train("lightgcn", data)["test"]["recall@20"]
+    tmfun = train("tmfun", data, "model.cl_max_items=512")["test"]["recall@20"]
+    assert tmfun > light + 0.005
