@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, make_config
-from dglmm.models._api_shim import Batch
+from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
 from dglmm.nn.view_attention import attended_scores
 from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset
@@ -218,6 +217,10 @@ def test_single_modality_and_bad_options():
         setup(graph_weights=[1.0])
     with pytest.raises(ValueError, match="modalities"):
         setup(modalities=["audio"])
+    with pytest.raises(ValueError, match="model.variant"):
+        setup(variant="tmfun-nonsense")
+    with pytest.raises(ValueError, match="model.cl_temperature"):
+        setup(cl_temperature=0.0)
 
 
 def test_tmfun_beats_lightgcn_on_synthetic_data():

@@ -46,22 +46,21 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.graph.build import similar_etype
-from dglmm.models._api_shim import (
+from dglmm.graph.features import item_features
+from dglmm.models.base import (
     BACKBONES,
     Batch,
+    ModelConfig,
+    Recommender,
+    Representations,
     build_backbone,
-    item_features,
-    user_mean,
+    register,
 )
-from dglmm.models.base import ModelConfig, Recommender, Representations, register
+from dglmm.nn.attention import weighted_sum
 from dglmm.nn.frozen_item_graph import FrozenItemGraphs
-from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
-from dglmm.nn.view_attention import (
-    LearnedQueryViewAttention,
-    attend,
-    attended_scores,
-    pair_view_attention,
-)
+from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce, l2_penalty
+from dglmm.nn.propagation import user_mean
+from dglmm.nn.view_attention import LearnedQueryViewAttention, attended_scores, pair_view_attention
 from dglmm.options import option
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -98,7 +97,7 @@ class TMFUNConfig(ModelConfig):
                                    low=0.0, low_open=True)
     cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
                             choices=("cf", "fusion"))
-    cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=("all", "batch"))
+    cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=CONTRASTIVE_ITEMS)
     cl_max_items: int = option(0, "if > 0, eq. 8 over a random subset of at most this many of those items", low=0)
     cl_same_view_negatives: bool = option(False, "MI of eq. 8 also uses same-view negatives (MICRO eq. 10)")
 
@@ -132,7 +131,8 @@ class TMFUN(Recommender):
             raise ValueError(f"the graph has no {', '.join(missing)} relation(s) for modalities {self.modalities}")
         d = config.embedding_dim
         self.scale = math.sqrt(d)
-        self.backbone = build_backbone(config.backbone, dataset, graph, d, config.cf_layers, config.reg_weight)
+        self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
+                                       reg_weight=config.reg_weight)
         n_m = len(self.modalities)
         self.register_buffer("graph_weights", _normalised(config.graph_weights, n_m, "graph_weights"))  # eq. 4
         self.register_buffer("fusion_weights", _normalised(config.fusion_weights, n_m, "fusion_weights"))  # eq. 5
@@ -190,7 +190,7 @@ class TMFUN(Recommender):
         if not self.flags["attention"]:                                                     # TMFUN-att
             item = item + views.mean(0)
         elif self.item_query is not None:                                                   # item-level
-            item = item + attend(self.item_query(views, self.scale), views)
+            item = item + weighted_sum(self.item_query(views, self.scale), list(views))
         user = cf.user
         if self.config.user_rep == "cf+items" and fusion is not None:
             user = user + user_mean(graph, fusion)
@@ -205,7 +205,7 @@ class TMFUN(Recommender):
         score = (y_u * reps.item[items]).sum(-1)
         if self.per_interaction:
             views = reps.extras["views"][:, items]
-            h = attend(pair_view_attention(reps.extras["query"][users], views, self.scale), views)
+            h = weighted_sum(pair_view_attention(reps.extras["query"][users], views, self.scale), list(views))
             score = score + (y_u * h).sum(-1)
         return score
 
@@ -221,23 +221,17 @@ class TMFUN(Recommender):
     def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> Representations:
         return self(graph)
 
-    def loss(self, *args) -> dict[str, torch.Tensor]:  # SHIM: (graph, users, pos, neg) until the API lands
-        if len(args) == 4:
-            graph, users, pos, neg = args
-            batch = Batch(users, pos, neg)
-            return self._loss(self.training_forward(graph, batch), batch)
-        return self._loss(*args)
-
-    def _loss(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+    def loss(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
         """Eq. 11: ``L_BPR + alpha L_mmbpr + beta L_C`` plus L2 on the backbone's ego embeddings."""
         users, pos, neg = batch.users, batch.pos, batch.neg
         terms = {"bpr": bpr_loss(self.pair_scores(reps, users, pos), self.pair_scores(reps, users, neg))}  # eq. 9
         if self.config.reg_weight > 0:
-            terms["l2"] = self.config.reg_weight * l2_penalty(*self.backbone.ego_embeddings(users, pos, neg))
+            terms["l2"] = self.config.reg_weight * l2_penalty(*self.backbone.ego_embeddings(batch))
         if self.flags["features"] and self.config.mmbpr_weight > 0:
             terms["mmbpr"] = self.config.mmbpr_weight * self.mmbpr_loss(reps, users, pos, neg)
         if self.flags["features"] and self.config.cl_weight > 0:
-            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(reps, self._cl_items(pos, neg))
+            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(reps, contrastive_items(
+                self.n_items, pos, neg, self.config.cl_items, self.config.cl_max_items))
         return terms
 
     def mmbpr_loss(self, reps: Representations, users: torch.Tensor, pos: torch.Tensor,
@@ -255,13 +249,3 @@ class TMFUN(Recommender):
         losses = [0.5 * (info_nce(pick(h), a, tau, same) + info_nce(a, pick(h), tau, same))
                   for h in reps.extras["side"]]
         return torch.stack(losses).mean()
-
-    def _cl_items(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor | None:
-        """The items of eq. 8's average: all (None), the batch's, optionally a random subset of them."""
-        if self.config.cl_items == "all":
-            items = None if self.config.cl_max_items <= 0 else torch.arange(self.n_items, device=pos.device)
-        else:
-            items = torch.unique(torch.cat([pos, neg.reshape(-1)]))
-        if items is not None and 0 < self.config.cl_max_items < len(items):
-            items = items[torch.randperm(len(items), device=items.device)[: self.config.cl_max_items]]
-        return items

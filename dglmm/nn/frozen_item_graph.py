@@ -3,7 +3,7 @@
 ``FrozenItemGraphs(etypes, weights)`` propagates item vectors over each relation ``S_r`` (``h' = S_r h``) and
 over the frozen fusion ``sum_r weights[r] S_r`` (TMFUN eq. 4, FREEDOM's frozen graph) with two backends:
 ``"dgl"`` (``fn.u_mul_e`` + ``fn.sum`` per relation inside ``local_scope``) and ``"csr"`` (the relations'
-CSR matrices derived once per graph object from ``graph.adj_tensors``, the mixture summed into ONE sparse
+CSR matrices derived once per graph content (``relation_fingerprint``) from ``graph.adj_tensors``, the mixture summed into ONE sparse
 matrix, ``torch.sparse.mm`` with the transpose precomputed for the backward pass; about 4x faster on CPU).
 ``tests/test_tmfun.py`` proves both equal a dense product.
 """
@@ -16,7 +16,7 @@ import dgl
 import dgl.function as fn
 import torch
 
-from dglmm.nn.propagation import BipartiteCSR, _CSRMatMul, relation_csr
+from dglmm.nn.propagation import BipartiteCSR, _CSRMatMul, relation_csr, relation_fingerprint
 
 Etype = tuple[str, str, str]
 
@@ -36,12 +36,13 @@ class FrozenItemGraphs(torch.nn.Module):
         self.etypes = list(etypes)
         self.register_buffer("weights", weights.detach().clone())
         self.backend = backend
-        self._graph: dgl.DGLGraph | None = None
+        self._key: tuple | None = None
         self._csr: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _matrices(self, graph: dgl.DGLGraph) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(S_r, S_r^T) per relation, then (mixture, mixture^T); rebuilt when the graph object changes."""
-        if self._graph is not graph:
+        """(S_r, S_r^T) per relation, then (mixture, mixture^T); rebuilt when the relations' content changes."""
+        key = relation_fingerprint(graph, self.etypes)
+        if self._key != key:
             mats = [relation_csr(graph, et) for et in self.etypes]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -51,7 +52,7 @@ class FrozenItemGraphs(torch.nn.Module):
                     mixed = mixed + part
                 mixed = mixed.coalesce().to_sparse_csr()
                 self._csr = [(m, BipartiteCSR._transpose(m)) for m in [*mats, mixed]]
-            self._graph = graph
+            self._key = key
         return self._csr
 
     def forward(self, graph: dgl.DGLGraph, h: torch.Tensor, relation: int | None = None) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 An item ``j`` has ``V`` views ``x^1_j .. x^V_j`` (the CF output, one graph convolution per modality, ...).  A
 query ``q_u`` weighs them per interaction: ``a^v_uj = softmax_v(q_u . x^v_j / s)`` and the attended item is
-``h_uj = sum_v a^v_uj x^v_j``.  Views are stacked as one ``[V, n, d]`` tensor.
+``h_uj = sum_v a^v_uj x^v_j`` (:func:`dglmm.nn.attention.weighted_sum`).  Views are stacked as one ``[V, n, d]``
+tensor.
 
 Full ranking never needs ``h_uj`` itself: ``y_u . h_uj = sum_v a^v_uj (y_u . x^v_j)``, so a chunk of ``B``
 users is scored against all ``N`` items with ``V`` products of shape ``[B, N]`` and a softmax over ``v``
@@ -20,17 +21,12 @@ def pair_view_attention(query: torch.Tensor, views: torch.Tensor, scale: float) 
     return torch.softmax(torch.einsum("nd,vnd->nv", query, views) / scale, dim=1)
 
 
-def attend(weights: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
-    """``h_n = sum_v weights[n, v] views[v, n]`` (``[n, d]``)."""
-    return torch.einsum("nv,vnd->nd", weights, views)
-
-
 def attended_scores(query: torch.Tensor, views: torch.Tensor, scale: float,
                     value_query: torch.Tensor | None = None) -> torch.Tensor:
     """``S[b, j] = sum_v softmax_v(q_b . x^v_j / scale) (y_b . x^v_j)`` for every user b and item j.
 
     ``query [B, d]`` gives the attention, ``value_query [B, d]`` (``y``; default ``query``) the scored vector;
-    ``views [V, N, d]``.  Equal to ``y_b . h_bj`` with ``h_bj`` of :func:`attend`; memory ``O(V B N)``.
+    ``views [V, N, d]``.  Equal to ``y_b . h_bj``, ``h_bj = sum_v a^v_bj x^v_j``; memory ``O(V B N)``.
     """
     logits = torch.matmul(query, views.transpose(1, 2))                      # [V, B, N]
     values = logits if value_query is None else torch.matmul(value_query, views.transpose(1, 2))
