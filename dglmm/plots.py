@@ -32,3 +32,24 @@ def plot_training_curves(history: list[dict], path: Path | str, metric: str = "r
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_heatmaps(panels: dict[str, list[list[float]]], row_labels: list[str], col_labels: list[str],
+                  path: Path | str, xlabel: str = "", ylabel: str = "") -> None:
+    """One annotated heat map per panel (title -> matrix ``[rows][cols]``), side by side (e.g. a 2-D sweep)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, matrix) in zip(axes[0], panels.items(), strict=True):
+        image = ax.imshow(matrix, cmap="viridis", origin="lower")
+        ax.set_xticks(range(len(col_labels)), col_labels)
+        ax.set_yticks(range(len(row_labels)), row_labels)
+        low, high = min(map(min, matrix)), max(map(max, matrix))
+        for r, row in enumerate(matrix):
+            for c, value in enumerate(row):
+                bright = high > low and (value - low) / (high - low) > 0.6
+                ax.text(c, r, f"{value:.4f}", ha="center", va="center", color="black" if bright else "white",
+                        fontsize=8)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
