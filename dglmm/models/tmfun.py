@@ -218,9 +218,6 @@ class TMFUN(Recommender):
             scores = scores + attended_scores(reps.extras["query"][users], reps.extras["views"], self.scale, value)
         return scores
 
-    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> Representations:
-        return self(graph)
-
     def loss(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
         """Eq. 11: ``L_BPR + alpha L_mmbpr + beta L_C`` plus L2 on the backbone's ego embeddings."""
         users, pos, neg = batch.users, batch.pos, batch.neg
