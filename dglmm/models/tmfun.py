@@ -57,6 +57,7 @@ from dglmm.models.base import (
     register,
 )
 from dglmm.nn.attention import weighted_sum
+from dglmm.nn.frozen_item_graph import BACKENDS as ITEM_BACKENDS
 from dglmm.nn.frozen_item_graph import FrozenItemGraphs
 from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce, l2_penalty
 from dglmm.nn.propagation import user_mean
@@ -80,7 +81,7 @@ class TMFUNConfig(ModelConfig):
                               "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"))
     item_layers: int = option(1, "propagation layers on S^m and G_M", low=1)
     item_backend: str = option("csr", "item graph propagation: 'csr' (torch.sparse, fixed weights, faster) or "
-                               "'dgl' (update_all); proven equal in the tests", choices=("csr", "dgl"))
+                               "'dgl' (update_all); proven equal in the tests", choices=ITEM_BACKENDS)
     graph_weights: list[float] | None = option(
         None, "lambda_m of eq. 4 per modality, normalised to sum 1 (None: equal)", low=0.0)
     fusion_weights: list[float] | None = option(

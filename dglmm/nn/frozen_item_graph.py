@@ -2,30 +2,27 @@
 
 ``FrozenItemGraphs(etypes, weights)`` propagates item vectors over each relation ``S_r`` (``h' = S_r h``) and
 over the frozen fusion ``sum_r weights[r] S_r`` (TMFUN eq. 4, FREEDOM's frozen graph) with two backends:
-``"dgl"`` (``fn.u_mul_e`` + ``fn.sum`` per relation inside ``local_scope``) and ``"csr"`` (the relations'
-CSR matrices derived once per graph content (``relation_fingerprint``) from ``graph.adj_tensors``, the mixture summed into ONE sparse
-matrix, ``torch.sparse.mm`` with the transpose precomputed for the backward pass; about 4x faster on CPU).
-``tests/test_tmfun.py`` proves both equal a dense product.
+``"dgl"`` (:func:`~dglmm.nn.propagation.relation_propagate` per relation, ``fn.u_mul_e`` + ``fn.sum`` in
+``local_scope``) and ``"csr"`` (:class:`~dglmm.nn.propagation.FixedSparse` matrices built once per graph
+content (``relation_fingerprint``); the mixture is ONE sparse matrix: the relations' edge lists concatenated
+with weights ``weights[r] w_e``, duplicate pairs summed; about 1.4x faster per TMFUN training step on CPU).
+``tests/test_tmfun.py`` proves both equal a dense product, gradients included.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import dgl
-import dgl.function as fn
 import torch
 
-from dglmm.nn.propagation import BipartiteCSR, _CSRMatMul, relation_csr, relation_fingerprint
+from dglmm.nn.propagation import (
+    FixedSparse,
+    mixed_relation_propagate,
+    relation_fingerprint,
+    relation_propagate,
+)
 
 Etype = tuple[str, str, str]
-
-
-def _relation_dgl(graph: dgl.DGLGraph, etype: Etype, h: torch.Tensor) -> torch.Tensor:
-    with graph.local_scope():
-        graph.nodes[etype[0]].data["h"] = h
-        graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h_out"), etype=etype)
-        return graph.nodes[etype[2]].data["h_out"]
+BACKENDS = ("csr", "dgl")
 
 
 class FrozenItemGraphs(torch.nn.Module):
@@ -33,33 +30,31 @@ class FrozenItemGraphs(torch.nn.Module):
 
     def __init__(self, etypes: list[Etype], weights: torch.Tensor, backend: str = "csr") -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.etypes = list(etypes)
         self.register_buffer("weights", weights.detach().clone())
         self.backend = backend
         self._key: tuple | None = None
-        self._csr: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._sparse: list[FixedSparse] = []
 
-    def _matrices(self, graph: dgl.DGLGraph) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(S_r, S_r^T) per relation, then (mixture, mixture^T); rebuilt when the relations' content changes."""
+    def _matrices(self, graph: dgl.DGLGraph) -> list[FixedSparse]:
+        """``S_r`` per relation, then the mixture; rebuilt when the relations' content changes."""
         key = relation_fingerprint(graph, self.etypes)
         if self._key != key:
-            mats = [relation_csr(graph, et) for et in self.etypes]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                parts = [float(w) * m.to_sparse_coo() for w, m in zip(self.weights, mats, strict=True)]
-                mixed = parts[0]
-                for part in parts[1:]:
-                    mixed = mixed + part
-                mixed = mixed.coalesce().to_sparse_csr()
-                self._csr = [(m, BipartiteCSR._transpose(m)) for m in [*mats, mixed]]
+            edges = [(*graph.edges(etype=et), graph.edges[et].data["w"]) for et in self.etypes]
+            n = graph.num_nodes("item")
+            self._sparse = [FixedSparse(src, dst, w, n, n) for src, dst, w in edges]
+            self._sparse.append(FixedSparse(torch.cat([e[0] for e in edges]), torch.cat([e[1] for e in edges]),
+                                            torch.cat([r * e[2] for r, e in zip(self.weights, edges, strict=True)]),
+                                            n, n))
             self._key = key
-        return self._csr
+        return self._sparse
 
     def forward(self, graph: dgl.DGLGraph, h: torch.Tensor, relation: int | None = None) -> torch.Tensor:
         """``S_relation h``, or the mixture ``sum_r w_r S_r h`` when ``relation`` is None."""
         if self.backend == "dgl":
-            if relation is not None:
-                return _relation_dgl(graph, self.etypes[relation], h)
-            return sum(w * _relation_dgl(graph, et, h) for w, et in zip(self.weights, self.etypes, strict=True))
-        a, a_t = self._matrices(graph)[len(self.etypes) if relation is None else relation]
-        return _CSRMatMul.apply(a, a_t, h)
+            if relation is None:
+                return mixed_relation_propagate(graph, self.etypes, self.weights, h)
+            return relation_propagate(graph, self.etypes[relation], h)
+        return self._matrices(graph)[len(self.etypes) if relation is None else relation](h)
