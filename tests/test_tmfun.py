@@ -210,6 +210,18 @@ def test_every_variant_and_backbone_trains_a_step(variant, backbone):
     assert reps.user.shape == (data.n_users, D) and reps.item.shape == (data.n_items, D)
 
 
+@torch.no_grad()
+def test_items_without_a_modality_get_zero_projected_features():
+    data = tiny_dataset(n_users=20, n_items=15, n=110, seed=3, modalities={"image": 7, "text": 5})
+    data.modalities["image"][[2, 9]] = 0.0
+    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
+    cls = REGISTRY["tmfun"]
+    model = cls(data, graph, make_config(cls, {"embedding_dim": D, "graph_input": "features"}))
+    torch.nn.init.normal_(model.projections["image"].bias)
+    image, text = model.projected(graph)
+    assert image[[2, 9]].abs().sum() == 0 and image.abs().sum(1).gt(0).sum() == 13 and text.abs().sum(1).gt(0).all()
+
+
 def test_single_modality_and_bad_options():
     _, graph, model = setup(modalities=["text"])
     assert model.modalities == ["text"] and model(graph).extras["views"].shape[0] == 3

@@ -45,8 +45,7 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import similar_etype
-from dglmm.graph.features import item_features
+from dglmm.graph.features import apply_mask, feature_masks, item_features, modality_relations
 from dglmm.models.base import (
     BACKBONES,
     Batch,
@@ -124,12 +123,8 @@ class TMFUN(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: TMFUNConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats = item_features(graph, config.modalities)
+        feats, self.etypes = modality_relations(graph, config.modalities)
         self.modalities = list(feats)
-        self.etypes = [similar_etype(m) for m in self.modalities]
-        missing = [et[1] for et in self.etypes if et not in graph.canonical_etypes]
-        if missing:
-            raise ValueError(f"the graph has no {', '.join(missing)} relation(s) for modalities {self.modalities}")
         d = config.embedding_dim
         self.scale = math.sqrt(d)
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
@@ -151,10 +146,10 @@ class TMFUN(Recommender):
 
     # -- views (sections 2.1-2.2, eq. 4) --------------------------------------------------------------------
     def projected(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
-        """``W_m x^m`` for every modality."""
-        feats = item_features(graph, self.modalities)
+        """``W_m x^m`` for every modality; zero for items without the modality (all-zero feature row)."""
+        feats, masks = item_features(graph, self.modalities), feature_masks(graph, self.modalities)
         dtype = self.graph_weights.dtype
-        return [self.projections[m](feats[m].to(dtype)) for m in self.modalities]
+        return [apply_mask(self.projections[m](feats[m].to(dtype)), masks[m]) for m in self.modalities]
 
     def convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: int | None) -> torch.Tensor:
         """``item_layers`` hops over ``S^m`` (``modality`` index) or over ``G_M = sum_m lambda_m S^m`` (None)."""
