@@ -25,7 +25,8 @@ print('package:', dglmm.__file__)
 # What each notebook must print on the small data (beside the package line and its run's best.pt).
 MARKERS = {"explore.ipynb": ("mean attention on image", "recall@20"),
            "slifmr_correlate.ipynb": ("recall@20", "share KG attribute", "in kNN image", "version 1"),
-           "camgr_purification.ipynb": ("recall@20", "histogram evenness")}
+           "camgr_purification.ipynb": ("recall@20", "histogram evenness"),
+           "tmfun_attention.ipynb": ("recall@20", "mean attention on image", "mean share of the attended top-20")}
 
 
 def test_there_are_notebooks():
