@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
+from dglmm.graph.features import item_features, modality_relations
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.options import build, option
 
@@ -75,6 +76,17 @@ class Recommender(nn.Module):
         self.config = config
         self.n_users = dataset.n_users
         self.n_items = dataset.n_items
+
+    def use_modalities(self, graph: dgl.DGLGraph, names: list[str] | None,
+                       relations: bool = False) -> dict[str, torch.Tensor]:
+        """Resolve the modalities a multimodal model uses (None: all the graph has) into ``self.modalities``
+        (and, with ``relations``, their kNN relations into ``self.modality_etypes``); returns the features."""
+        if relations:
+            feats, self.modality_etypes = modality_relations(graph, names)
+        else:
+            feats = item_features(graph, names)
+        self.modalities = list(feats)
+        return feats
 
     # -- the contract --------------------------------------------------------------------------------
     def forward(self, graph: dgl.DGLGraph) -> Representations:  # pragma: no cover - abstract

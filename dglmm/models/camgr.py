@@ -59,7 +59,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
-from dglmm.graph.features import apply_mask, feature_masks, item_features
+from dglmm.graph.features import apply_mask, feature_masks
 from dglmm.graph.knn import knn_graph_edges
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.attention import GATLayer
@@ -163,8 +163,7 @@ class CAmgr(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: CAmgrConfig) -> None:
         super().__init__(dataset, graph, config)
         d = config.embedding_dim
-        feats = item_features(graph, config.modalities)
-        self.modalities = list(feats)
+        feats = self.use_modalities(graph, config.modalities)
         self.query_modality = self._query_modality(config.query_modality)
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
         self.user_emb = xavier_embedding(self.n_users, d)

@@ -60,7 +60,7 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.graph.build import similar_etype
-from dglmm.graph.features import apply_mask, feature_masks, item_features, modality_relations
+from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.models.base import (
     BACKBONES,
     Batch,
@@ -148,8 +148,7 @@ class MICRO(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: MICROConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats, _ = modality_relations(graph, config.modalities)
-        self.modalities = list(feats)
+        feats = self.use_modalities(graph, config.modalities, relations=True)
         d = config.embedding_dim
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d,
                                        reg_weight=config.reg_weight, n_layers=config.cf_layers,

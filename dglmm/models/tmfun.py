@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.features import apply_mask, feature_masks, item_features, modality_relations
+from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.models.base import (
     BACKBONES,
     Batch,
@@ -123,8 +123,8 @@ class TMFUN(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: TMFUNConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats, self.etypes = modality_relations(graph, config.modalities)
-        self.modalities = list(feats)
+        feats = self.use_modalities(graph, config.modalities, relations=True)
+        self.etypes = self.modality_etypes
         d = config.embedding_dim
         self.scale = math.sqrt(d)
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
