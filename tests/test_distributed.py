@@ -40,6 +40,18 @@ def torchrun(*args: str, timeout: float = 300, **kwargs) -> subprocess.Completed
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """In-process references use one thread, like the torchrun workers (``OMP_NUM_THREADS=1`` in :func:`_env`):
+    summation order then depends only on what is compared, not on the machine's thread count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def can_launch() -> None:
     """Skip (with the reason) when torchrun is missing or two gloo processes cannot rendezvous here."""
