@@ -1,4 +1,4 @@
-"""The MICRO recipe runs end to end (a smoke run of two tables on the synthetic data)."""
+"""The paper recipes run end to end (smoke runs of their tables on the synthetic data)."""
 
 import importlib.util
 from pathlib import Path
@@ -6,8 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("micro_recipe", ROOT / "recipes" / "micro.py")
+def load_recipe(name: str = "micro"):
+    """``recipes/<name>.py`` as a module (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_recipe", ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -25,15 +26,8 @@ def test_micro_recipe_quick_tables(tmp_path, capsys):
     assert "compare orderings, not values" in text
 
 
-def load_slifmr_recipe():
-    spec = importlib.util.spec_from_file_location("slifmr_recipe", ROOT / "recipes" / "slifmr.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_slifmr_recipe_quick_tables(tmp_path, capsys):
-    recipe = load_slifmr_recipe()
+    recipe = load_recipe("slifmr")
     code = recipe.main(["--quick", "--quick-epochs", "2", "--tables", "2", "3", "fig5", "--only", "LightGCN", "KGAT",
                         "SLIF-MR", "w/o KG&MM", "sum", "--inter-max-items", "64",
                         "--out", str(tmp_path)])
@@ -50,7 +44,7 @@ def test_slifmr_recipe_quick_tables(tmp_path, capsys):
 
 
 def test_slifmr_recipe_robustness_figure(tmp_path, capsys):
-    recipe = load_slifmr_recipe()
+    recipe = load_recipe("slifmr")
     recipe.FIG7_NOISE = {"knowledge noise": "data.noise_kg"}       # one noise type keeps the smoke test short
     code = recipe.main(["--quick", "--quick-epochs", "1", "--tables", "fig7", "--inter-max-items", "64",
                         "--out", str(tmp_path)])
@@ -59,9 +53,7 @@ def test_slifmr_recipe_robustness_figure(tmp_path, capsys):
     assert "Fig. 7 - robustness" in out and "20%" in out
     assert (next(tmp_path.glob("synthetic-fig7-*")) / "fig7_robustness.png").stat().st_size > 0
 def test_camgr_recipe_quick_every_table(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("camgr_recipe", ROOT / "recipes" / "camgr.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("camgr")
     code = recipe.main(["--quick", "--quick-epochs", "1", "--only", "CAmgr", "alpha_1=0.01", "image", "k=5",
                         "--alphas", "0.01", "--ks", "5", "10", "--token-set", "sampled", "--key-tokens", "128",
                         "--out", str(tmp_path)])
@@ -75,9 +67,7 @@ def test_camgr_recipe_quick_every_table(tmp_path, capsys):
     assert (folder / "figure2_modalities.png").stat().st_size > 0
     assert (folder / "figure3_knn_k.png").stat().st_size > 0
 def test_tmfun_recipe_quick_tables(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("tmfun_recipe", ROOT / "recipes" / "tmfun.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("tmfun")
     code = recipe.main(["--quick", "--quick-epochs", "3", "--only", "MF", "TMFUN-att",
                         "--fig2-values", "1e-3", "--cl-max-items", "256", "--out", str(tmp_path)])
     assert code == 0
