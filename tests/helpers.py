@@ -67,3 +67,14 @@ def train_terms(model, graph, users, pos, neg) -> dict:
 
     batch = Batch(torch.as_tensor(users), torch.as_tensor(pos), torch.as_tensor(neg))
     return model.loss(model.training_forward(graph, batch), batch)
+
+
+def dense_knn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A kNN graph densely (MICRO eqs. 1-3): cosine, top-k per row (self included), clamp >= 0, D^-1/2 S D^-1/2."""
+    xn = x / x.norm(dim=1, keepdim=True)
+    sim = xn @ xn.T
+    top = sim.topk(k, dim=1)
+    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
+    d = s.sum(1)
+    inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
+    return inv[:, None] * s * inv[None, :]

@@ -17,7 +17,7 @@ from dglmm.nn.propagation import (
     relation_propagate,
     user_mean,
 )
-from tests.helpers import dense_interaction, manual_graph, tiny_dataset
+from tests.helpers import dense_interaction, dense_knn, manual_graph, tiny_dataset
 
 
 def item_graph(n=9, m=25, seed=0, relations=("a", "b")):
@@ -201,15 +201,6 @@ def test_contrastive_item_selection():
     assert len(sub) == 6 and len(sub.unique()) == 6 and sub.max() < 20
     with pytest.raises(ValueError, match="mode"):
         contrastive_items(20, pos, neg, "some")
-
-
-def dense_knn(x, k):
-    xn = F.normalize(x, dim=1)
-    sim = xn @ xn.T
-    top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
-    d = s.sum(1)
-    return d.pow(-0.5)[:, None] * s * d.pow(-0.5)[None, :]
 
 
 def test_learned_item_graph_is_dense_knn_and_saved_in_state():

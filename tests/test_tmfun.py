@@ -10,21 +10,10 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
 from dglmm.nn.view_attention import attended_scores
-from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset
+from tests.helpers import dense_adjacency, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
 D = 8
-
-
-def dense_knn(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Eq. 1 + top-N densely: cosine, top-k per row (self included), clamp >= 0, D^-1/2 S D^-1/2."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T
-    top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
-    d = s.sum(1)
-    inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
-    return inv[:, None] * s * inv[None, :]
 
 
 def setup(**options):
