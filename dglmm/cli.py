@@ -9,6 +9,7 @@ the traceback of either.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -235,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _run(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: a clean exit of every rank
+        from dglmm.train import distributed
+
+        return distributed.leave(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"

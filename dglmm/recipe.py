@@ -143,4 +143,4 @@ def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, C
         write_text(recipe.out / "tables.txt", note(recipe) + "\n\n" + "\n\n".join(outputs) + "\n")
         print(f"tables and summaries in {recipe.out}")
     distributed.shutdown()
-    return 0
+    return distributed.leave(0)  # under torchrun: every rank exits cleanly

@@ -29,6 +29,7 @@ import dataclasses
 import datetime
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,27 @@ def shutdown() -> None:
     """
     global _CONTEXT
     _CONTEXT = None
+
+
+def leave(code: int) -> int:
+    """End a process of a torchrun run with exit status ``code``; returns ``code`` unchanged otherwise.
+
+    After a successful run the ranks first meet at a barrier (no collective is left pending), then each flushes
+    its output and exits with ``os._exit``: with torch 2.2's gloo backend, the normal interpreter exit runs the
+    process group's C++ destructors, which intermittently abort the process ("terminate called without an
+    active exception", SIGABRT) after all work is done.  A failed run exits at once (its peers may be gone).
+    """
+    if not launched_by_torchrun() or not dist.is_available() or not dist.is_initialized():
+        return code
+    if code == 0:
+        try:
+            collective(dist.barrier)
+        except PeerFailure as exc:
+            print(f"dglmm: error: {_one_line(exc)}", file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def shard_slice(n: int, rank: int, world_size: int) -> slice:
