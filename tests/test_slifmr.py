@@ -379,6 +379,25 @@ def test_chunked_inter_loss_recomputes_chunks_with_the_same_gradient():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@pytest.mark.parametrize("exclude", [True, False])
+@pytest.mark.parametrize("sampled", [False, True])
+def test_fixed_target_inter_loss_has_autograds_value_and_gradient(exclude, sampled):
+    """The stop-gradient path (gradient formed in the forward pass) against autograd through the plain chunks."""
+    torch.manual_seed(3)
+    a, x = torch.randn(11, 5, requires_grad=True), torch.randn(11, 5)
+    negatives = torch.tensor([0, 4, 4, 10, 7]) if sampled else None
+    results = []
+    for target in (x, x.clone().requires_grad_()):  # constant target: fixed-target path; else checkpointed
+        for chunk in (3, 1024):
+            a.grad = None
+            loss = info_nce_to_target(a * 2, target, 0.4, negatives, exclude_positive=exclude, chunk_size=chunk)
+            (loss * 1.7).backward()
+            results.append((loss.detach(), a.grad.clone()))
+    for value, grad in results[1:]:
+        torch.testing.assert_close(value, results[0][0])
+        torch.testing.assert_close(grad, results[0][1])
+
+
 def test_epoch_attention_schedule_equals_the_per_batch_values_without_relation_gradients(data, graph):
     batch_model = model_for(data, graph).train()
     epoch_model = model_for(data, graph, kg_attention_update="epoch").train()

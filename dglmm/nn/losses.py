@@ -140,14 +140,18 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     leaves ``j = i`` out of the denominator (a decoupled contrastive loss); False is the usual InfoNCE with the
     positive in the denominator.  ``negatives``: the rows of ``target`` used as negatives for every anchor
     (None: all rows, as written); a sampled row that equals the anchor's own is masked.  The target is used as
-    given: pass ``target.detach()`` for the stop-gradient.  ``chunk_size`` anchor rows at a time; with more
-    than one chunk each chunk is recomputed in the backward pass (``torch.utils.checkpoint``), so memory stays
-    ``O(chunk x n_negatives)`` in training too.
+    given: pass ``target.detach()`` for the stop-gradient.  ``chunk_size`` anchor rows at a time, so memory
+    stays ``O(chunk x n_negatives)``.  With a stop-gradient target (eq. 19's ``sg``) the anchors' gradient is
+    formed chunk by chunk in the forward pass (:class:`_FixedTargetInfoNCE`: two matrix products and one
+    ``exp`` per chunk); with a target that needs gradient each chunk is recomputed in the backward pass
+    (``torch.utils.checkpoint``).
     """
     a = F.normalize(anchor, dim=-1)
     t = F.normalize(target, dim=-1)
     pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
     t_neg = t[pool]
+    if torch.is_grad_enabled() and a.requires_grad and not t.requires_grad:
+        return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, temperature, exclude_positive, chunk_size)
     checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
@@ -156,6 +160,47 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
         total = total + (checkpoint(_target_chunk, *args, use_reentrant=False) if checkpointed
                          else _target_chunk(*args))
     return total / max(1, len(a))
+
+
+class _FixedTargetInfoNCE(torch.autograd.Function):
+    """:func:`info_nce_to_target` when only the anchors need gradient (the target is a constant).
+
+    Per chunk of anchors: logits ``L = a t_neg^T / tau`` (masked where a negative is the anchor's own row),
+    ``P = softmax(L)`` from one ``exp`` pass, loss ``logsumexp(L) - a.t_i / tau`` and gradient
+    ``dloss/da = (P t_neg - t_i) / tau`` (with the positive in the denominator, ``P`` also weighs ``t_i``).
+    The gradient (``[n, d]``) is kept for the backward pass, so no chunk is computed twice.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, pool: torch.Tensor,
+                temperature: float, exclude_positive: bool, chunk_size: int) -> torch.Tensor:
+        n = max(1, len(a))
+        grad = torch.empty_like(a)
+        total = a.new_zeros((), dtype=torch.float64)
+        for start in range(0, len(a), chunk_size):
+            rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
+            a_c, t_c = a[rows], t[rows]
+            positive = (a_c * t_c).sum(-1) / temperature
+            logits = (a_c @ t_neg.T).div_(temperature)
+            logits.masked_fill_(pool[None, :] == rows[:, None], float("-inf"))
+            if not exclude_positive:
+                logits = torch.cat([positive[:, None], logits], 1)
+            top = logits.max(1, keepdim=True).values.clamp_min(torch.finfo(a.dtype).min)
+            weights = logits.sub_(top).exp_()
+            norm = weights.sum(1, keepdim=True)
+            total += (norm.log().squeeze(1) + top.squeeze(1) - positive).sum().double()
+            weights.div_(norm)
+            if exclude_positive:
+                grad[rows] = (weights @ t_neg - t_c) / temperature
+            else:
+                grad[rows] = (weights[:, 1:] @ t_neg - (1 - weights[:, :1]) * t_c) / temperature
+        ctx.save_for_backward(grad / n)
+        return (total / n).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None, None, None, None, None, None
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
