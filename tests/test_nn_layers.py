@@ -135,6 +135,21 @@ def test_gat_layer_equals_hand_written_eqs_7_8():
             torch.testing.assert_close(out[key][n], expected)
 
 
+def test_gat_layer_identity_transform_equals_learned_layer_with_w_identity():
+    data = tiny_dataset(n_users=6, n_items=5, n=16, seed=7)
+    g = manual_graph(data)
+    torch.manual_seed(0)
+    fixed, learned = GATLayer(4, 4, transform="identity"), GATLayer(4, 4)
+    assert not list(fixed.linear.parameters())
+    with torch.no_grad():
+        learned.linear.weight.copy_(torch.eye(4))
+        learned.attn_src.copy_(fixed.attn_src)
+        learned.attn_dst.copy_(fixed.attn_dst)
+    feats, etypes = {"user": torch.randn(6, 4), "item": torch.randn(5, 4)}, [INTERACT_ETYPE, INTERACTED_BY_ETYPE]
+    for key, value in fixed(g, feats, etypes).items():
+        torch.testing.assert_close(value, learned(g, feats, etypes)[key])
+
+
 def test_relation_attention_equals_loop_over_triples():
     torch.manual_seed(3)
     n_nodes, n_rel, d, dr = 7, 3, 5, 4

@@ -40,8 +40,9 @@ sample]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``: rebuilt 
 ``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as
 eq. 30 is printed]; ``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
 sums of eq. 30]; ``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters
-as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``mlp_hidden`` / ``mlp_init``
-[64, PyTorch's default initialisation; ``zero`` last layer]; ``trainable_features`` [False: fixed extracted
+as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``gat_transform`` [``learned``
+``W^l`` as eq. 7; ``identity``: ``W^l = I``, the layers only attend, as MGCN's parameter-free user-item view];
+``mlp_hidden`` / ``mlp_init`` [64, PyTorch's default initialisation; ``zero`` last layer]; ``trainable_features`` [False: fixed extracted
 features as section 3.2; True as MGCN].
 """
 
@@ -83,6 +84,9 @@ class CAmgrConfig(ModelConfig):
                                          "H_i alone (MGCN's purifier)", choices=("item+users", "item"))
     n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2)", low=0)
     gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
+    gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
+                                           "attention-weighted propagation as MGCN's user-item view)",
+                                choices=("learned", "identity"))
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
     knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; Fig. 3 sweeps 5-25)", low=1)
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
@@ -116,9 +120,11 @@ class CAmgrConfig(ModelConfig):
 class GATEncoder(nn.Module):
     """Eqs. 7-9 on the bipartite user-item graph: ``L`` GAT layers (one ``W^l`` and ``w`` each), layer mean."""
 
-    def __init__(self, dim: int, n_layers: int, activation: str, negative_slope: float) -> None:
+    def __init__(self, dim: int, n_layers: int, activation: str, negative_slope: float,
+                 transform: str = "learned") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(GATLayer(dim, dim, negative_slope, activation) for _ in range(n_layers))
+        self.layers = nn.ModuleList(GATLayer(dim, dim, negative_slope, activation, transform)
+                                    for _ in range(n_layers))
 
     def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
                 item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +180,8 @@ class CAmgr(Recommender):
         self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in feats})                         # eqs. 5-6
         for lin in [*self.align.values(), *self.gate.values()]:
             nn.init.xavier_uniform_(lin.weight)
-        self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope)
+        self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope,
+                                  config.gat_transform)
         self.cross = CrossAttention(d, config.attention_chunk)                                # eqs. 15-18
         zero = config.mlp_init == "zero"
         self.common_branch = ResidualMLP(d, config.mlp_hidden, zero)                         # eqs. 19-20

@@ -81,16 +81,21 @@ class GATLayer(nn.Module):
 
     Each relation has its own in-edges (a user's items, an item's users); ``W`` and ``a`` are shared by them.
     ``activation`` is applied to the aggregated messages (``relu`` in CAmgr; ``none`` leaves them linear).
+    ``transform``: ``learned`` ``W`` (Xavier-initialised) or ``identity`` (``W = I``, not trained: the layer
+    only attends; needs ``dim_in == dim_out``).
     """
 
-    def __init__(self, dim_in: int, dim_out: int, negative_slope: float = 0.2, activation: str = "relu") -> None:
+    def __init__(self, dim_in: int, dim_out: int, negative_slope: float = 0.2, activation: str = "relu",
+                 transform: str = "learned") -> None:
         super().__init__()
         if activation not in ("relu", "none"):
             raise ValueError(f"activation must be 'relu' or 'none', got {activation!r}")
-        self.linear = nn.Linear(dim_in, dim_out, bias=False)
+        if transform not in ("learned", "identity") or (transform == "identity" and dim_in != dim_out):
+            raise ValueError(f"transform must be 'learned' or 'identity' (dim_in == dim_out), got {transform!r}")
+        self.linear = nn.Linear(dim_in, dim_out, bias=False) if transform == "learned" else nn.Identity()
         self.attn_src = nn.Parameter(torch.empty(dim_out, 1))
         self.attn_dst = nn.Parameter(torch.empty(dim_out, 1))
-        for p in (self.linear.weight, self.attn_src, self.attn_dst):
+        for p in (*self.linear.parameters(), self.attn_src, self.attn_dst):
             nn.init.xavier_uniform_(p)
         self.negative_slope = negative_slope
         self.activation = activation
