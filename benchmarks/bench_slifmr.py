@@ -135,6 +135,8 @@ def main() -> None:
                         help="only time W_r x (forward + backward) per edge with gather_mm against relation blocks")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--inter-precision", default="float32", choices=["float32", "bfloat16"],
+                        help="model.inter_precision for every setting")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,13 +151,14 @@ def main() -> None:
           f"built in {time.perf_counter() - tic:.0f} s; peak RSS {peak_mb():.0f} MB", flush=True)
     sampled = {"inter_max_items": args.sampled_anchors, "inter_negatives": args.sampled_negatives}
     epoch_attention = {"kg_attention_update": "epoch"}
+    common = {"inter_precision": args.inter_precision}
     settings = {"as-written": {}, "as-written+kg-epoch": epoch_attention, "sampled": sampled,
                 "sampled+kg-epoch": {**sampled, **epoch_attention}}
     for name in args.settings:
         load = os.getloadavg()
-        r = time_epoch(dataset, graph, settings[name], args.batch_size, args.batches, lr=1e-3)
+        r = time_epoch(dataset, graph, {**settings[name], **common}, args.batch_size, args.batches, lr=1e-3)
         kind = f"extrapolated from {r['batches_timed']} batches" if r["extrapolated"] else "measured"
-        print(f"{name:16s} epoch {r['epoch_seconds']:.0f} s ({kind}; {r['batches_per_epoch']} batches x "
+        print(f"{name} ({args.inter_precision}) epoch {r['epoch_seconds']:.0f} s ({kind}; {r['batches_per_epoch']} batches x "
               f"{r['seconds_per_batch']:.2f} s + SGE rebuild {r['rebuild_seconds']:.1f} s + epoch-start hook "
               f"{r['setup_seconds']:.1f} s); peak RSS {r['peak_rss_mb']:.0f} MB; correlate edges "
               f"{r['correlate_edges']}; load average before {load[0]:.1f}", flush=True)

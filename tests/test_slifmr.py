@@ -379,9 +379,18 @@ def test_chunked_inter_loss_recomputes_chunks_with_the_same_gradient():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def _inter_loss_and_grad(a, target, tau, negatives, exclude, chunk, precision="float32"):
+    a.grad = None
+    loss = info_nce_to_target(a * 2, target, tau, negatives, exclude_positive=exclude, chunk_size=chunk,
+                              precision=precision)
+    (loss * 1.7).backward()
+    return loss.detach(), a.grad.clone()
+
+
 @pytest.mark.parametrize("exclude", [True, False])
 @pytest.mark.parametrize("sampled", [False, True])
-def test_fixed_target_inter_loss_has_autograds_value_and_gradient(exclude, sampled):
+@pytest.mark.parametrize("tau", [0.4, 0.01])  # 0.01: the row-maximum shift instead of the bound 1/tau
+def test_fixed_target_inter_loss_has_autograds_value_and_gradient(exclude, sampled, tau):
     """The stop-gradient path (gradient formed in the forward pass) against autograd through the plain chunks."""
     torch.manual_seed(3)
     a, x = torch.randn(11, 5, requires_grad=True), torch.randn(11, 5)
@@ -389,13 +398,20 @@ def test_fixed_target_inter_loss_has_autograds_value_and_gradient(exclude, sampl
     results = []
     for target in (x, x.clone().requires_grad_()):  # constant target: fixed-target path; else checkpointed
         for chunk in (3, 1024):
-            a.grad = None
-            loss = info_nce_to_target(a * 2, target, 0.4, negatives, exclude_positive=exclude, chunk_size=chunk)
-            (loss * 1.7).backward()
-            results.append((loss.detach(), a.grad.clone()))
+            results.append(_inter_loss_and_grad(a, target, tau, negatives, exclude, chunk))
     for value, grad in results[1:]:
         torch.testing.assert_close(value, results[0][0])
         torch.testing.assert_close(grad, results[0][1])
+
+
+def test_bfloat16_inter_loss_is_close_to_float32():
+    torch.manual_seed(4)
+    a, x = torch.randn(300, 16, requires_grad=True), torch.randn(300, 16)
+    exact = _inter_loss_and_grad(a, x, 0.2, None, True, 64)
+    low = _inter_loss_and_grad(a, x, 0.2, None, True, 64, precision="bfloat16")
+    torch.testing.assert_close(low[0], exact[0], rtol=3e-3, atol=0)
+    assert F.cosine_similarity(low[1].flatten(), exact[1].flatten(), dim=0) > 0.999
+    assert not torch.equal(low[0], exact[0])  # it did compute in bfloat16
 
 
 def test_epoch_attention_schedule_equals_the_per_batch_values_without_relation_gradients(data, graph):

@@ -49,7 +49,9 @@ The computation, with the paper's equation numbers:
   critic, mean over anchors (the paper sums; the scale goes into ``beta``).  ``inter_denominator``:
   ``others`` (``j in I \\ {i}`` as written) or ``all`` (the usual InfoNCE).  Anchors: all items
   (``inter_items="all"``, as written) or the batch's items, at most ``inter_max_items``; negatives: all
-  anchors (``inter_negatives=0``, as written) or that many sampled; computed in chunks.
+  anchors (``inter_negatives=0``, as written) or that many sampled; computed in chunks of
+  ``inter_chunk_size`` anchors, the anchors' gradient formed in the forward pass (the target is constant);
+  ``inter_precision="bfloat16"`` forms logits and products in bfloat16 (an approximation, ~1e-3 relative).
 * **L_intra** (eqs. 21-22): ``intra_loss="uniformity"`` (default) ``log mean_{i!=j} exp(-t ||f(x_i) -
   f(x_j)||^2)`` over ``intra_max_items`` sampled items; ``"literal"``: eq. 21 as printed, which is ``t``
   times the mean squared distance over all item pairs (minimising it pulls items together, the opposite of
@@ -84,6 +86,7 @@ from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_su
 from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import (
     CONTRASTIVE_ITEMS,
+    PRECISIONS,
     bpr_loss,
     contrastive_items,
     info_nce_to_target,
@@ -153,7 +156,10 @@ class SLIFMRConfig(ModelConfig):
     inter_max_items: int = option(0, "if > 0, at most this many random anchors per batch", low=0)
     inter_negatives: int = option(0, "0: every anchor's negatives are all anchors (eq. 19); k > 0: k sampled",
                                   low=0)
-    inter_chunk_size: int = option(1024, "L_inter anchor rows per chunk (memory O(chunk x negatives))", low=1)
+    inter_chunk_size: int = option(256, "L_inter anchor rows per chunk (memory O(chunk x negatives))", low=1)
+    inter_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
+                                  "'bfloat16' (sums in float32; ~2x faster with AVX512-BF16, ~1e-3 relative error)",
+                                  choices=PRECISIONS)
     intra_weight: float = option(0.01, "gamma of eq. 24 (paper grid 1e-5 - 1e-1)", low=0.0)
     intra_loss: str = option("uniformity", "eq. 21: 'uniformity' (log mean exp) or the 'literal' formula",
                              choices=("uniformity", "literal"))
@@ -471,7 +477,8 @@ class SLIFMR(Recommender):
         if c.inter_negatives > 0:
             negatives = torch.randint(len(target), (c.inter_negatives,), device=target.device)
         return sum(info_nce_to_target(pick(v), target, c.inter_temperature, negatives,
-                                      c.inter_denominator == "others", c.inter_chunk_size) for v in views.views)
+                                      c.inter_denominator == "others", c.inter_chunk_size, c.inter_precision)
+                   for v in views.views)
 
     def intra_loss(self, views: ItemViews) -> torch.Tensor:
         """L_intra (eqs. 21-22) summed over the views, in the reading of ``intra_loss``."""

@@ -132,7 +132,7 @@ def _target_chunk(a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, rows: t
 
 def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: float,
                        negatives: torch.Tensor | None = None, exclude_positive: bool = True,
-                       chunk_size: int = 1024) -> torch.Tensor:
+                       chunk_size: int = 1024, precision: str = "float32") -> torch.Tensor:
     """InfoNCE of each ``anchor`` row toward the same row of ``target`` (SLIF-MR eq. 19), mean over rows.
 
     ``-log exp(cos(a_i, t_i)/tau) / sum_j exp(cos(a_i, t_j)/tau)`` with the negatives ``j`` taken from
@@ -144,14 +144,19 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     stays ``O(chunk x n_negatives)``.  With a stop-gradient target (eq. 19's ``sg``) the anchors' gradient is
     formed chunk by chunk in the forward pass (:class:`_FixedTargetInfoNCE`: two matrix products and one
     ``exp`` per chunk); with a target that needs gradient each chunk is recomputed in the backward pass
-    (``torch.utils.checkpoint``).
+    (``torch.utils.checkpoint``).  ``precision="bfloat16"`` (stop-gradient path only) forms the logits, their
+    ``exp`` and the gradient product in bfloat16 (sums and the result in float32): about 2x faster on CPUs with
+    AVX512-BF16, at a relative error of about 1e-3 on the loss.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     a = F.normalize(anchor, dim=-1)
     t = F.normalize(target, dim=-1)
     pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
     t_neg = t[pool]
     if torch.is_grad_enabled() and a.requires_grad and not t.requires_grad:
-        return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, temperature, exclude_positive, chunk_size)
+        return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, temperature, exclude_positive, chunk_size,
+                                         getattr(torch, precision))
     checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
@@ -162,45 +167,63 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     return total / max(1, len(a))
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
 class _FixedTargetInfoNCE(torch.autograd.Function):
     """:func:`info_nce_to_target` when only the anchors need gradient (the target is a constant).
 
-    Per chunk of anchors: logits ``L = a t_neg^T / tau`` (masked where a negative is the anchor's own row),
-    ``P = softmax(L)`` from one ``exp`` pass, loss ``logsumexp(L) - a.t_i / tau`` and gradient
-    ``dloss/da = (P t_neg - t_i) / tau`` (with the positive in the denominator, ``P`` also weighs ``t_i``).
-    The gradient (``[n, d]``) is kept for the backward pass, so no chunk is computed twice.
+    Per chunk of anchors, with ``s_j = a . t_j / tau``: ``E = exp(s - c)`` over the negatives (the anchor's own
+    row set to zero when it is among them), ``Z = sum E`` (plus ``exp(s_i - c)`` when the positive is in the
+    denominator), loss ``log Z + c - s_i`` and gradient ``dloss/da = (E t_neg / Z - (1 - w_i) t_i) / tau`` with
+    ``w_i`` the positive's softmax weight (0 when excluded).  The gradient (``[n, d]``) is kept for the
+    backward pass, so no chunk is computed twice.  The shift ``c`` is the bound ``1/tau`` of a cosine logit,
+    folded into the product as an extra coordinate (``[a/tau, -c] . [t_j, 1]``), so a chunk costs two matrix
+    products, one in-place ``exp`` and one row sum; for ``tau < 0.025`` (where ``exp(-2/tau)`` could underflow)
+    ``c`` is each row's maximum.
     """
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, pool: torch.Tensor,
-                temperature: float, exclude_positive: bool, chunk_size: int) -> torch.Tensor:
+                temperature: float, exclude_positive: bool, chunk_size: int,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
         n = max(1, len(a))
         grad = torch.empty_like(a)
         total = a.new_zeros((), dtype=torch.float64)
+        fixed_shift = 2.0 / temperature <= 80.0
+        shift = 1.0 / temperature
+        everything = len(pool) == len(t) and bool((pool == torch.arange(len(t), device=pool.device)).all())
+        t_aug = (torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1) if fixed_shift else t_neg).to(dtype)
+        t_low = t_neg.to(dtype)
         for start in range(0, len(a), chunk_size):
             rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
             a_c, t_c = a[rows], t[rows]
             positive = (a_c * t_c).sum(-1) / temperature
-            logits = (a_c @ t_neg.T).div_(temperature)
-            logits.masked_fill_(pool[None, :] == rows[:, None], float("-inf"))
-            if not exclude_positive:
-                logits = torch.cat([positive[:, None], logits], 1)
-            top = logits.max(1, keepdim=True).values.clamp_min(torch.finfo(a.dtype).min)
-            weights = logits.sub_(top).exp_()
-            norm = weights.sum(1, keepdim=True)
-            total += (norm.log().squeeze(1) + top.squeeze(1) - positive).sum().double()
-            weights.div_(norm)
-            if exclude_positive:
-                grad[rows] = (weights @ t_neg - t_c) / temperature
+            if fixed_shift:
+                scaled = torch.cat([a_c / temperature, a_c.new_full((len(rows), 1), -shift)], 1)
+                logits = scaled.to(dtype) @ t_aug.T
+                top = a_c.new_full((len(rows),), shift)
             else:
-                grad[rows] = (weights[:, 1:] @ t_neg - (1 - weights[:, :1]) * t_c) / temperature
+                logits = (a_c.to(dtype) @ t_aug.T).float().div_(temperature)
+                top = logits.max(1).values.clamp_min(torch.finfo(a.dtype).min)
+                logits.sub_(top[:, None])
+            weights = logits.exp_()
+            if everything:
+                weights[torch.arange(len(rows), device=a.device), rows] = 0.0
+            else:
+                weights.masked_fill_(pool[None, :] == rows[:, None], 0.0)
+            norm = weights.sum(1, dtype=a.dtype)
+            own = torch.zeros_like(norm) if exclude_positive else (positive - top).exp()
+            norm = norm + own
+            total += (norm.log() + top - positive).sum().double()
+            grad[rows] = ((weights.to(dtype) @ t_low).to(a.dtype) / norm[:, None] - (1 - own / norm)[:, None] * t_c) / temperature
         ctx.save_for_backward(grad / n)
         return (total / n).to(a.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None, None, None, None, None, None
+        return grad_output * grad, None, None, None, None, None, None, None
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
