@@ -260,6 +260,10 @@ def _run(argv: list[str] | None) -> int:
             raise
         print(f"dglmm: error: {_one_line(error)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into a reader that stopped early (`dglmm compare ... | head`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
     except KeyboardInterrupt:
         print("dglmm: interrupted (the last completed epoch is in checkpoint.pt; continue with --resume)",
               file=sys.stderr)

@@ -111,6 +111,21 @@ def test_console_script_has_no_traceback(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+def test_output_into_a_closed_pipe_is_not_an_error():
+    """``dglmm ... | head``: the reader is gone before the output is written; exit quietly, status 0."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "dglmm", "models", "-v"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
 # -- ids far beyond the rows of a file: refused before anything of size max id is allocated -----------------
 
 HUGE = 10**12
