@@ -62,3 +62,4 @@ def main(model: str, out: str, sets: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    sys.exit(distributed.leave(0))  # barrier, then os._exit: gloo's destructors can abort at interpreter exit

@@ -58,7 +58,7 @@ def can_launch() -> None:
     if not TORCHRUN.exists():
         pytest.skip(f"torchrun not found beside {sys.executable}")
     probe = ("import torch.distributed as d; d.init_process_group('gloo'); import torch; t = torch.ones(1); "
-             "d.all_reduce(t); assert t.item() == 2")
+             "d.all_reduce(t); assert t.item() == 2; d.barrier(); import os; os._exit(0)")  # as distributed.leave
     try:
         out = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "--no-python", sys.executable,
                               "-c", probe], env=_env(), capture_output=True, text=True, timeout=60)
