@@ -10,8 +10,8 @@ random edges of the right size: their cosine construction is a one-off, cached p
 an epoch.  Settings: L_inter as written (all items are anchors and negatives, in chunks) or with sampled
 anchors and negatives (``--sampled-anchors`` / ``--sampled-negatives``), each with the KG attention of eq. 11
 computed in every batch (the default) or once per epoch (``+kg-epoch``: ``kg_attention_update=epoch``).
-``--threads`` sets torch's intra-op threads (default: torch's own choice, the machine's cores).  Prints seconds and the process's
-peak resident memory (``ru_maxrss``, which never decreases: the second setting's figure includes the first's).
+``--threads`` sets torch's intra-op threads (default: torch's own choice, the machine's cores).  Prints seconds
+and the process's peak resident memory (``ru_maxrss``, which never decreases: the second setting's figure includes the first's).
 Also prints the load average, since other jobs may share the CPU.
 """
 
@@ -158,7 +158,8 @@ def main() -> None:
         load = os.getloadavg()
         r = time_epoch(dataset, graph, {**settings[name], **common}, args.batch_size, args.batches, lr=1e-3)
         kind = f"extrapolated from {r['batches_timed']} batches" if r["extrapolated"] else "measured"
-        print(f"{name} ({args.inter_precision}) epoch {r['epoch_seconds']:.0f} s ({kind}; {r['batches_per_epoch']} batches x "
+        print(f"{name} ({args.inter_precision}) epoch {r['epoch_seconds']:.0f} s ({kind}; "
+              f"{r['batches_per_epoch']} batches x "
               f"{r['seconds_per_batch']:.2f} s + SGE rebuild {r['rebuild_seconds']:.1f} s + epoch-start hook "
               f"{r['setup_seconds']:.1f} s); peak RSS {r['peak_rss_mb']:.0f} MB; correlate edges "
               f"{r['correlate_edges']}; load average before {load[0]:.1f}", flush=True)

@@ -155,8 +155,8 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
     t_neg = t[pool]
     if torch.is_grad_enabled() and a.requires_grad and not t.requires_grad:
-        return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, temperature, exclude_positive, chunk_size,
-                                         getattr(torch, precision))
+        return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, negatives is None, temperature, exclude_positive,
+                                         chunk_size, getattr(torch, precision))
     checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
@@ -185,14 +185,13 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, pool: torch.Tensor,
-                temperature: float, exclude_positive: bool, chunk_size: int,
+                all_negatives: bool, temperature: float, exclude_positive: bool, chunk_size: int,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
         n = max(1, len(a))
         grad = torch.empty_like(a)
         total = a.new_zeros((), dtype=torch.float64)
         fixed_shift = 2.0 / temperature <= 80.0
         shift = 1.0 / temperature
-        everything = len(pool) == len(t) and bool((pool == torch.arange(len(t), device=pool.device)).all())
         t_aug = (torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1) if fixed_shift else t_neg).to(dtype)
         t_low = t_neg.to(dtype)
         for start in range(0, len(a), chunk_size):
@@ -208,7 +207,7 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
                 top = logits.max(1).values.clamp_min(torch.finfo(a.dtype).min)
                 logits.sub_(top[:, None])
             weights = logits.exp_()
-            if everything:
+            if all_negatives:  # pool = every row: the anchor's own column is the diagonal of the chunk
                 weights[torch.arange(len(rows), device=a.device), rows] = 0.0
             else:
                 weights.masked_fill_(pool[None, :] == rows[:, None], 0.0)
@@ -216,14 +215,15 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
             own = torch.zeros_like(norm) if exclude_positive else (positive - top).exp()
             norm = norm + own
             total += (norm.log() + top - positive).sum().double()
-            grad[rows] = ((weights.to(dtype) @ t_low).to(a.dtype) / norm[:, None] - (1 - own / norm)[:, None] * t_c) / temperature
+            pulled = (weights.to(dtype) @ t_low).to(a.dtype) / norm[:, None]
+            grad[rows] = (pulled - (1 - own / norm)[:, None] * t_c) / temperature
         ctx.save_for_backward(grad / n)
         return (total / n).to(a.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None, None, None, None, None, None, None
+        return grad_output * grad, None, None, None, None, None, None, None, None
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:
