@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
-from dglmm.nn.cross_attention import CrossAttention, chunked_attention
+from dglmm.nn.cross_attention import CrossAttention, channel_attention, chunked_attention
 from tests.helpers import dense_interaction, tiny_dataset
 
 K = 4
@@ -144,6 +145,43 @@ def test_cross_attention_common_and_distinct_parts():
     torch.testing.assert_close(d, v[rows] - sub)
 
 
+def test_channel_attention_is_the_papers_d_by_n_layout_read_literally():
+    """``Q, K, V in R^{d x N}`` (section 3.1's layout): ``softmax(Q K^T / sqrt(d_k))`` is ``d x d``, times ``V``."""
+    torch.manual_seed(0)
+    n, d = 13, 5
+    q, k, v = torch.randn(n, d), torch.randn(n, d), torch.randn(n, d)   # node-major: row n is node n
+    Q, K, V = q.T, k.T, v.T                                              # the paper's d x N matrices
+    attention = torch.softmax(Q @ K.T / math.sqrt(d), dim=1)             # eq. 18: d x d, rows sum to 1
+    assert attention.shape == (d, d)
+    expected = (attention @ V).T                                         # back to node-major [N, d]
+    torch.testing.assert_close(channel_attention(q, k, v), expected)
+    rows = torch.tensor([2, 9])
+    torch.testing.assert_close(channel_attention(q, k, v, rows), expected[rows])
+    node = 4
+    loop = torch.stack([sum(attention[c, j] * v[node, j] for j in range(d)) for c in range(d)])  # one node
+    torch.testing.assert_close(channel_attention(q, k, v)[node], loop)
+
+
+def test_cross_attention_over_channels_uses_every_node_for_a_subset_of_queries():
+    torch.manual_seed(0)
+    block = CrossAttention(5, axis="channels")
+    x_q, x_kv = torch.randn(11, 5), torch.randn(11, 5)
+    q, k, v = block.query(x_q), block.key(x_kv), block.value(x_kv)
+    common = (torch.softmax(q.T @ k / math.sqrt(5), 1) @ v.T).T
+    rows = torch.tensor([3, 7])
+    c, dist, out_q = block(x_q, x_kv, rows)
+    torch.testing.assert_close(c, common[rows])
+    torch.testing.assert_close(dist, v[rows] - common[rows])                            # eq. 22: V - DA V
+    torch.testing.assert_close(out_q, q[rows])
+    with pytest.raises(ValueError, match="axis"):
+        CrossAttention(5, axis="tokens")
+
+
+def test_channel_attention_rejects_a_token_sample():
+    with pytest.raises(InputError, match="model.token_set"):
+        setup(attention_axis="channels", token_set="sampled")
+
+
 class LargestTensor(TorchDispatchMode):
     """Records the largest tensor any operator returns (forward and backward)."""
 
@@ -220,8 +258,9 @@ def test_loss_terms_equal_eqs_27_to_31():
 
 
 @torch.no_grad()
-def test_fusion_equals_dense_eqs_15_to_26():
-    data, graph, model = setup()
+@pytest.mark.parametrize("axis", ["nodes", "channels"])
+def test_fusion_equals_dense_eqs_15_to_26(axis):
+    data, graph, model = setup(attention_axis=axis)
     model.eval()
     tokens = model.modality_tokens(graph)
     user_n, item_n = model.encoder(graph, model.user_emb.weight, model.item_emb.weight)
@@ -229,13 +268,16 @@ def test_fusion_equals_dense_eqs_15_to_26():
     ca = model.cross
     assert model.query_modality == "text" and model.kv_modalities == ["image"]
     q, k, v = ca.query(tokens["text"]), ca.key(tokens["image"]), ca.value(tokens["image"])  # eqs. 15-17
-    attn = torch.softmax(q @ k.T / math.sqrt(8), 1)                                       # eqs. 18, 21
+    if axis == "nodes":
+        common = torch.softmax(q @ k.T / math.sqrt(8), 1) @ v                             # eqs. 18, 21: N x N
+    else:
+        common = (torch.softmax(q.T @ k / math.sqrt(8), 1) @ v.T).T                       # d x d, d x N layout
 
     def branch(block, x):
         r = block.linear(x) + q                                                           # eqs. 19, 22
         return block.mlp(block.norm(r)) + r                                               # eqs. 20, 23
 
-    h_com, h_dif = branch(model.common_branch, attn @ v), branch(model.distinct_branch, v - attn @ v)
+    h_com, h_dif = branch(model.common_branch, common), branch(model.distinct_branch, v - common)
     g_com = torch.sigmoid(h_n @ model.gate_common.weight.T + model.gate_common.bias)      # eq. 24
     g_dif = torch.sigmoid(h_n @ model.gate_distinct.weight.T + model.gate_distinct.bias)  # eq. 25
     expected = 0.5 * (h_com * g_com + h_dif * g_dif)                                      # eq. 26
@@ -259,6 +301,8 @@ VARIANT_OPTIONS = [
     {"token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"}, {"token_set": "batch", "cl_nodes": "all"},
     {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_nodes": "all"}, {"cl_similarity": "dot"},
     {"l2_on": "ego"}, {"l2_on": "all"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
+    {"attention_axis": "channels"}, {"attention_axis": "channels", "cl_nodes": "all"},
+    {"attention_axis": "channels", "modalities": ["image"]},
 ]
 
 

@@ -94,6 +94,9 @@ class CAmgrConfig(ModelConfig):
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
                                     "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
     trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
+    attention_axis: str = option("nodes", "what QK^T of eq. 18 attends over: 'nodes' (N x N over all user and "
+                                          "item tokens, chunked) or 'channels' (d x d: the paper's d x N matrices "
+                                          "read literally)", choices=("nodes", "channels"))
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
                                    "of n_key_tokens, or the 'batch' nodes (evaluation: eval_token_set)",
                             choices=("all", "sampled", "batch"))
@@ -182,7 +185,10 @@ class CAmgr(Recommender):
             nn.init.xavier_uniform_(lin.weight)
         self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope,
                                   config.gat_transform)
-        self.cross = CrossAttention(d, config.attention_chunk)                                # eqs. 15-18
+        if config.attention_axis == "channels" and config.token_set != "all":
+            raise InputError("model.token_set chooses the keys of attention over nodes; with "
+                             "model.attention_axis='channels' it must be 'all'")
+        self.cross = CrossAttention(d, config.attention_chunk, config.attention_axis)         # eqs. 15-18
         zero = config.mlp_init == "zero"
         self.common_branch = ResidualMLP(d, config.mlp_hidden, zero)                         # eqs. 19-20
         self.distinct_branch = ResidualMLP(d, config.mlp_hidden, zero)                       # eqs. 22-23

@@ -8,6 +8,9 @@ the block's attention, so the memory held for backward is O(N d), never O(N^2).
 :class:`CrossAttention` projects the query modality to ``Q`` and the key/value modality to ``K``, ``V`` (eqs.
 15-17) and returns the common part ``C = softmax(QK^T/sqrt(d_k)) V`` (eq. 18, read as the attention output:
 "Linear(CA)" of an ``N x N`` matrix cannot be meant literally) and the distinct part ``V - C`` (eq. 22).
+With ``axis="channels"`` the paper's own layout is read literally: ``Q, K, V`` are ``d x N`` (columns are nodes,
+as ``H_u in R^{d x |U|}`` of section 3.1), so ``Q K^T`` is a ``d x d`` attention over channels, summed over all
+``N`` nodes, and ``CA V`` is ``d x N``: each node's values mixed across channels, O(N d^2) (:func:`channel_attention`).
 :class:`ResidualMLP` is the post-attention branch ``R = Linear(x) + Q``, ``MLP(LN(R)) + R`` (eqs. 19-20, 22-23).
 """
 
@@ -43,6 +46,18 @@ def chunked_attention(q: Tensor, k: Tensor, v: Tensor, chunk_size: int = 1024,
     return torch.cat(outputs) if outputs else v.new_zeros(0, v.shape[-1])
 
 
+def channel_attention(q: Tensor, k: Tensor, v: Tensor, rows: Tensor | None = None,
+                      scale: float | None = None) -> Tensor:
+    """``(softmax(Q K^T * scale) V)^T`` with node-major ``q, k, v: [N, d]`` (the paper's ``Q = q^T``, ``d x N``).
+
+    The ``d x d`` attention ``softmax_j(sum_n q[n, c] k[n, j] * scale)`` is taken over all ``N`` rows; the output
+    ``[n, c] = sum_j A[c, j] v[n, j]`` is returned for ``rows`` (all when None).
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    attention = torch.softmax(q.T @ k * scale, dim=-1)
+    return (v if rows is None else v[rows]) @ attention.T
+
+
 class CrossAttention(nn.Module):
     """``Q = Linear_Q(x_q)``, ``K = Linear_K(x_kv)``, ``V = Linear_V(x_kv)`` (eqs. 15-17); common and distinct parts.
 
@@ -50,17 +65,27 @@ class CrossAttention(nn.Module):
     ``queries`` / ``keys`` optionally index the tokens that ask / are attended to (None: all).  Returns
     ``(common, distinct, Q)`` for the query tokens: ``common = softmax(Q K^T / sqrt(d_k)) V`` (eqs. 18, 21),
     ``distinct = V_q - common`` with ``V_q`` the value of the query token itself (eq. 22).
+    ``axis``: ``"nodes"`` (an ``N x N`` attention over tokens, chunked) or ``"channels"`` (``d x d``, see the module).
     """
 
-    def __init__(self, dim: int, chunk_size: int = 1024) -> None:
+    def __init__(self, dim: int, chunk_size: int = 1024, axis: str = "nodes") -> None:
         super().__init__()
+        if axis not in ("nodes", "channels"):
+            raise ValueError(f"attention axis must be 'nodes' or 'channels', not {axis!r}")
         self.query = nn.Linear(dim, dim)
         self.key = nn.Linear(dim, dim)
         self.value = nn.Linear(dim, dim)
         self.chunk_size = chunk_size
+        self.axis = axis
 
     def forward(self, x_q: Tensor, x_kv: Tensor, queries: Tensor | None = None,
                 keys: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        if self.axis == "channels":  # the d x d attention needs every node; ``keys`` does not apply
+            q, v = self.query(x_q), self.value(x_kv)
+            common = channel_attention(q, self.key(x_kv), v, queries)
+            if queries is not None:
+                q, v = q[queries], v[queries]
+            return common, v - common, q
         xq = x_q if queries is None else x_q[queries]
         q = self.query(xq)
         kv = x_kv if keys is None else x_kv[keys]
