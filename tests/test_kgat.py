@@ -1,11 +1,17 @@
 """KGAT against hand-written equations (TransR, attention, aggregators, propagation) and its training schedule."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
+from dglmm.cli import main
 from dglmm.data.synthetic import make_synthetic
+from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.train.evaluate import evaluate_popularity
@@ -159,3 +165,116 @@ def test_fixed_attention_fast_path_equals_message_passing(small):
     model.load_state_dict(model.state_dict())              # weights copied in place: a new key, rebuilt
     model.neighbourhood()
     assert model._fixed is not cached
+
+
+# -- pretrain: user/item embeddings from a trained MF run (official --pretrain -1) ----------------------------
+
+@pytest.fixture(scope="module")
+def mf_run(small, tmp_path_factory):
+    """A 2-epoch MF run folder on ``small`` with KGAT's test embedding size (6)."""
+    run_dir = tmp_path_factory.mktemp("mf") / "seed0"
+    config = resolve_model_config("mf", "synthetic", [], ["model.embedding_dim=6", "train.epochs=2",
+                                                          "train.progress=false"])
+    run_once("mf", small, config, run_dir, graph_cache=False)
+    return run_dir
+
+
+@pytest.mark.parametrize("target", ["folder", "best.pt"])
+def test_pretrain_copies_the_mf_runs_user_and_item_embeddings(small, mf_run, target):
+    mf_state = torch.load(mf_run / "best.pt", weights_only=True)["model"]
+    _, plain = build(small)
+    _, model = build(small, pretrain=str(mf_run if target == "folder" else mf_run / "best.pt"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, value in before.items():              # building does not read the file: same draws as without
+        torch.testing.assert_close(value, plain.state_dict()[name], rtol=0, atol=0)
+    model.load_pretrained()
+    weight = model.embedding.weight.detach()
+    assert torch.equal(weight[:model.n_items], mf_state["item_emb.weight"])          # items: first entity rows
+    assert torch.equal(weight[model.user_offset:], mf_state["user_emb.weight"])      # users: the last rows
+    assert weight.shape[0] - model.user_offset == small.n_users
+    assert torch.equal(weight[model.n_items:model.user_offset], before["embedding.weight"][small.n_items:model.user_offset])
+    for name, value in model.state_dict().items():   # relations, TransR, aggregators: untouched
+        if name != "embedding.weight":
+            assert torch.equal(value, before[name]), name
+
+
+def test_pretrain_is_applied_once_and_never_over_a_resumed_checkpoint(small, mf_run, tmp_path, monkeypatch):
+    mf_copy = Path(shutil.copytree(mf_run, tmp_path / "mf"))
+    run_dir = tmp_path / "kgat"
+    options = ["model.embedding_dim=6", "model.layer_sizes=[5, 4]", "model.relation_dim=3",
+               f"model.pretrain={mf_copy}", "train.progress=false", "train.checkpoint_every=1"]
+    calls = []
+    original = REGISTRY["kgat"].load_pretrained
+    monkeypatch.setattr(REGISTRY["kgat"], "load_pretrained", lambda self: (calls.append(1), original(self)))
+    run_once("kgat", small, resolve_model_config("kgat", "synthetic", [], [*options, "train.epochs=1"]), run_dir,
+             graph_cache=False)
+    assert calls == [1]
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    shutil.rmtree(mf_copy)                            # resume and evaluate must not need the MF run any more
+    prepared = prepare_run("kgat", small, resolve_model_config("kgat", "synthetic", [], options))
+    prepared.trainer.resume(run_dir / "checkpoint.pt")
+    torch.testing.assert_close(prepared.model.embedding.weight.detach(), checkpoint["model"]["embedding.weight"],
+                               rtol=0, atol=0)
+    results = run_once("kgat", small, resolve_model_config("kgat", "synthetic", [], [*options, "train.epochs=2"]),
+                       run_dir, resume=True, graph_cache=False)
+    assert calls == [1] and results["epochs_run"] == 2
+    monkeypatch.setattr("dglmm.data.readers.load_dataset", lambda spec: small)
+    assert evaluate_run(run_dir) == results["test"]
+
+
+def _write(path: Path, obj) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return str(path)
+
+
+BAD_PRETRAIN = {
+    "missing file": (lambda d, mf: str(d / "absent"), "not found"),
+    "folder without best.pt": (lambda d, mf: str(d), "not found"),
+    "embedding_dim": (lambda d, mf: _write(d / "x.pt", {"model": {"user_emb.weight": torch.zeros(40, 7),
+                                                                   "item_emb.weight": torch.zeros(50, 7)}}),
+                      "(40, 6)"),
+    "n_users": (lambda d, mf: _write(d / "x.pt", {"model": {"user_emb.weight": torch.zeros(41, 6),
+                                                             "item_emb.weight": torch.zeros(50, 6)}}), "(40, 6)"),
+    "n_items": (lambda d, mf: _write(d / "x.pt", {"model": {"user_emb.weight": torch.zeros(40, 6),
+                                                             "item_emb.weight": torch.zeros(49, 6)}}), "(50, 6)"),
+    "not MF keys": (lambda d, mf: _write(d / "x.pt", {"model": {"embedding.weight": torch.zeros(90, 6)}}),
+                    "not an MF checkpoint"),
+    "no model state": (lambda d, mf: _write(d / "x.pt", {"best": {}}), "not an MF checkpoint"),
+    "not a tensor": (lambda d, mf: _write(d / "x.pt", {"model": {"user_emb.weight": [1.0],
+                                                                  "item_emb.weight": torch.zeros(50, 6)}}),
+                     "not a float tensor"),
+    "corrupt file": (lambda d, mf: (d / "x.pt").write_bytes(b"not a checkpoint") and str(d / "x.pt"),
+                     "x.pt: "),
+    "another model's run": (lambda d, mf: (shutil.copytree(mf, d / "run"), (d / "run" / "config.yaml").write_text(
+        (d / "run" / "config.yaml").read_text().replace("model_name: mf", "model_name: lightgcn")),
+        str(d / "run"))[-1], "'lightgcn' run"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PRETRAIN))
+def test_bad_pretrain_is_one_input_error_naming_the_option(small, mf_run, tmp_path, case):
+    make, fragment = BAD_PRETRAIN[case]
+    _, model = build(small, pretrain=make(tmp_path, mf_run))
+    with pytest.raises(InputError) as error:
+        model.load_pretrained()
+    message = str(error.value)
+    assert message.startswith("model.pretrain: ") and fragment in message and "\n" not in message, message
+
+
+def test_cli_pretrain_from_an_mf_run_and_a_bad_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DGLMM_CACHE", str(tmp_path / "cache"))
+    quick = ["--set", "train.epochs=1", "--set", "train.progress=false"]
+    assert main(["train", "-m", "mf", "-d", "synthetic", "--out", str(tmp_path / "mf"), *quick]) == 0
+    mf_dir = next((tmp_path / "mf").glob("mf_synthetic_*")) / "seed0"
+    assert main(["train", "-m", "kgat", "-d", "synthetic", "--out", str(tmp_path / "kgat"), *quick,
+                 "--set", f"model.pretrain={mf_dir}"]) == 0
+    kgat_dir = next((tmp_path / "kgat").glob("kgat_synthetic_*")) / "seed0"
+    assert yaml.safe_load((kgat_dir / "config.yaml").read_text())["model"]["pretrain"] == str(mf_dir)
+    capsys.readouterr()
+    code = main(["train", "-m", "kgat", "-d", "synthetic", "--out", str(tmp_path / "bad"), *quick,
+                 "--set", f"model.pretrain={tmp_path / 'nothing'}"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("dglmm: error: model.pretrain: ") and "nothing" in lines[0], err

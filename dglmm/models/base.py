@@ -125,6 +125,12 @@ class Recommender(nn.Module):
         losses."""
         return {}
 
+    def load_pretrained(self) -> None:
+        """Initialise parameters from a pretrained model named in the config (KGAT's ``pretrain``); default:
+        nothing.  Called by :func:`dglmm.train.run.run_once` once before training from scratch, never on
+        ``--resume`` (the checkpoint's parameters are kept) nor by ``dglmm evaluate`` (``best.pt`` is loaded),
+        so neither needs the pretrained files."""
+
     # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------
     def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
         """Called before an epoch's first batch."""

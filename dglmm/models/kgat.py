@@ -25,9 +25,15 @@ module state; ``batch``: recomputed in every forward pass with gradient from the
 ``none``: the per-relation mean ``1/|N_r(h)|`` summed over relations, the official initial matrix (KGAT w/o
 Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
-The official code stops early on the test set; dglmm stops and selects on validation.  Not implemented: the
-official ``--pretrain -1`` initialisation from a trained BPR-MF, and node dropout (commented out in the
-official code); both are documented in ``docs/models.md``.
+The official code stops early on the test set; dglmm stops and selects on validation.
+
+``pretrain`` [None] is the official ``--pretrain -1``: the user embeddings and the items' rows of the entity
+embeddings start from a trained BPR-MF (here a dglmm MF run folder or its ``best.pt``, read with
+``weights_only=True`` by :func:`dglmm.models.mf.load_mf_embeddings`; shapes checked against the dataset and
+``embedding_dim``); the other entities, relations, TransR and aggregator weights are initialised as without it
+(the same random draws for a given seed).  It is applied by :meth:`KGAT.load_pretrained` when training starts
+from scratch, never over a ``--resume`` checkpoint and not by ``dglmm evaluate``.  Not implemented: node
+dropout (commented out in the official code).  Both are documented in ``docs/models.md``.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from dglmm.data.dataset import Dataset
 from dglmm.graph.build import USER
 from dglmm.graph.kg import knowledge_graph
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
+from dglmm.models.mf import load_mf_embeddings
 from dglmm.nn.attention import RelationAttention
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.nn.propagation import FixedSparse
@@ -69,6 +76,8 @@ class KGATConfig(ModelConfig):
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"))
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+    pretrain: str | None = option(None, "a dglmm MF run folder (or its best.pt) whose user/item embeddings "
+                                  "initialise KGAT's (official --pretrain -1); None: xavier init")
 
 
 class Aggregator(nn.Module):
@@ -120,6 +129,17 @@ class KGAT(Recommender):
         self.register_buffer("attention_weights", self._mean_weights())     # pi, updated after each epoch
         self._kg_graph: dgl.DGLGraph | None = None
         self._fixed: tuple[tuple, FixedSparse] | None = None
+
+    def load_pretrained(self) -> None:
+        """Official ``--pretrain -1``: users' and items' layer-0 embeddings copied from the MF run
+        ``config.pretrain`` (items are the first entity rows, users the last rows); nothing when it is None."""
+        if self.config.pretrain is None:
+            return
+        user, item = load_mf_embeddings(self.config.pretrain, self.n_users, self.n_items, self.config.embedding_dim)
+        with torch.no_grad():
+            weight = self.embedding.weight
+            weight[:self.n_items] = item.to(weight)
+            weight[self.user_offset:] = user.to(weight)
 
     # -- the collaborative KG ------------------------------------------------------------------------------
     def kg_graph(self) -> dgl.DGLGraph:

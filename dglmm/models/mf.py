@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dgl
 import torch
+import yaml
 
 from dglmm.data.dataset import Dataset
+from dglmm.errors import CheckpointError, InputError
+from dglmm.io import load_checkpoint
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.init import xavier_embedding
 
@@ -34,3 +39,55 @@ class MF(Recommender):
 
     def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
+
+
+MF_STATE_KEYS = frozenset({"user_emb.weight", "item_emb.weight"})
+
+
+def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
+                       option: str = "model.pretrain") -> tuple[torch.Tensor, torch.Tensor]:
+    """The user and item embeddings ``([n_users, dim], [n_items, dim])`` of a trained dglmm MF run.
+
+    ``spec`` is an MF run folder (``runs/<run>/seed0``: its ``best.pt`` is read) or a checkpoint file of one
+    (``best.pt`` or ``checkpoint.pt``).  The file is read with ``weights_only=True``
+    (:func:`dglmm.io.load_checkpoint`); when a ``config.yaml`` sits beside it, its ``model_name`` must be
+    ``mf`` (LightGCN's state dict has the same two keys).  Every problem (missing or unreadable file, another
+    model's checkpoint, shapes that do not fit the dataset or ``embedding_dim``) is one :class:`InputError`
+    line naming ``option`` and the file.  The MF run must have been trained on the same dataset and split
+    (same ``data`` section): only the shapes can be checked here.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise InputError(f"{option}: {path}: not found (give a dglmm MF run folder or its best.pt)")
+    config_path = path.parent / "config.yaml"
+    if config_path.is_file():
+        try:
+            config = yaml.safe_load(config_path.read_text())
+        except yaml.YAMLError:
+            config = None
+        model_name = config.get("model_name") if isinstance(config, dict) else None
+        if model_name is not None and model_name != "mf":
+            raise InputError(f"{option}: {path}: a {model_name!r} run ({config_path}), not an MF run")
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise InputError(f"{option}: {exc}") from None
+    model = state.get("model")
+    if not isinstance(model, dict) or set(model) != MF_STATE_KEYS:
+        found = ", ".join(sorted(map(str, model))[:4]) if isinstance(model, dict) else "no model state"
+        raise InputError(f"{option}: {path}: not an MF checkpoint (expected a model state with exactly "
+                         f"user_emb.weight and item_emb.weight; found {found or 'an empty state'})")
+    tables = []
+    for kind, rows in (("user", n_users), ("item", n_items)):
+        table = model[f"{kind}_emb.weight"]
+        if not isinstance(table, torch.Tensor) or not table.is_floating_point():
+            raise InputError(f"{option}: {path}: {kind}_emb.weight is not a float tensor")
+        if tuple(table.shape) != (rows, dim):
+            raise InputError(f"{option}: {path}: {kind} embeddings of shape {tuple(table.shape)}, this dataset "
+                             f"and model need ({rows}, {dim}) (n_{kind}s, embedding_dim)")
+        if not torch.isfinite(table).all():
+            raise InputError(f"{option}: {path}: {kind}_emb.weight holds non-finite values")
+        tables.append(table.float())
+    return tables[0], tables[1]

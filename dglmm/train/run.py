@@ -102,7 +102,9 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
     trainer = prepared.trainer
     if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
-        trainer.resume(run_dir / "checkpoint.pt")
+        trainer.resume(run_dir / "checkpoint.pt")      # the checkpoint's parameters, never re-initialised
+    else:
+        prepared.model.load_pretrained()                # e.g. KGAT's pretrain: embeddings of a trained MF
     results = trainer.fit()
     results["model"] = model_name
     results["dataset"] = prepared.dataset.name
