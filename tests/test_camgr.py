@@ -200,8 +200,9 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-def test_no_n_by_n_tensor_in_a_training_step_or_the_full_forward():
-    data, graph, model = setup(attention_chunk=4)
+@pytest.mark.parametrize("axis", ["nodes", "channels"])
+def test_no_n_by_n_tensor_in_a_training_step_or_the_full_forward(axis):
+    data, graph, model = setup(attention_chunk=4, attention_axis=axis)
     n = data.n_users + data.n_items
     users, pos, neg = torch.arange(20), torch.arange(18).repeat(2)[:20], torch.arange(20) % 18
     with LargestTensor() as probe:
@@ -211,7 +212,10 @@ def test_no_n_by_n_tensor_in_a_training_step_or_the_full_forward():
         with torch.no_grad():
             model(graph)
     assert probe.largest < n * n, (probe.largest, n * n)
-    assert probe.shapes and all(rows <= 4 and cols == n for rows, cols in probe.shapes)  # chunk x N blocks
+    if axis == "nodes":
+        assert probe.shapes and all(rows <= 4 and cols == n for rows, cols in probe.shapes)  # chunk x N blocks
+    else:
+        assert probe.shapes == {(8, 8)}                                                     # d x d
 
 
 def test_chunked_attention_never_allocates_n_by_n():
@@ -297,12 +301,13 @@ def test_tiktok_style_modalities_pick_audio_as_query():
 
 VARIANT_OPTIONS = [
     {}, {"variant": "w/o IUID"}, {"variant": "w/o CAFF"}, {"modalities": ["image"]}, {"modalities": ["text"]},
-    {"knn_k": 2}, {"cl_weight": 0.1}, {"token_set": "sampled", "n_key_tokens": 7}, {"token_set": "batch"},
-    {"token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"}, {"token_set": "batch", "cl_nodes": "all"},
+    {"knn_k": 2}, {"cl_weight": 0.1}, {"attention_axis": "nodes"},
+    {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 7}, {"attention_axis": "nodes", "token_set": "batch"},
+    {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"},
+    {"attention_axis": "nodes", "token_set": "batch", "cl_nodes": "all"},
     {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_nodes": "all"}, {"cl_similarity": "dot"},
     {"l2_on": "ego"}, {"l2_on": "all"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
-    {"attention_axis": "channels"}, {"attention_axis": "channels", "cl_nodes": "all"},
-    {"attention_axis": "channels", "modalities": ["image"]},
+    {"attention_axis": "nodes", "modalities": ["image"]},
 ]
 
 

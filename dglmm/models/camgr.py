@@ -94,9 +94,9 @@ class CAmgrConfig(ModelConfig):
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
                                     "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
     trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
-    attention_axis: str = option("nodes", "what QK^T of eq. 18 attends over: 'nodes' (N x N over all user and "
-                                          "item tokens, chunked) or 'channels' (d x d: the paper's d x N matrices "
-                                          "read literally)", choices=("nodes", "channels"))
+    attention_axis: str = option("channels", "what QK^T of eq. 18 attends over: 'channels' (d x d: the paper's "
+                                             "d x N matrices read literally) or 'nodes' (N x N over all user and "
+                                             "item tokens, chunked)", choices=("channels", "nodes"))
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
                                    "of n_key_tokens, or the 'batch' nodes (evaluation: eval_token_set)",
                             choices=("all", "sampled", "batch"))
