@@ -1,5 +1,8 @@
 """Mean row norms of CAmgr's ID side ``h_n`` and modality side ``h_m`` (eq. 27), at initialisation and in a run.
 
+Also the mean cosine between the ``h_m`` rows of random pairs of nodes: near 1 means ``h_m`` is one vector shared
+by every user and item (it then scores items alike for every user).
+
     python benchmarks/camgr_norms.py RUN_DIR/seed0      # a finished `dglmm train -m camgr` run folder
 """
 
@@ -20,7 +23,11 @@ def norms(model, graph) -> str:
     model.eval()
     with torch.no_grad():
         parts = model.encode(graph)
-    return "  ".join(f"|{k}| {v.norm(dim=1).mean():.4f}" for k, v in parts.items())
+    h_m = torch.cat([parts["user_m"], parts["item_m"]])
+    pairs = torch.randperm(len(h_m), generator=torch.Generator().manual_seed(0))
+    half = len(pairs) // 2
+    cosine = torch.nn.functional.cosine_similarity(h_m[pairs[:half]], h_m[pairs[half:2 * half]]).mean()
+    return "  ".join(f"|{k}| {v.norm(dim=1).mean():.4f}" for k, v in parts.items()) + f"  cos(h_m) {cosine:.4f}"
 
 
 def main(run: str) -> None:

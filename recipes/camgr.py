@@ -47,8 +47,11 @@ PAPER_FIG3_BEST_K = {"baby": 20, "sports": 15, "clothing": 15}
 
 
 def camgr_options(r: Recipe) -> list[str]:
-    """The CAmgr options every row shares (the cross-attention token set, for CPU time)."""
-    return [f"model.token_set={r.args.token_set}", f"model.n_key_tokens={r.args.key_tokens}"]
+    """The CAmgr options every row shares: the attention axis (and, over nodes, its token set)."""
+    if r.args.attention_axis == "channels":
+        return ["model.attention_axis=channels"]
+    return ["model.attention_axis=nodes", f"model.token_set={r.args.token_set}",
+            f"model.n_key_tokens={r.args.key_tokens}"]
 
 
 def table2(r: Recipe) -> str:
@@ -147,8 +150,10 @@ TABLES = {"2": table2, "3": table3, "4": table4, "fig2": figure2, "fig3": figure
 
 def main(argv: list[str] | None = None) -> int:
     parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/camgr")
+    parser.add_argument("--attention-axis", default="channels", choices=("channels", "nodes"),
+                        help="what CAmgr's cross-attention attends over (model.attention_axis)")
     parser.add_argument("--token-set", default="all", choices=("all", "sampled", "batch"),
-                        help="CAmgr's cross-attention keys in training (model.token_set)")
+                        help="CAmgr's cross-attention keys in training with --attention-axis nodes (model.token_set)")
     parser.add_argument("--key-tokens", type=int, default=1024, help="model.n_key_tokens of --token-set sampled")
     parser.add_argument("--alphas", type=float, nargs="+", default=list(PAPER_TABLE4), help="Table 4 sweep")
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10, 15, 20, 25], help="Figure 3 sweep")

@@ -55,7 +55,7 @@ def test_slifmr_recipe_robustness_figure(tmp_path, capsys):
 def test_camgr_recipe_quick_every_table(tmp_path, capsys):
     recipe = load_recipe("camgr")
     code = recipe.main(["--quick", "--quick-epochs", "1", "--only", "CAmgr", "alpha_1=0.01", "image", "k=5",
-                        "--alphas", "0.01", "--ks", "5", "10", "--token-set", "sampled", "--key-tokens", "128",
+                        "--alphas", "0.01", "--ks", "5", "10",
                         "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
