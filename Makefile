@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/dglmm demo
 
 test: $(STAMP)
-	$(PY) -m ruff check dglmm tests recipes benchmarks
+	$(PY) -m ruff check dglmm tests recipes benchmarks notebooks
 	$(PY) -m pytest -q -ra
 
 bench: $(STAMP)
