@@ -88,3 +88,15 @@ def test_loss_terms_are_named_and_finite(name):
     assert "bpr" in terms and all(torch.isfinite(v) for v in terms.values())
     sum(terms.values()).backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in REGISTRY.items() if cls.uses_every_parameter))
+def test_a_model_that_says_it_uses_every_parameter_does(name):
+    """``uses_every_parameter`` lets DDP skip its unused-parameter search; a wrong claim would fail under DDP."""
+    data = tiny_dataset(modalities={"image": 4})
+    model, g = build(name, data)
+    model.train()
+    sum(train_terms(model, g, torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5])).values()).backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused
+    assert {"mf", "lightgcn", "ngcf", "vbpr"} <= {n for n, cls in REGISTRY.items() if cls.uses_every_parameter}

@@ -70,6 +70,8 @@ class Recommender(nn.Module):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     needs_modalities: ClassVar[bool] = False
     needs_kg: ClassVar[bool] = False
+    #: every parameter gets a gradient from every training batch (DDP then skips its search for unused ones)
+    uses_every_parameter: ClassVar[bool] = False
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
         super().__init__()

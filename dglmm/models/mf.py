@@ -20,6 +20,7 @@ class MF(Recommender):
     """MF-BPR (UAI'09): ``y_ui = e_u . e_i``; L2 on the batch embeddings."""
 
     name = "mf"
+    uses_every_parameter = True  # also LightGCN and NGCF, which build on it
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
         super().__init__(dataset, graph, config)

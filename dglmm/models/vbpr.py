@@ -32,6 +32,7 @@ class VBPR(Recommender):
     """
 
     name = "vbpr"
+    uses_every_parameter = True
     Config = VBPRConfig
     needs_modalities = True
 

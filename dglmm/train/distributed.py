@@ -209,11 +209,13 @@ class DataParallelStep:
     def __init__(self, model: Recommender, context: Context) -> None:
         self.context = context
         device_ids = [context.local_rank] if context.backend == "nccl" else None
-        # find_unused_parameters: e.g. a learned graph's projections get gradient on its rebuild batches only;
+        # find_unused_parameters unless the model says every parameter is used in every batch: e.g. a learned
+        # graph's projections get gradient on its rebuild batches only, KGAT's phases use different parameters;
         # no buffer broadcast at every step: buffers (KGAT's attention, edge lists) are computed alike on
         # every rank, like the learned graphs (the tests compare every state_dict entry across ranks)
         self.ddp = DistributedDataParallel(_LossOfBatch(model), device_ids=device_ids,
-                                           find_unused_parameters=True, broadcast_buffers=False,
+                                           find_unused_parameters=not model.uses_every_parameter,
+                                           broadcast_buffers=False,
                                            gradient_as_bucket_view=True)
 
     def __call__(self, graph: Any, batch: Batch, optimizer: torch.optim.Optimizer,
