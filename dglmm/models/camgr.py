@@ -17,8 +17,10 @@ The computation, with the paper's equation numbers (node-major tensors: rows are
   ``CR = Linear(CA V) + Q``, ``H_com = MLP(LN(CR)) + CR`` (eqs. 19-20) and the distinct branch
   ``DR = Linear(V - CA V) + Q``, ``H_dif = MLP(LN(DR)) + DR`` (eqs. 22-23).  "Linear(CA)" of an ``N x N``
   matrix cannot be meant literally (its output would be ``N x d'`` with weights tied to N): it is read as a
-  linear map of ``CA V``, and ``V - DA`` as ``V - DA V``.  Attention is computed in query chunks (never an
-  ``N x N`` tensor).
+  linear map of ``CA V``, and ``V - DA`` as ``V - DA V``.  What ``QK^T`` attends over is ``attention_axis``:
+  ``channels`` (default) reads the paper's ``d x N`` layout literally, a ``d x d`` attention over the channels
+  whose scores sum over every user and item, O(N d^2); ``nodes`` is an ``N x N`` attention over the users and
+  items, computed in query chunks (never an ``N x N`` tensor).
 * **ID gates** (eqs. 24-26): ``H_n,com = sigmoid(W H_n + b)``, ``H_n,dif`` likewise,
   ``H_m = (H_com * H_n,com + H_dif * H_n,dif) / 2``.
 * **Prediction** (eqs. 27-28): ``h = h_n + h_m``, ``y_ui = h_u . h_i``.
@@ -32,18 +34,18 @@ Modality subsets (Fig. 2): ``modalities``; with one modality ``Q``, ``K`` and ``
 (self-attention); with more than two, ``K`` and ``V`` come from the mean of the non-query modalities.
 
 Readings that are options (defaults first): ``query_modality`` [text, else the first non-image modality; the
-paper's K/V is the image]; ``token_set`` [``all``: every query attends to all ``|U|+|I|`` tokens; ``sampled``:
-in training, keys are a random sample of ``n_key_tokens`` tokens; ``batch``: in training, keys are the batch's
-users and items] with ``eval_token_set`` [``all``: exact attention in evaluation; ``sampled``: a fixed key
-sample]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
+paper's K/V is the image]; ``attention_axis`` [``channels``; ``nodes``]; with ``nodes``, ``token_set``
+[``all``: every query attends to all ``|U|+|I|`` tokens; ``sampled``: in training, keys are a random sample of
+``n_key_tokens`` tokens; ``batch``: in training, keys are the batch's users and items] with ``eval_token_set``
+[``all``: exact attention in evaluation; ``sampled``: a fixed key sample]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
 ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's code; Fig. 3 sweeps 5-25];
 ``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as
 eq. 30 is printed]; ``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
 sums of eq. 30]; ``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters
 as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``gat_transform`` [``learned``
 ``W^l`` as eq. 7; ``identity``: ``W^l = I``, the layers only attend, as MGCN's parameter-free user-item view];
-``mlp_hidden`` / ``mlp_init`` [64, PyTorch's default initialisation; ``zero`` last layer]; ``trainable_features`` [False: fixed extracted
-features as section 3.2; True as MGCN].
+``mlp_hidden`` / ``mlp_init`` [64, PyTorch's default initialisation; ``zero`` last layer];
+``trainable_features`` [False: fixed extracted features as section 3.2; True as MGCN].
 """
 
 from __future__ import annotations
