@@ -37,7 +37,8 @@ Readings that are options (defaults first): ``query_modality`` [text, else the f
 paper's K/V is the image]; ``attention_axis`` [``channels``; ``nodes``]; with ``nodes``, ``token_set``
 [``all``: every query attends to all ``|U|+|I|`` tokens; ``sampled``: in training, keys are a random sample of
 ``n_key_tokens`` tokens; ``batch``: in training, keys are the batch's users and items] with ``eval_token_set``
-[``all``: exact attention in evaluation; ``sampled``: a fixed key sample]; ``knn_source`` [``raw`` features as MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
+[``all``: exact attention in evaluation; ``sampled``: a fixed key sample]; ``knn_source`` [``raw`` features as
+MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
 ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's code; Fig. 3 sweeps 5-25];
 ``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as
 eq. 30 is printed]; ``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
