@@ -215,11 +215,14 @@ def test_fast_relation_attention_matches_gather_mm_with_gradients(data, graph):
     slow = RelationAttention(int(kg.edata["rel"].max()) + 1, 8, 5)
     slow.load_state_dict(fast.state_dict())
     h = torch.randn(kg.num_nodes(), 8)
-    a, b = fast(kg, h), slow(kg, h)
+    h_fast, h_slow = h.clone().requires_grad_(), h.clone().requires_grad_()
+    a, b = fast(kg, h_fast), slow(kg, h_slow)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     (a * torch.arange(len(a))).sum().backward()
     (b * torch.arange(len(b))).sum().backward()
     torch.testing.assert_close(fast.transform.grad, slow.transform.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.relation_emb.grad, slow.relation_emb.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(h_fast.grad, h_slow.grad, rtol=1e-4, atol=1e-5)
 
 
 @torch.no_grad()

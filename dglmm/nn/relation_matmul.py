@@ -5,8 +5,8 @@ on CPU (``python benchmarks/bench_slifmr.py --projection``; figures in ``docs/be
 ``(node, relation)`` pair (a KG's heads and tails repeat), sorted by relation so that each relation is one
 contiguous BLAS ``mm`` (a loop over relation blocks, never over edges), and scatters back to the pairs.  The
 sort/unique work depends only on the graph, so it is cached under a content key of the edge list and reused by every batch.
-:class:`FastRelationAttention` is :class:`RelationAttention` with this projector; same parameters, same
-values (``tests/test_slifmr.py`` checks it against the parent).
+:class:`FastRelationAttention` is :class:`RelationAttention` with this projector and a fused per-triple score;
+same parameters, same values and gradients (``tests/test_slifmr.py`` checks it against the parent).
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ class PairPlan:
         self.counts = torch.bincount(distinct // n_nodes, minlength=n_relations).tolist()
 
 
+def project_pairs(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> torch.Tensor:
+    """``W_r x_node`` for each distinct pair of ``plan`` (``weights``: ``[R, d, d_r]``), one ``mm`` per relation."""
+    blocks = x[plan.nodes].split(plan.counts)
+    return torch.cat([b @ weights[r] for r, b in enumerate(blocks) if len(b)])
+
+
 def relation_matmul(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> torch.Tensor:
     """``[W_{rel[e]} x_{node[e]}]_e`` (``weights``: ``[R, d, d_r]``) through the distinct pairs of ``plan``."""
-    blocks = x[plan.nodes].split(plan.counts)
-    projected = torch.cat([b @ weights[r] for r, b in enumerate(blocks) if len(b)])
-    return projected[plan.inverse]
+    return project_pairs(x, weights, plan)[plan.inverse]
 
 
 def typed_edges_key(graph: dgl.DGLGraph) -> tuple:
@@ -45,26 +49,39 @@ def typed_edges_key(graph: dgl.DGLGraph) -> tuple:
 
 
 class FastRelationAttention(RelationAttention):
-    """:class:`RelationAttention` whose projections go through :func:`relation_matmul` (cached plans)."""
+    """:class:`RelationAttention` computed on the distinct ``(node, relation)`` pairs, without per-edge vectors.
+
+    ``W_r e`` is projected once per distinct pair (:class:`PairPlan`, one BLAS block per relation), the head term
+    ``tanh(W_r e_h + e_r)`` is formed per pair too, and ``pi(h, r, t) = (W_r e_t)^T tanh(W_r e_h + e_r)`` is one
+    fused DGL ``u_dot_v`` (SDDMM) over a graph whose nodes are the pairs and whose edges are the triples, so no
+    ``[E, d_r]`` tensor is built (forward or backward).  The plan and the pair graph are cached under a content
+    key of the edge list.
+    """
 
     def __init__(self, n_relations: int, dim: int, relation_dim: int) -> None:
         super().__init__(n_relations, dim, relation_dim)
-        self._plans: tuple[tuple, tuple[PairPlan, int]] | None = None
+        self._plans: tuple[tuple, tuple[PairPlan, dgl.DGLGraph, torch.Tensor]] | None = None
 
-    def _plan(self, graph: dgl.DGLGraph) -> tuple[PairPlan, int]:
+    def _plan(self, graph: dgl.DGLGraph) -> tuple[PairPlan, dgl.DGLGraph, torch.Tensor]:
+        """The pair plan, the pair graph (tail pair -> head pair, one edge per triple, in edge order) and each
+        distinct pair's relation id."""
         key = typed_edges_key(graph)
         if self._plans is None or self._plans[0] != key:
             tails, heads = graph.edges()
             rel = graph.edata["rel"].long()
             plan = PairPlan(torch.cat([tails, heads]), torch.cat([rel, rel]), graph.num_nodes(),
                             self.transform.shape[0])
-            self._plans = (key, (plan, len(tails)))
+            n_edges = len(tails)
+            pairs = dgl.graph((plan.inverse[:n_edges], plan.inverse[n_edges:]), num_nodes=len(plan.nodes),
+                              device=graph.device)
+            counts = torch.tensor(plan.counts, device=rel.device)
+            pair_rel = torch.repeat_interleave(torch.arange(len(plan.counts), device=rel.device), counts)
+            self._plans = (key, (plan, pairs, pair_rel))
         return self._plans[1]
 
     def forward(self, graph: dgl.DGLGraph, entity: torch.Tensor) -> torch.Tensor:
-        plan, n_edges = self._plan(graph)
-        projected = relation_matmul(entity, self.transform, plan)
-        w_tail, w_head = projected[:n_edges], projected[n_edges:]
-        rel = graph.edata["rel"].long()
-        logits = (w_tail * torch.tanh(w_head + self.relation_emb[rel])).sum(-1)
+        plan, pairs, pair_rel = self._plan(graph)
+        projected = project_pairs(entity, self.transform, plan)                                # W_r e per pair
+        head_term = torch.tanh(projected + self.relation_emb[pair_rel])
+        logits = dgl.ops.u_dot_v(pairs, projected, head_term).squeeze(-1)
         return edge_softmax(graph, logits)
