@@ -54,8 +54,9 @@ def run_case(data: str, token_set: str, batches: int) -> None:
     n_tokens = dataset.n_users + dataset.n_items
     dims = "+".join(f"{m} {f.shape[1]}-d" for m, f in sorted(dataset.modalities.items()))
     how = "measured" if used == n_batches else f"extrapolated from {used} of {n_batches} batches"
+    case = "attention over channels" if token_set == "channels" else f"attention over nodes, token_set={token_set}"
     print(f"{data} ({dataset.n_users} users + {dataset.n_items} items = {n_tokens} tokens; {dims}), "
-          f"{'attention over channels' if token_set == 'channels' else f'attention over nodes, token_set={token_set}'}: epoch {per_batch * n_batches:.1f} s ({how}; {per_batch:.2f} s per batch of "
+          f"{case}: epoch {per_batch * n_batches:.1f} s ({how}; {per_batch:.2f} s per batch of "
           f"2048), full evaluation {evaluation:.1f} s; peak RSS {peak_mb():.0f} MB (after data + graph + model: "
           f"{before:.0f} MB); an N x N float32 matrix would be {n_tokens ** 2 * 4 / 2 ** 20:.0f} MB", flush=True)
 

@@ -77,10 +77,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _resume(run_dir: Path, dataset) -> None:
+    from dglmm.io import read_run_config
     from dglmm.train import distributed
     from dglmm.train.run import run_once
 
-    config = _run_config(run_dir)
+    config = read_run_config(run_dir)
     if not (run_dir / "checkpoint.pt").is_file():
         raise InputError(f"{run_dir / 'checkpoint.pt'}: not found (nothing to resume; train anew without --resume)")
     model_name = config.pop("model_name")
@@ -91,27 +92,12 @@ def _resume(run_dir: Path, dataset) -> None:
     distributed.shutdown()
 
 
-def _run_config(run_dir: Path) -> dict:
-    """The ``config.yaml`` of a run folder (InputError naming the file when it is missing or malformed)."""
-    import yaml
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (is {run_dir} a run folder?)")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(config, dict) or "model_name" not in config:
-        raise InputError(f"{path}: not a dglmm run config (no model_name)")
-    return config
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from dglmm.io import read_run_config
     from dglmm.train.run import evaluate_run
 
     run_dir = Path(args.run_dir)
-    _run_config(run_dir)
+    read_run_config(run_dir)
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir / 'best.pt'}: not found (has the run finished a validated epoch?)")
     metrics = evaluate_run(run_dir, split=args.split, dataset_spec=args.dataset)

@@ -1,5 +1,6 @@
-"""Small file helpers: atomic writes so that an interrupted run never leaves half a result file, and the one
-function that reads checkpoints (:func:`load_checkpoint`, tensors and plain containers only)."""
+"""Small file helpers: atomic writes so that an interrupted run never leaves half a result file, the one
+function that reads checkpoints (:func:`load_checkpoint`, tensors and plain containers only) and the one that
+reads a run folder's ``config.yaml`` (:func:`read_run_config`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
-from dglmm.errors import CheckpointError
+from dglmm.errors import CheckpointError, InputError
 
 
 def _atomic(path: Path, write) -> None:
@@ -90,3 +92,18 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_run_config(run_dir: Path | str) -> dict[str, Any]:
+    """The ``config.yaml`` of a run folder; missing, malformed or not a dglmm run config: an :class:`InputError`
+    naming the file."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise InputError(f"{path}: not found (is {run_dir} a run folder?)")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(config, dict) or "model_name" not in config:
+        raise InputError(f"{path}: not a dglmm run config (no model_name)")
+    return config

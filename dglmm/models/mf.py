@@ -6,11 +6,10 @@ from pathlib import Path
 
 import dgl
 import torch
-import yaml
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import CheckpointError, InputError
-from dglmm.io import load_checkpoint
+from dglmm.io import load_checkpoint, read_run_config
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.init import xavier_embedding
 
@@ -62,15 +61,14 @@ def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
         path = path / "best.pt"
     if not path.is_file():
         raise InputError(f"{option}: {path}: not found (give a dglmm MF run folder or its best.pt)")
-    config_path = path.parent / "config.yaml"
-    if config_path.is_file():
+    if (path.parent / "config.yaml").is_file():
         try:
-            config = yaml.safe_load(config_path.read_text())
-        except yaml.YAMLError:
-            config = None
-        model_name = config.get("model_name") if isinstance(config, dict) else None
-        if model_name is not None and model_name != "mf":
-            raise InputError(f"{option}: {path}: a {model_name!r} run ({config_path}), not an MF run")
+            model_name = read_run_config(path.parent)["model_name"]
+        except InputError as exc:
+            raise InputError(f"{option}: {exc}") from None
+        if model_name != "mf":
+            raise InputError(f"{option}: {path}: a {model_name!r} run ({path.parent / 'config.yaml'}), "
+                             "not an MF run")
     try:
         state = load_checkpoint(path)
     except CheckpointError as exc:

@@ -19,7 +19,7 @@ from dglmm.config import DataConfig, TrainConfig, expand_grid, instantiate, reso
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.io import load_checkpoint, write_json, write_text
+from dglmm.io import load_checkpoint, read_run_config, write_json, write_text
 from dglmm.models import REGISTRY, Recommender, make_config
 from dglmm.train import distributed
 from dglmm.train.trainer import Trainer, seed_everything
@@ -175,11 +175,10 @@ def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = 
     and derived graphs) and evaluate ``split`` exactly as the run's own test did."""
     from dglmm.data.readers import load_dataset
 
-    config_path, best_path = run_dir / "config.yaml", run_dir / "best.pt"
-    for path in (config_path, best_path):
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: not found (is {run_dir} a run folder with a finished epoch?)")
-    config = yaml.safe_load(config_path.read_text())
+    config = read_run_config(run_dir)
+    best_path = run_dir / "best.pt"
+    if not best_path.exists():
+        raise FileNotFoundError(f"{best_path}: not found (is {run_dir} a run folder with a finished epoch?)")
     model_name, source = config.pop("model_name"), config.pop("dataset")
     prepared = prepare_run(model_name, load_dataset(dataset_spec or source), config)
     state = load_checkpoint(best_path, map_location=prepared.trainer.device)
