@@ -178,9 +178,10 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
     denominator), loss ``log Z + c - s_i`` and gradient ``dloss/da = (E t_neg / Z - (1 - w_i) t_i) / tau`` with
     ``w_i`` the positive's softmax weight (0 when excluded).  The gradient (``[n, d]``) is kept for the
     backward pass, so no chunk is computed twice.  The shift ``c`` is the bound ``1/tau`` of a cosine logit,
-    folded into the product as an extra coordinate (``[a/tau, -c] . [t_j, 1]``), so a chunk costs two matrix
-    products, one in-place ``exp`` and one row sum; for ``tau < 0.025`` (where ``exp(-2/tau)`` could underflow)
-    ``c`` is each row's maximum.
+    folded into the product as an extra coordinate (``[a/tau, -c] . [t_j, 1]``), and the row sum ``Z`` is the
+    last column of ``E [t_neg | 1]``, so a chunk costs two matrix products and one in-place ``exp`` (no pass
+    that converts the ``chunk x n`` weights to float32 in the bfloat16 path); for ``tau < 0.025`` (where
+    ``exp(-2/tau)`` could underflow) ``c`` is each row's maximum.
     """
 
     @staticmethod
@@ -193,7 +194,7 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
         fixed_shift = 2.0 / temperature <= 80.0
         shift = 1.0 / temperature
         t_aug = (torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1) if fixed_shift else t_neg).to(dtype)
-        t_low = t_neg.to(dtype)
+        t_sum = torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1).to(dtype)  # [t_j, 1]: E t and sum E at once
         for start in range(0, len(a), chunk_size):
             rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
             a_c, t_c = a[rows], t[rows]
@@ -211,11 +212,11 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
                 weights[torch.arange(len(rows), device=a.device), rows] = 0.0
             else:
                 weights.masked_fill_(pool[None, :] == rows[:, None], 0.0)
-            norm = weights.sum(1, dtype=a.dtype)
-            own = torch.zeros_like(norm) if exclude_positive else (positive - top).exp()
-            norm = norm + own
+            pulled_and_norm = (weights @ t_sum).to(a.dtype)
+            own = torch.zeros_like(positive) if exclude_positive else (positive - top).exp()
+            norm = pulled_and_norm[:, -1] + own
             total += (norm.log() + top - positive).sum().double()
-            pulled = (weights.to(dtype) @ t_low).to(a.dtype) / norm[:, None]
+            pulled = pulled_and_norm[:, :-1] / norm[:, None]
             grad[rows] = (pulled - (1 - own / norm)[:, None] * t_c) / temperature
         ctx.save_for_backward(grad / n)
         return (total / n).to(a.dtype)

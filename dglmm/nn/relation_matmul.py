@@ -28,15 +28,22 @@ class PairPlan:
         self.counts = torch.bincount(distinct // n_nodes, minlength=n_relations).tolist()
 
 
-def project_pairs(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> torch.Tensor:
-    """``W_r x_node`` for each distinct pair of ``plan`` (``weights``: ``[R, d, d_r]``), one ``mm`` per relation."""
-    blocks = x[plan.nodes].split(plan.counts)
-    return torch.cat([b @ weights[r] for r, b in enumerate(blocks) if len(b)])
+def project_pairs(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan,
+                  bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``W_r x_node (+ b_r)`` for each distinct pair of ``plan`` (``weights``: ``[R, d, d_r]``, ``bias``:
+    ``[R, d_r]``), one ``mm`` per relation block.  ``index_select`` (not ``x[...]``): its backward is an
+    ``index_add_``, several times faster on CPU than the accumulating ``index_put_`` of advanced indexing; the
+    bias is broadcast per block, so it needs no per-pair gather either.  A Python loop over relation blocks,
+    because ``dgl.ops.segment_mm`` is about 18x slower on CPU (dgl 2.1)."""
+    blocks = x.index_select(0, plan.nodes).split(plan.counts)
+    if bias is None:
+        return torch.cat([b @ weights[r] for r, b in enumerate(blocks) if len(b)])
+    return torch.cat([torch.addmm(bias[r], b, weights[r]) for r, b in enumerate(blocks) if len(b)])
 
 
 def relation_matmul(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> torch.Tensor:
     """``[W_{rel[e]} x_{node[e]}]_e`` (``weights``: ``[R, d, d_r]``) through the distinct pairs of ``plan``."""
-    return project_pairs(x, weights, plan)[plan.inverse]
+    return project_pairs(x, weights, plan).index_select(0, plan.inverse)
 
 
 def typed_edges_key(graph: dgl.DGLGraph) -> tuple:
@@ -51,37 +58,36 @@ def typed_edges_key(graph: dgl.DGLGraph) -> tuple:
 class FastRelationAttention(RelationAttention):
     """:class:`RelationAttention` computed on the distinct ``(node, relation)`` pairs, without per-edge vectors.
 
-    ``W_r e`` is projected once per distinct pair (:class:`PairPlan`, one BLAS block per relation), the head term
-    ``tanh(W_r e_h + e_r)`` is formed per pair too, and ``pi(h, r, t) = (W_r e_t)^T tanh(W_r e_h + e_r)`` is one
-    fused DGL ``u_dot_v`` (SDDMM) over a graph whose nodes are the pairs and whose edges are the triples, so no
-    ``[E, d_r]`` tensor is built (forward or backward).  The plan and the pair graph are cached under a content
-    key of the edge list.
+    Tails and heads have a pair plan each (:class:`PairPlan`, one BLAS block per relation): ``W_r e_t`` is
+    projected once per distinct tail pair and ``tanh(W_r e_h + e_r)`` once per distinct head pair (a KG's head
+    and tail pairs are mostly disjoint, so the ``tanh`` runs on the heads only), and
+    ``pi(h, r, t) = (W_r e_t)^T tanh(W_r e_h + e_r)`` is one fused DGL ``u_dot_v`` (SDDMM) over a bipartite
+    graph from tail pairs to head pairs with one edge per triple, so no ``[E, d_r]`` tensor is built (forward
+    or backward).  The plans and the pair graph are cached under a content key of the edge list.
     """
 
     def __init__(self, n_relations: int, dim: int, relation_dim: int) -> None:
         super().__init__(n_relations, dim, relation_dim)
-        self._plans: tuple[tuple, tuple[PairPlan, dgl.DGLGraph, torch.Tensor]] | None = None
+        self._plans: tuple[tuple, tuple[PairPlan, PairPlan, dgl.DGLGraph]] | None = None
 
-    def _plan(self, graph: dgl.DGLGraph) -> tuple[PairPlan, dgl.DGLGraph, torch.Tensor]:
-        """The pair plan, the pair graph (tail pair -> head pair, one edge per triple, in edge order) and each
-        distinct pair's relation id."""
+    def _plan(self, graph: dgl.DGLGraph) -> tuple[PairPlan, PairPlan, dgl.DGLGraph]:
+        """The tail and head pair plans and the pair graph (tail pair -> head pair, one edge per triple, in edge
+        order)."""
         key = typed_edges_key(graph)
         if self._plans is None or self._plans[0] != key:
             tails, heads = graph.edges()
             rel = graph.edata["rel"].long()
-            plan = PairPlan(torch.cat([tails, heads]), torch.cat([rel, rel]), graph.num_nodes(),
-                            self.transform.shape[0])
-            n_edges = len(tails)
-            pairs = dgl.graph((plan.inverse[:n_edges], plan.inverse[n_edges:]), num_nodes=len(plan.nodes),
-                              device=graph.device)
-            counts = torch.tensor(plan.counts, device=rel.device)
-            pair_rel = torch.repeat_interleave(torch.arange(len(plan.counts), device=rel.device), counts)
-            self._plans = (key, (plan, pairs, pair_rel))
+            n_nodes, n_rel = graph.num_nodes(), self.transform.shape[0]
+            tail_plan, head_plan = PairPlan(tails, rel, n_nodes, n_rel), PairPlan(heads, rel, n_nodes, n_rel)
+            pairs = dgl.heterograph({("tail", "triple", "head"): (tail_plan.inverse, head_plan.inverse)},
+                                    {"tail": len(tail_plan.nodes), "head": len(head_plan.nodes)},
+                                    device=graph.device)
+            self._plans = (key, (tail_plan, head_plan, pairs))
         return self._plans[1]
 
     def forward(self, graph: dgl.DGLGraph, entity: torch.Tensor) -> torch.Tensor:
-        plan, pairs, pair_rel = self._plan(graph)
-        projected = project_pairs(entity, self.transform, plan)                                # W_r e per pair
-        head_term = torch.tanh(projected + self.relation_emb[pair_rel])
-        logits = dgl.ops.u_dot_v(pairs, projected, head_term).squeeze(-1)
+        tail_plan, head_plan, pairs = self._plan(graph)
+        tail_term = project_pairs(entity, self.transform, tail_plan)                           # W_r e_t
+        head_term = torch.tanh(project_pairs(entity, self.transform, head_plan, self.relation_emb))
+        logits = dgl.ops.u_dot_v(pairs, tail_term, head_term).squeeze(-1)
         return edge_softmax(graph, logits)
