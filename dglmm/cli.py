@@ -42,6 +42,27 @@ def cmd_data_graph(args: argparse.Namespace) -> None:
     print(f"built in {time.perf_counter() - tic:.2f} s")
 
 
+def cmd_data_kg_check(args: argparse.Namespace) -> None:
+    from dglmm.data.kg_check import kg_alignment
+
+    dataset = _load(args.dataset)
+    if dataset.kg is None or len(dataset.kg) == 0:
+        raise InputError(f"{args.dataset}: the dataset has no knowledge graph")
+    table = kg_alignment(dataset, permutations=args.permutations, max_pairs=args.max_pairs, seed=args.seed)
+    if table.empty:
+        raise InputError(f"{args.dataset}: no KG relation links two items through a shared entity")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    pooled = table.iloc[-1]
+    if args.permutations < 19:
+        verdict = "too few permutations for a test at the 5% level (use --permutations 19 or more)"
+    elif pooled["p"] <= 0.05:
+        verdict = "items that share a KG entity share more users than under random links"
+    else:
+        verdict = ("items that share a KG entity share NO more users than under random links: the item -> entity "
+                   "links may be wrong, and a KG-aware model cannot gain from this KG")
+    print(f"{pooled['relation']}: ratio {pooled['ratio']:.2f}, permutation p {pooled['p']:.3f}: {verdict}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from dglmm.models import REGISTRY
     from dglmm.models.base import config_fields
@@ -199,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--symmetric", action="store_true")
     graph.add_argument("--no-cache", action="store_true")
     graph.set_defaults(func=cmd_data_graph)
+
+    kg_check = data.add_parser("kg-check", help="permutation test: do items that share a KG entity share users?")
+    kg_check.add_argument("dataset")
+    kg_check.add_argument("--max-pairs", type=int, default=20_000, help="item pairs sampled per relation")
+    kg_check.add_argument("--permutations", type=int, default=99, help="null draws with permuted item links")
+    kg_check.add_argument("--seed", type=int, default=0)
+    kg_check.set_defaults(func=cmd_data_kg_check)
 
     features = sub.add_parser("features", help="compute modality features").add_subparsers(
         dest="features_command", required=True)
