@@ -62,13 +62,14 @@ def test_without_iuid_uses_the_aligned_features():
     torch.testing.assert_close(model.purified(graph)["image"], expected)
 
 
+@pytest.mark.parametrize("self_loops", [False, True])
 @torch.no_grad()
-def test_gat_equals_hand_written_eqs_7_to_9():
-    data, graph, model = setup(n_layers=2)
+def test_gat_equals_hand_written_eqs_7_to_9(self_loops):
+    data, graph, model = setup(n_layers=2, gat_self_loops=self_loops)
     enc = model.encoder
     n_u = data.n_users
     edges = {(int(u), int(i)) for u, i in data.train}
-    neighbours = {n: [] for n in range(n_u + data.n_items)}      # bipartite graph, users first
+    neighbours = {n: [n] if self_loops else [] for n in range(n_u + data.n_items)}   # users first
     for u, i in edges:
         neighbours[u].append(n_u + i)
         neighbours[n_u + i].append(u)

@@ -62,7 +62,7 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 from dglmm.graph.features import apply_mask, feature_masks
 from dglmm.graph.knn import knn_graph_edges
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
@@ -91,6 +91,7 @@ class CAmgrConfig(ModelConfig):
                                            "attention-weighted propagation as MGCN's user-item view)",
                                 choices=("learned", "identity"))
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
+    gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)")
     knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; Fig. 3 sweeps 5-25)", low=1)
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
                            choices=("rw", "sym"))
@@ -123,21 +124,47 @@ class CAmgrConfig(ModelConfig):
                         choices=("final", "ego", "all"))
 
 
+SELF_LOOP_ETYPES = ((USER, "self", USER), (ITEM, "self", ITEM))
+
+
 class GATEncoder(nn.Module):
-    """Eqs. 7-9 on the bipartite user-item graph: ``L`` GAT layers (one ``W^l`` and ``w`` each), layer mean."""
+    """Eqs. 7-9 on the bipartite user-item graph: ``L`` GAT layers (one ``W^l`` and ``w`` each), layer mean.
+
+    ``self_loops``: ``N(n)`` of eq. 7 also holds ``n`` itself (GAT's ``N_i``; PyTorch Geometric's ``GATConv``
+    default), through ``user -> user`` / ``item -> item`` relations of a graph built once per interaction graph.
+    """
 
     def __init__(self, dim: int, n_layers: int, activation: str, negative_slope: float,
-                 transform: str = "learned") -> None:
+                 transform: str = "learned", self_loops: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(GATLayer(dim, dim, negative_slope, activation, transform)
                                     for _ in range(n_layers))
+        self.self_loops = self_loops
+        self._looped: tuple[tuple, dgl.DGLGraph] | None = None
+
+    def attention_graph(self, graph: dgl.DGLGraph) -> tuple[dgl.DGLGraph, list]:
+        """The graph and relations the layers attend over (with self loops: a user-item graph of four)."""
+        etypes = [INTERACT_ETYPE, INTERACTED_BY_ETYPE]
+        if not self.self_loops:
+            return graph, etypes
+        users, items = graph.edges(etype=INTERACT_ETYPE)
+        n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
+        key = (n_users, n_items, len(users), str(graph.device), int(users.sum()), int((users * items).sum()))
+        if self._looped is None or self._looped[0] != key:
+            loops = {SELF_LOOP_ETYPES[0]: (torch.arange(n_users, device=graph.device),) * 2,
+                     SELF_LOOP_ETYPES[1]: (torch.arange(n_items, device=graph.device),) * 2}
+            looped = dgl.heterograph({INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users), **loops},
+                                     {USER: n_users, ITEM: n_items}, device=graph.device)
+            self._looped = (key, looped)
+        return self._looped[1], [*etypes, *SELF_LOOP_ETYPES]
 
     def forward(self, graph: dgl.DGLGraph, user_h: torch.Tensor,
                 item_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``H_n = 1/(L+1) sum_l H^l_n`` (eq. 9) with ``H^l`` from eqs. 7-8."""
+        graph, etypes = self.attention_graph(graph)
         users, items = [user_h], [item_h]
         for layer in self.layers:
-            out = layer(graph, {"user": user_h, "item": item_h}, [INTERACT_ETYPE, INTERACTED_BY_ETYPE])
+            out = layer(graph, {"user": user_h, "item": item_h}, etypes)
             user_h, item_h = out["user"], out["item"]
             users.append(user_h)
             items.append(item_h)
@@ -187,7 +214,7 @@ class CAmgr(Recommender):
         for lin in [*self.align.values(), *self.gate.values()]:
             nn.init.xavier_uniform_(lin.weight)
         self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope,
-                                  config.gat_transform)
+                                  config.gat_transform, config.gat_self_loops)
         if config.attention_axis == "channels" and config.token_set != "all":
             raise InputError("model.token_set chooses the keys of attention over nodes; with "
                              "model.attention_axis='channels' it must be 'all'")

@@ -79,10 +79,12 @@ class GATLayer(nn.Module):
     """One GAT layer over relations ``etypes``: ``h'_n = sigma(sum_{j in N(n)} alpha_nj W h_j)`` (CAmgr eq. 7)
     with ``alpha_nj = softmax_j(LeakyReLU(a^T [W h_n | W h_j]))`` (eq. 8), ``a = [a_dst | a_src]``.
 
-    Each relation has its own in-edges (a user's items, an item's users); ``W`` and ``a`` are shared by them.
-    ``activation`` is applied to the aggregated messages (``relu`` in CAmgr; ``none`` leaves them linear).
-    ``transform``: ``learned`` ``W`` (Xavier-initialised) or ``identity`` (``W = I``, not trained: the layer
-    only attends; needs ``dim_in == dim_out``).
+    ``N(n)`` is a node's in-edges over all of ``etypes`` together (one ``edge_softmax`` over the heterograph,
+    then ``multi_update_all``): with self-loop relations among them (``user -> user``, ``item -> item``), a node
+    attends to itself as well as to its neighbours, as in GAT's own definition of ``N_i``.  ``W`` and ``a`` are
+    shared by all relations.  ``activation`` is applied to the aggregated messages (``relu`` in CAmgr; ``none``
+    leaves them linear).  ``transform``: ``learned`` ``W`` (Xavier-initialised) or ``identity`` (``W = I``, not
+    trained: the layer only attends; needs ``dim_in == dim_out``).
     """
 
     def __init__(self, dim_in: int, dim_out: int, negative_slope: float = 0.2, activation: str = "relu",
@@ -103,13 +105,21 @@ class GATLayer(nn.Module):
     def forward(self, graph: dgl.DGLGraph, feats: dict[str, torch.Tensor],
                 etypes: list[Etype]) -> dict[str, torch.Tensor]:
         """``feats``: node type -> ``[n, dim_in]``; returns node type -> ``[n, dim_out]`` for every destination."""
-        wh = {ntype: self.linear(h) for ntype, h in feats.items()}
-        out = {}
-        for etype in etypes:  # one per node-type pair (two for a user-item graph), not per edge
-            src_type, _, dst_type = etype
-            h = edge_attention(graph, etype, query=wh[dst_type] @ self.attn_dst, key=wh[src_type] @ self.attn_src,
-                               value=wh[src_type], score="additive", negative_slope=self.negative_slope)
-            out[dst_type] = out[dst_type] + h if dst_type in out else h
+        etypes = [graph.to_canonical_etype(e) for e in etypes]
+        sub = graph if len(etypes) == len(graph.canonical_etypes) else graph.edge_type_subgraph(etypes)
+        with sub.local_scope():
+            for ntype in sub.ntypes:
+                wh = self.linear(feats[ntype])
+                sub.nodes[ntype].data.update({"wh": wh, "el": wh @ self.attn_src, "er": wh @ self.attn_dst})
+            logits = {}
+            for etype in etypes:  # one per relation (two for a user-item graph), not per edge
+                sub.apply_edges(fn.u_add_v("el", "er", "e"), etype=etype)
+                logits[etype] = F.leaky_relu(sub.edges[etype].data["e"], self.negative_slope)
+            alpha = edge_softmax(sub, logits) if len(etypes) > 1 else {etypes[0]: edge_softmax(sub, logits[etypes[0]])}
+            for etype in etypes:
+                sub.edges[etype].data["a"] = alpha[etype]
+            sub.multi_update_all({e: (fn.u_mul_e("wh", "a", "m"), fn.sum("m", "h")) for e in etypes}, "sum")
+            out = {nt: sub.nodes[nt].data["h"] for nt in {e[2] for e in etypes}}
         return {k: F.relu(v) if self.activation == "relu" else v for k, v in out.items()}
 
 
