@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 
+from dglmm.data.kg_check import kg_alignment
 from dglmm.models import REGISTRY
 from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
 from dglmm.report import format_table
@@ -225,8 +226,23 @@ def note(r: Recipe) -> str:
     paper = {"amazon-book": "Amazon-Book", "yelp2018": "Yelp2018"}[r.args.paper_dataset]
     name = r.dataset.name.lower()
     if name.startswith(("amazon-book", "yelp")):
-        return f"paper numbers: {paper} (same family of data)."
-    return f"paper numbers: {paper}; this run is on {r.dataset.name!r}, other data: compare orderings, not values."
+        return f"paper numbers: {paper} (same family of data).{kg_note(r)}"
+    return (f"paper numbers: {paper}; this run is on {r.dataset.name!r}, other data: compare orderings, not "
+            f"values.{kg_note(r)}")
+
+
+def kg_note(r: Recipe, permutations: int = 19) -> str:
+    """The pooled result of ``dglmm data kg-check``: whether the KG the KG rows read carries any signal."""
+    if r.dataset.kg is None or len(r.dataset.kg) == 0:
+        return ""
+    table = kg_alignment(r.dataset, permutations=permutations, max_pairs=5_000)
+    if table.empty:
+        return ""
+    pooled = table.iloc[-1]
+    verdict = "" if pooled["p"] <= 0.05 else (": items that share a KG entity share no more users than under "
+                                              "random links, so the KG cannot help the KG models here")
+    return (f"\nKG link check (dglmm data kg-check, {permutations} permutations): pooled ratio "
+            f"{pooled['ratio']:.2f}, p {pooled['p']:.2f}{verdict}.")
 
 
 def main(argv: list[str] | None = None) -> int:
