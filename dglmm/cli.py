@@ -43,7 +43,7 @@ def cmd_data_graph(args: argparse.Namespace) -> None:
 
 
 def cmd_data_kg_check(args: argparse.Namespace) -> None:
-    from dglmm.data.kg_check import kg_alignment
+    from dglmm.data.kg_check import kg_alignment, verdict
 
     dataset = _load(args.dataset)
     if dataset.kg is None or len(dataset.kg) == 0:
@@ -53,14 +53,8 @@ def cmd_data_kg_check(args: argparse.Namespace) -> None:
         raise InputError(f"{args.dataset}: no KG relation links two items through a shared entity")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     pooled = table.iloc[-1]
-    if args.permutations < 19:
-        verdict = "too few permutations for a test at the 5% level (use --permutations 19 or more)"
-    elif pooled["p"] <= 0.05:
-        verdict = "items that share a KG entity share more users than under random links"
-    else:
-        verdict = ("items that share a KG entity share NO more users than under random links: the item -> entity "
-                   "links may be wrong, and a KG-aware model cannot gain from this KG")
-    print(f"{pooled['relation']}: ratio {pooled['ratio']:.2f}, permutation p {pooled['p']:.3f}: {verdict}")
+    print(f"{pooled['relation']}: ratio {pooled['ratio']:.2f}, permutation p {pooled['p']:.3f}: "
+          f"{verdict(table, args.permutations)}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

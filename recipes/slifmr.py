@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.data.kg_check import kg_alignment
+from dglmm.data.kg_check import kg_alignment, verdict
 from dglmm.models import REGISTRY
 from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
 from dglmm.report import format_table
@@ -239,10 +239,8 @@ def kg_note(r: Recipe, permutations: int = 19) -> str:
     if table.empty:
         return ""
     pooled = table.iloc[-1]
-    verdict = "" if pooled["p"] <= 0.05 else (": items that share a KG entity share no more users than under "
-                                              "random links, so the KG cannot help the KG models here")
     return (f"\nKG link check (dglmm data kg-check, {permutations} permutations): pooled ratio "
-            f"{pooled['ratio']:.2f}, p {pooled['p']:.2f}{verdict}.")
+            f"{pooled['ratio']:.2f}, p {pooled['p']:.2f}: {verdict(table, permutations)}.")
 
 
 def main(argv: list[str] | None = None) -> int:

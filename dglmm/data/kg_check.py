@@ -91,3 +91,14 @@ def _sharing_pairs(triples: np.ndarray, max_pairs: int, rng: np.random.Generator
     first = rng.integers(size[tail])
     second = (first + 1 + rng.integers(size[tail] - 1)) % size[tail]       # another item of the same tail
     return triples[start[tail] + first, 1], triples[start[tail] + second, 1]
+
+
+def verdict(table: pd.DataFrame, permutations: int, level: float = 0.05) -> str:
+    """One line on the pooled row of :func:`kg_alignment`: signal, no signal, or too few draws to tell."""
+    pooled = table.iloc[-1]
+    if 1 / (1 + permutations) > level:
+        return f"too few permutations for a test at the {level:.0%} level (use {round(1 / level) - 1} or more)"
+    if pooled["p"] <= level:
+        return "items that share a KG entity share more users than under random links"
+    return ("items that share a KG entity share NO more users than under random links: the item -> entity links "
+            "may be wrong, and a KG-aware model cannot gain from this KG")

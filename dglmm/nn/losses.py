@@ -193,8 +193,8 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
         total = a.new_zeros((), dtype=torch.float64)
         fixed_shift = 2.0 / temperature <= 80.0
         shift = 1.0 / temperature
-        t_aug = (torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1) if fixed_shift else t_neg).to(dtype)
         t_sum = torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1).to(dtype)  # [t_j, 1]: E t and sum E at once
+        t_aug = t_sum if fixed_shift else t_neg.to(dtype)                         # [t_j, 1]: the shift folded in
         for start in range(0, len(a), chunk_size):
             rows = torch.arange(start, min(start + chunk_size, len(a)), device=a.device)
             a_c, t_c = a[rows], t[rows]
