@@ -57,6 +57,14 @@ def cmd_data_kg_check(args: argparse.Namespace) -> None:
           f"{verdict(table, args.permutations)}")
 
 
+def cmd_data_relink(args: argparse.Namespace) -> None:
+    from dglmm.data.relink import relink_movielens
+
+    report = relink_movielens(args.dataset, args.movies, args.out, args.min_similarity)
+    print(report.summary())
+    print(f"wrote {Path(args.out)}; check it with: dglmm data kg-check {args.out}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from dglmm.models import REGISTRY
     from dglmm.models.base import config_fields
@@ -221,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     kg_check.add_argument("--permutations", type=int, default=99, help="null draws with permuted item links")
     kg_check.add_argument("--seed", type=int, default=0)
     kg_check.set_defaults(func=cmd_data_kg_check)
+
+    relink = data.add_parser("relink-movielens", help="re-key a RecBole MovieLens .link file (MovieLens-wide movie "
+                                                      "ids) to the dataset's own items by title and year")
+    relink.add_argument("dataset", help="RecBole dataset directory or .inter file (with .item and .link)")
+    relink.add_argument("--movies", required=True, help="a MovieLens movies.dat (ML-1M) or movies.csv (ml-latest)")
+    relink.add_argument("--out", required=True, help="directory for the re-linked copy")
+    relink.add_argument("--min-similarity", type=float, default=0.8, help="fuzzy title match threshold")
+    relink.set_defaults(func=cmd_data_relink)
 
     features = sub.add_parser("features", help="compute modality features").add_subparsers(
         dest="features_command", required=True)
