@@ -101,4 +101,4 @@ def verdict(table: pd.DataFrame, permutations: int, level: float = 0.05) -> str:
     if pooled["p"] <= level:
         return "items that share a KG entity share more users than under random links"
     return ("items that share a KG entity share NO more users than under random links: the item -> entity links "
-            "may be wrong, and a KG-aware model cannot gain from this KG")
+            "may be wrong (MovieLens: see dglmm data relink-movielens), and a KG-aware model cannot gain from this KG")
