@@ -103,3 +103,30 @@ def test_cli_info_and_graph_on_ml100k(ml100k: Path, capsys: pytest.CaptureFixtur
         assert line in info
     graph = _cli(capsys, "data", "graph", str(ml100k), "--no-cache")
     assert "entity" in graph and "rev_" in graph
+
+
+def test_ml100k_link_is_keyed_by_movielens_wide_ids(ml100k: Path) -> None:
+    """The shipped fault that ``dglmm data relink-movielens`` repairs: Star Wars' entity sits on item 260."""
+    import pandas as pd
+
+    link = pd.read_csv(ml100k / "ml-100k.link", sep="\t", dtype=str).set_index("item_id:token")["entity_id:token"]
+    items = pd.read_csv(ml100k / "ml-100k.item", sep="\t", dtype=str).set_index("item_id:token")
+    assert link["260"] == "m.0dtfn"                                   # Freebase: Star Wars (MovieLens movieId 260)
+    assert items.loc["260", "movie_title:token_seq"] == "Event Horizon"   # ... but ML-100k's item 260
+    assert items.loc["50", "movie_title:token_seq"] == "Star Wars" and link.get("50") != "m.0dtfn"
+
+
+def test_relinked_ml100k_kg_carries_signal(ml100k: Path, tmp_path: Path) -> None:
+    """With a MovieLens movies.dat (``DGLMM_MOVIELENS_MOVIES``, e.g. ML-1M's), the re-linked KG passes kg-check."""
+    from dglmm.data.kg_check import kg_alignment
+    from dglmm.data.relink import relink_movielens
+
+    movies = os.environ.get("DGLMM_MOVIELENS_MOVIES")
+    if not movies or not Path(movies).is_file():
+        pytest.skip("DGLMM_MOVIELENS_MOVIES does not name a MovieLens movies.dat / movies.csv")
+    report = relink_movielens(ml100k, movies, tmp_path / "relinked")
+    assert report.linked_after > 1_400 and report.unmatched < 60
+    pooled = kg_alignment(read_recbole(tmp_path / "relinked"), permutations=19, max_pairs=5_000).iloc[-1]
+    shipped = kg_alignment(read_recbole(ml100k), permutations=19, max_pairs=5_000).iloc[-1]
+    assert pooled["ratio"] > 1.5 and pooled["p"] <= 0.05
+    assert shipped["ratio"] < 1.2
