@@ -89,6 +89,14 @@ def test_match_titles_exact_then_close_titles_of_the_same_year(tmp_path):
     assert strict["movieId"].tolist()[2] == 4                    # a word subsequence still matches
 
 
+def test_a_title_two_films_share_is_ambiguous_and_gets_no_link():
+    movies = pd.DataFrame({"movieId": [1, 2, 3], "title": ["Hamlet", "Hamlet", "Hamlet 2"],
+                           "year": [1996.0, 1996.0, 1996.0]})
+    items = pd.DataFrame({"item_id": ["1", "2"], "title": ["Hamlet", "Hamlet 2"], "year": [1996.0, 1996.0]})
+    got = match_titles(items, movies)
+    assert got["movieId"].tolist() == [-1, 3] and got["method"].tolist() == ["none", "exact"]
+
+
 def test_relinked_dataset_gives_each_item_its_own_film_and_keeps_everything_else(tmp_path):
     movies = write_movielens_like(tmp_path / "src")
     report = relink_movielens(tmp_path / "src", movies, tmp_path / "out")

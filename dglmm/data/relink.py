@@ -14,7 +14,8 @@ ml-latest's), and the item takes the entity the old link gave that ``movieId``. 
    alternate titles in parentheses dropped, trailing articles ``", The"`` moved to the front) and the year;
 2. **fuzzy**, for the rest, among the films of the same year: the item's normalised title is a word-prefix or
    word-subsequence of the film's (ML-100k's "Star Wars" is ML-1M's "Star Wars: Episode IV - A New Hope"), or
-   their :class:`difflib.SequenceMatcher` ratio is at least ``min_similarity``.
+   their :class:`difflib.SequenceMatcher` ratio is at least ``min_similarity`` (a tie between two films: no
+   match).
 
 Items without a match, or whose film the old link does not cover, get no link.  When two items match one film
 (ML-100k lists a few films twice) the first item keeps it, as a link must be one-to-one.  The other files are
@@ -111,7 +112,7 @@ def match_titles(items: pd.DataFrame, movies: pd.DataFrame, min_similarity: floa
         scores = [1.0 if _is_word_subsequence(key, other) else difflib.SequenceMatcher(None, key, other).ratio()
                   for other in candidates["key"]]
         best = int(np.argmax(scores))
-        if scores[best] >= min_similarity:
+        if scores[best] >= min_similarity and scores.count(scores[best]) == 1:   # ties: ambiguous, no link
             out.loc[row, ["movieId", "method"]] = [int(candidates["movieId"].iloc[best]), "fuzzy"]
     return out
 
@@ -173,8 +174,8 @@ def relink_movielens(source: str | Path, movies: str | Path, out_dir: str | Path
     new = matches.dropna(subset=["entity_id"])
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(inter.parent.iterdir()):
-        if path.is_file() and path.name.startswith(inter.stem + ".") and path != link_path \
-                or path.name.endswith("_feat.npy"):
+        same_dataset = path.name.startswith(inter.stem + ".") or path.name.endswith("_feat.npy")
+        if path.is_file() and same_dataset and path != link_path:
             shutil.copy2(path, out_dir / path.name)
     lines = ["item_id:token\tentity_id:token", *(f"{i}\t{e}" for i, e in zip(new["item_id"], new["entity_id"],
                                                                           strict=True))]
