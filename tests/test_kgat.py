@@ -47,9 +47,9 @@ def dense_attention(model):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("aggregator", ["bi", "gcn", "graphsage"])
-def test_forward_equals_dense_eqs_3_to_11(small, aggregator):
-    graph, model = build(small, attention="batch", aggregator=aggregator)
+@pytest.mark.parametrize("aggregator, layer_norm", [("bi", "l2"), ("gcn", "l2"), ("graphsage", "l2"), ("bi", "none")])
+def test_forward_equals_dense_eqs_3_to_11(small, aggregator, layer_norm):
+    graph, model = build(small, attention="batch", aggregator=aggregator, layer_norm=layer_norm)
     model.eval()
     a = dense_attention(model)
     ego = model.embedding.weight
@@ -62,7 +62,7 @@ def test_forward_equals_dense_eqs_3_to_11(small, aggregator):
             ego = F.leaky_relu(agg.w1(ego + side), 0.2)                                 # eq. 6
         else:
             ego = F.leaky_relu(agg.w1(torch.cat([ego, side], 1)), 0.2)                   # eq. 7
-        layers.append(F.normalize(ego, dim=1))
+        layers.append(F.normalize(ego, dim=1) if layer_norm == "l2" else ego)        # official code / eq. 11
     out = torch.cat(layers, 1)                                                          # eq. 11
     reps = model(graph)
     torch.testing.assert_close(reps.item, out[:small.n_items], rtol=1e-4, atol=1e-5)
@@ -113,7 +113,8 @@ def test_kg_sampler_draws_existing_triples_and_unseen_corruptions():
 
 
 @pytest.mark.parametrize("options", [{}, {"attention": "batch"}, {"attention": "none"}, {"kg_loss": False},
-                                     {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"}])
+                                     {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"},
+                                     {"layer_norm": "none"}])
 def test_every_option_trains_a_step(small, options):
     graph, model = build(small, **options)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)

@@ -15,7 +15,8 @@ The computation, with the paper's equation numbers:
 * **Aggregators** (eqs. 6-8): ``bi`` (bi-interaction, default) ``LeakyReLU(W_1 (e_h + e_N)) +
   LeakyReLU(W_2 (e_h * e_N))``, ``gcn`` ``LeakyReLU(W (e_h + e_N))``, ``graphsage`` ``LeakyReLU(W [e_h | e_N])``.
 * **High-order propagation and prediction** (eqs. 9-12): L layers with message dropout, each layer's output
-  L2-normalised (official code), all layers concatenated, score ``e_u^T e_i``.
+  L2-normalised (official code; ``layer_norm="none"``: as eq. 11 is printed), all layers concatenated, score
+  ``e_u^T e_i``.
 * **Optimisation** (eq. 13): BPR on the concatenated embeddings + ``reg_weight`` L2 of the batch's final
   embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then as many KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
@@ -72,6 +73,8 @@ class KGATConfig(ModelConfig):
     attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
                             "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
                             choices=("epoch", "batch", "none"))
+    layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
+                             "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
     kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
     kg_schedule: str = option("alternate", "'alternate': all CF batches then as many KG batches per epoch "
                               "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"))
@@ -189,7 +192,7 @@ class KGAT(Recommender):
         for aggregator in self.aggregators:
             side = aggregate(ego)                                                      # eq. 3
             ego = self.dropout(aggregator(ego, side))                                 # eqs. 6-8, message dropout
-            layers.append(F.normalize(ego, dim=1))                                     # official normalisation
+            layers.append(F.normalize(ego, dim=1) if self.config.layer_norm == "l2" else ego)  # official code
         out = torch.cat(layers, 1)                                                     # eq. 11
         return Representations(out[self.user_offset:], out[:self.n_items])
 
