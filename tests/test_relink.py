@@ -71,7 +71,7 @@ def test_malformed_movies_file_names_the_file_and_line(tmp_path):
     bad.write_text("1::Toy Story (1995)::Animation\n2::Jumanji (1995)\n")
     with pytest.raises(DataError, match=r"movies\.dat.*line 2"):
         read_movielens_movies(bad)
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(DataError, match=r"absent\.dat: missing file"):
         read_movielens_movies(tmp_path / "absent.dat")
 
 
@@ -140,4 +140,4 @@ def test_cli_relink(tmp_path, capsys):
     assert main(["data", "relink-movielens", str(tmp_path / "src"), "--movies", str(tmp_path / "none.dat"),
                  "--out", str(tmp_path / "out2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "none.dat: no such file" in err[0]
+    assert len(err) == 1 and "none.dat: missing file" in err[0]

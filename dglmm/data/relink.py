@@ -29,6 +29,7 @@ import difflib
 import re
 import shutil
 import unicodedata
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ import pandas as pd
 from dglmm.data.errors import DataError
 from dglmm.data.formats.common import find_inter_file
 from dglmm.data.formats.recbole import read_atomic
-from dglmm.data.validate import require_columns
+from dglmm.data.validate import require_columns, require_file
 from dglmm.errors import InputError
 from dglmm.io import write_text
 
@@ -58,9 +59,7 @@ def normalise_title(title: str) -> str:
 
 def read_movielens_movies(path: str | Path) -> pd.DataFrame:
     """``movieId``, ``title`` (year removed) and ``year`` (NaN if absent) of a ``movies.dat`` or ``movies.csv``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (a MovieLens movies.dat or movies.csv)")
+    path = require_file(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -68,8 +67,6 @@ def read_movielens_movies(path: str | Path) -> pd.DataFrame:
         text = raw.decode("latin-1")          # GroupLens ships ML-1M's movies.dat in Latin-1
     lines = [line for line in text.splitlines() if line.strip()]
     if path.suffix == ".csv":
-        from io import StringIO
-
         table = pd.read_csv(StringIO("\n".join(lines)), dtype=str)
         require_columns(table.columns, ("movieId", "title"), path)
         ids, titles = table["movieId"], table["title"]
@@ -169,7 +166,7 @@ def relink_movielens(source: str | Path, movies: str | Path, out_dir: str | Path
     old = old[~old.index.duplicated()]
     matches = match_titles(_item_titles(inter), read_movielens_movies(movies), min_similarity)
     matched = matches["movieId"] >= 0
-    first = matched & ~(matched & matches["movieId"].duplicated())
+    first = matched & ~matches["movieId"].duplicated()        # a film's first item keeps it
     matches["entity_id"] = matches["movieId"].map(old.to_dict()).where(first)
     new = matches.dropna(subset=["entity_id"])
     out_dir.mkdir(parents=True, exist_ok=True)
