@@ -69,6 +69,21 @@ def test_forward_equals_dense_eqs_3_to_11(small, aggregator, layer_norm):
     torch.testing.assert_close(reps.user, out[model.user_offset:], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("embedding_init", ["per_table", "one_table"])
+def test_layer_0_init_uses_the_official_per_table_xavier_bounds(small, embedding_init):
+    _, model = build(small, embedding_init=embedding_init)
+    weight, d, offset = model.embedding.weight.detach(), 6, model.user_offset
+    n_users, n_entities = model.n_nodes - offset, offset
+    bound = {"users": (6 / (n_users + d)) ** 0.5, "entities": (6 / (n_entities + d)) ** 0.5,
+             "all": (6 / (model.n_nodes + d)) ** 0.5}
+    users, entities = weight[offset:].abs().max().item(), weight[:offset].abs().max().item()
+    if embedding_init == "per_table":           # official user_embed and entity_embed, each with its own bound
+        assert bound["entities"] < users <= bound["users"]
+        assert entities <= bound["entities"] and entities > 0.9 * bound["entities"]
+    else:
+        assert max(users, entities) <= bound["all"]
+
+
 def test_transr_loss_equals_formula(small):
     _, model = build(small)
     h, r, t, tn = torch.tensor([0, 3]), torch.tensor([1, 0]), torch.tensor([5, 7]), torch.tensor([9, 2])
@@ -114,7 +129,8 @@ def test_kg_sampler_draws_existing_triples_and_unseen_corruptions():
 
 @pytest.mark.parametrize("options", [{}, {"attention": "batch"}, {"attention": "none"}, {"kg_loss": False},
                                      {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"},
-                                     {"layer_norm": "none"}])
+                                     {"layer_norm": "none"}, {"embedding_init": "one_table"},
+                                     {"kg_optimizer": "shared"}])
 def test_every_option_trains_a_step(small, options):
     graph, model = build(small, **options)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -130,16 +146,41 @@ def test_every_option_trains_a_step(small, options):
     assert model.relation_attention.transform.grad is not None
 
 
-def test_alternation_runs_a_kg_phase_after_the_cf_batches(small):
-    config = resolve_model_config("kgat", "small", [], ["train.epochs=1", "train.batch_size=64", "train.progress=false"])
-    prepared = prepare_run("kgat", small, config)
+@pytest.mark.parametrize("kg_optimizer", ["separate", "shared"])
+def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, tmp_path):
+    options = ["train.epochs=1", "train.batch_size=64", "train.progress=false", f"model.kg_optimizer={kg_optimizer}"]
+    prepared = prepare_run("kgat", small, resolve_model_config("kgat", "small", [], options))
     trainer, steps = prepared.trainer, []
     original = trainer._step
-    trainer._step = lambda batch, *a: (steps.append("cf" if len(batch.users) else "kg"), original(batch, *a))
+
+    def record(batch, epoch, sums, counts, optimizer=None):
+        steps.append(("cf" if len(batch.users) else "kg", optimizer or trainer.optimizer))
+        original(batch, epoch, sums, counts, optimizer)
+
+    trainer._step = record
     losses = trainer.train_epoch(0)
     n_cf = -(-len(small.train) // 64)
-    assert steps == ["cf"] * n_cf + ["kg"] * n_cf
+    assert [kind for kind, _ in steps] == ["cf"] * n_cf + ["kg"] * n_cf
     assert {"bpr", "transr", "kg_l2"} <= set(losses)
+    # official: opt for L_CF and opt2 for L_KG, two Adam states; 'shared': one Adam steps both losses
+    kg_optimizer_used = trainer.phase_optimizers["kg"] if kg_optimizer == "separate" else trainer.optimizer
+    assert all(opt is trainer.optimizer for kind, opt in steps if kind == "cf")
+    assert all(opt is kg_optimizer_used for kind, opt in steps if kind == "kg")
+    embedding = prepared.model.embedding.weight
+    main_steps = int(trainer.optimizer.state[embedding]["step"])
+    assert main_steps == (n_cf if kg_optimizer == "separate" else 2 * n_cf)
+    if kg_optimizer == "separate":
+        assert int(trainer.phase_optimizers["kg"].state[embedding]["step"]) == n_cf
+        state = trainer._state(0)           # checkpointed, and restored on resume
+        torch.save(state, tmp_path / "checkpoint.pt")
+        again = prepare_run("kgat", small, resolve_model_config("kgat", "small", [], options)).trainer
+        again.resume(tmp_path / "checkpoint.pt")
+        restored = again.phase_optimizers["kg"].state[again.model.embedding.weight]
+        assert int(restored["step"]) == n_cf
+        torch.testing.assert_close(restored["exp_avg_sq"],
+                                   trainer.phase_optimizers["kg"].state[embedding]["exp_avg_sq"], rtol=0, atol=0)
+    else:
+        assert trainer.phase_optimizers == {}
 
 
 def test_kgat_learns_and_evaluate_reproduces_the_run(tmp_path, monkeypatch):

@@ -124,7 +124,8 @@ class Recommender(nn.Module):
         checkpointed with the BPR sampler's.  A sampler with ``phase = False`` gives ``sample()`` to every BPR
         batch (``Batch.extras[name]``); one with ``phase = True`` is iterated after the BPR batches of every
         epoch, each of its samples a batch of its own (empty users/pos/neg), as KGAT alternates its CF and KG
-        losses."""
+        losses; a phase sampler with ``own_optimizer = True`` is stepped by an Adam of its own (checkpointed
+        too), as KGAT's official code keeps one for each loss."""
         return {}
 
     def load_pretrained(self) -> None:

@@ -20,6 +20,8 @@ The computation, with the paper's equation numbers:
 * **Optimisation** (eq. 13): BPR on the concatenated embeddings + ``reg_weight`` L2 of the batch's final
   embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then as many KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
+  The alternation steps the two losses with two Adam optimisers, as the official code (``opt``, ``opt2``;
+  ``kg_optimizer="separate"``), or with one (``shared``), whose moment estimates then mix both losses.
 
 Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: as the
 official code, ``pi`` is recomputed over the whole graph after every epoch without gradient and kept as
@@ -28,6 +30,9 @@ module state; ``batch``: recomputed in every forward pass with gradient from the
 Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
 The official code stops early on the test set; dglmm stops and selects on validation.
+
+``embedding_init`` [``per_table``: Xavier bounds from the user table and the entity table apart, as the official
+``user_embed``/``entity_embed``; ``one_table``: one bound for all rows, the earlier dglmm default].
 
 ``pretrain`` [None] is the official ``--pretrain -1``: the user embeddings and the items' rows of the entity
 embeddings start from a trained BPR-MF (here a dglmm MF run folder or its ``best.pt``, read with
@@ -78,9 +83,15 @@ class KGATConfig(ModelConfig):
     kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
     kg_schedule: str = option("alternate", "'alternate': all CF batches then as many KG batches per epoch "
                               "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"))
+    kg_optimizer: str = option("separate", "alternate schedule: the TransR phase stepped by an Adam of its own "
+                               "('separate', official opt2) or by the CF one ('shared')",
+                               choices=("separate", "shared"))
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"))
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+    embedding_init: str = option("per_table", "xavier bounds of the layer-0 embeddings: users and entities as two "
+                                 "tables ('per_table', official) or as 'one_table'",
+                                 choices=("per_table", "one_table"))
     pretrain: str | None = option(None, "a dglmm MF run folder (or its best.pt) whose user/item embeddings "
                                   "initialise KGAT's (official --pretrain -1); None: xavier init")
 
@@ -126,7 +137,7 @@ class KGAT(Recommender):
         self.register_buffer("edge_rel", kg.graph.edata["rel"].long(), persistent=False)
         self.n_relations = kg.n_relations
         self.embedding = nn.Embedding(self.n_nodes, config.embedding_dim)
-        nn.init.xavier_uniform_(self.embedding.weight)
+        self._init_embedding()
         self.relation_attention = FastRelationAttention(kg.n_relations, config.embedding_dim, config.relation_dim)
         sizes = [config.embedding_dim, *config.layer_sizes]
         self.aggregators = nn.ModuleList(Aggregator(config.aggregator, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
@@ -134,6 +145,18 @@ class KGAT(Recommender):
         self.register_buffer("attention_weights", self._mean_weights())     # pi, updated after each epoch
         self._kg_graph: dgl.DGLGraph | None = None
         self._fixed: tuple[tuple, FixedSparse] | None = None
+
+    def _init_embedding(self) -> None:
+        """Xavier-uniform layer-0 embeddings: the user rows and the entity rows (items first) as two tables, as
+        the official ``user_embed`` and ``entity_embed`` (``embedding_init="per_table"``), or as one table
+        (``one_table``), whose bound ``sqrt(6 / (n_users + n_entities + d))`` is several times smaller for users."""
+        weight = self.embedding.weight
+        if self.config.embedding_init == "one_table":
+            nn.init.xavier_uniform_(weight)
+            return
+        with torch.no_grad():
+            nn.init.xavier_uniform_(weight[self.user_offset:])
+            nn.init.xavier_uniform_(weight[:self.user_offset])
 
     def load_pretrained(self) -> None:
         """Official ``--pretrain -1``: users' and items' layer-0 embeddings copied from the MF run
@@ -234,7 +257,8 @@ class KGAT(Recommender):
         sampler = KGTripleSampler(
             self.edge_dst.cpu().numpy(), self.edge_rel.cpu().numpy(), self.edge_src.cpu().numpy(), self.n_nodes,
             batch_size=max(1, n_triples // n_cf_batches), n_batches=n_cf_batches, seed=seed,
-            mode=self.config.kg_sampling, phase=self.config.kg_schedule == "alternate")
+            mode=self.config.kg_sampling, phase=self.config.kg_schedule == "alternate",
+            own_optimizer=self.config.kg_optimizer == "separate")
         return {"kg": sampler}
 
     def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:

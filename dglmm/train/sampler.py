@@ -104,17 +104,20 @@ class KGTripleSampler:
     head's triples uniformly (the official KGAT sampler); ``mode="edge"`` draws triples uniformly.  The
     corrupted tail is uniform over ``n_nodes`` and never forms an existing triple with the head and relation
     (vectorised rejection on sorted keys).  With ``phase=True`` the trainer iterates ``n_batches`` batches
-    after each epoch's BPR batches; otherwise it calls :meth:`sample` once per BPR batch.
+    after each epoch's BPR batches, stepped by an Adam of their own when ``own_optimizer`` (KGAT's official
+    ``opt2``), else by the main one; otherwise it calls :meth:`sample` once per BPR batch.
     """
 
     def __init__(self, heads: np.ndarray, relations: np.ndarray, tails: np.ndarray, n_nodes: int,
-                 batch_size: int, n_batches: int, seed: int = 0, mode: str = "head", phase: bool = True) -> None:
+                 batch_size: int, n_batches: int, seed: int = 0, mode: str = "head", phase: bool = True,
+                 own_optimizer: bool = False) -> None:
         if mode not in ("head", "edge"):
             raise ValueError(f"mode must be 'head' or 'edge', got {mode!r}")
         order = np.lexsort((tails, relations, heads))
         self.heads, self.relations, self.tails = heads[order], relations[order], tails[order]
         self.n_nodes, self.n_relations = n_nodes, int(relations.max()) + 1 if len(relations) else 1
         self.batch_size, self.n_batches, self.mode, self.phase = batch_size, n_batches, mode, phase
+        self.own_optimizer = own_optimizer
         self.keys = np.unique(self._key(self.heads, self.relations, self.tails))
         self.unique_heads, self.starts, self.degrees = np.unique(self.heads, return_index=True, return_counts=True)
         self.rng = np.random.default_rng(seed)

@@ -92,6 +92,11 @@ class Trainer:
         self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
                                   seed=config.seed, item_pool=negative_pool(dataset, config.negative_pool))
         self.extra_samplers = model.extra_samplers(dataset, config.batch_size, config.seed + 1)
+        # a phase sampler with ``own_optimizer`` gets an Adam of its own (KGAT's official opt2 for L_KG)
+        self.phase_optimizers = {
+            name: torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+            for name, s in self.extra_samplers.items()
+            if getattr(s, "phase", False) and getattr(s, "own_optimizer", False)}
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
@@ -119,25 +124,30 @@ class Trainer:
             bar.set_postfix({k: f"{v / counts[k]:.4f}" for k, v in sums.items()})
         empty = torch.zeros(0, dtype=torch.long)
         for name, sampler in phases.items():
+            optimizer = self.phase_optimizers.get(name, self.optimizer)
             for sample in sampler:
-                self._step(Batch(empty, empty, empty, {name: sample}).to(self.device), epoch, sums, counts)
+                self._step(Batch(empty, empty, empty, {name: sample}).to(self.device), epoch, sums, counts,
+                           optimizer)
         self.model.on_epoch_end(epoch, self.graph)
         return {name: value / counts[name] for name, value in sums.items()}
 
-    def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int]) -> None:
-        """One optimiser step on the summed loss terms of ``batch``; accumulates each term for the log.
-        Under torchrun the step is data-parallel (:class:`dglmm.train.distributed.DataParallelStep`)."""
+    def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int],
+              optimizer: torch.optim.Optimizer | None = None) -> None:
+        """One step of ``optimizer`` (default: the main one) on the summed loss terms of ``batch``; accumulates
+        each term for the log.  Under torchrun the step is data-parallel
+        (:class:`dglmm.train.distributed.DataParallelStep`)."""
+        optimizer = optimizer or self.optimizer
         if self._parallel is not None:
-            values = self._parallel(self.graph, batch, self.optimizer, f"epoch {epoch}")
+            values = self._parallel(self.graph, batch, optimizer, f"epoch {epoch}")
         else:
             terms = self.model.loss(self.model.training_forward(self.graph, batch), batch)
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at epoch {epoch}: "
                                          + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            optimizer.step()
             values = {name: value.item() for name, value in terms.items()}
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value
@@ -253,6 +263,7 @@ class Trainer:
         return {
             "epoch": epoch, "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()), "sampler": self.sampler.state_dict(),
+            "phase_optimizers": {name: copy.deepcopy(o.state_dict()) for name, o in self.phase_optimizers.items()},
             "extra_samplers": {name: s.state_dict() for name, s in self.extra_samplers.items()},
             "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_state(),
             "python_rng": random.getstate(), "best": self.best, "best_state": self.best_state,
@@ -273,6 +284,9 @@ class Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            for name, optimizer in self.phase_optimizers.items():  # absent from checkpoints before they existed
+                if name in state.get("phase_optimizers", {}):
+                    optimizer.load_state_dict(state["phase_optimizers"][name])
             self.sampler.load_state_dict(state["sampler"])
             for name, sampler in self.extra_samplers.items():
                 sampler.load_state_dict(state["extra_samplers"][name])
