@@ -140,7 +140,8 @@ def test_lattice_torchrun_equals_single_process_with_identical_graphs(can_launch
 def accumulated_reference(model: str, run_dir: Path, sets: list[str], world: int = 2) -> Path:
     """One process that does what N ranks do, without torch.distributed: per global batch, the loss of each
     shard weighted by ``n_r / n`` (a batch without BPR rows: ``1 / N`` each), all from the same RNG state,
-    gradients summed, one Adam step.  An independent reference of :class:`DataParallelStep`."""
+    gradients summed, one step of the optimiser the trainer passes (KGAT's TransR phase has its own Adam).  An
+    independent reference of :class:`DataParallelStep`."""
     import torch
 
     from dglmm.models.base import Batch
@@ -150,9 +151,10 @@ def accumulated_reference(model: str, run_dir: Path, sets: list[str], world: int
     trainer = prepare_run(model, dataset, resolve_model_config(model, dataset.name, [], sets), run_dir).trainer
     net, graph, opt = trainer.model, trainer.graph, trainer.optimizer
 
-    def step(batch: Batch, epoch: int, sums: dict, counts: dict) -> None:
+    def step(batch: Batch, epoch: int, sums: dict, counts: dict, optimizer=None) -> None:
         n, state, values = len(batch.users), torch.get_rng_state(), {}
-        opt.zero_grad(set_to_none=True)
+        optimizer = optimizer or opt
+        optimizer.zero_grad(set_to_none=True)
         for rank in range(world):
             torch.set_rng_state(state)
             part = shard_slice(n, rank, world) if n else slice(0, 0)
@@ -162,7 +164,7 @@ def accumulated_reference(model: str, run_dir: Path, sets: list[str], world: int
             (sum(terms.values()) * weight).backward()
             for k, v in terms.items():
                 values[k] = values.get(k, 0.0) + v.item() * weight
-        opt.step()
+        optimizer.step()
         for k, v in values.items():
             sums[k], counts[k] = sums.get(k, 0.0) + v, counts.get(k, 0) + 1
 
