@@ -84,6 +84,19 @@ def test_layer_0_init_uses_the_official_per_table_xavier_bounds(small, embedding
         assert max(users, entities) <= bound["all"]
 
 
+@pytest.mark.parametrize("bias_init", ["xavier", "zero"])
+def test_aggregator_biases_follow_the_official_xavier_init(small, bias_init):
+    _, model = build(small, bias_init=bias_init)     # layer sizes 6 -> 5 -> 4
+    for aggregator, d_out in zip(model.aggregators, [5, 4], strict=True):
+        for lin in (aggregator.w1, aggregator.w2):
+            bias = lin.bias.detach()
+            if bias_init == "zero":
+                assert not bias.any()
+            else:                                    # TF xavier_initializer on a [1, d_out] variable
+                assert bias.abs().max() <= (6 / (1 + d_out)) ** 0.5 and bias.abs().max() > 0.1
+            assert lin.weight.abs().max() <= (6 / (lin.in_features + d_out)) ** 0.5
+
+
 def test_transr_loss_equals_formula(small):
     _, model = build(small)
     h, r, t, tn = torch.tensor([0, 3]), torch.tensor([1, 0]), torch.tensor([5, 7]), torch.tensor([9, 2])
@@ -129,7 +142,7 @@ def test_kg_sampler_draws_existing_triples_and_unseen_corruptions():
 
 @pytest.mark.parametrize("options", [{}, {"attention": "batch"}, {"attention": "none"}, {"kg_loss": False},
                                      {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"},
-                                     {"layer_norm": "none"}, {"embedding_init": "one_table"},
+                                     {"layer_norm": "none"}, {"embedding_init": "one_table"}, {"bias_init": "zero"},
                                      {"kg_optimizer": "shared"}])
 def test_every_option_trains_a_step(small, options):
     graph, model = build(small, **options)

@@ -31,7 +31,8 @@ Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
 The official code stops early on the test set; dglmm stops and selects on validation.
 
-``embedding_init`` [``per_table``: Xavier bounds from the user table and the entity table apart, as the official
+``bias_init`` [``xavier``: the aggregator biases drawn like the official ``b_gc``/``b_bi``, Xavier over ``[1, d_out]``;
+``zero``].  ``embedding_init`` [``per_table``: Xavier bounds from the user table and the entity table apart, as the official
 ``user_embed``/``entity_embed``; ``one_table``: one bound for all rows, the earlier dglmm default].
 
 ``pretrain`` [None] is the official ``--pretrain -1``: the user embeddings and the items' rows of the entity
@@ -58,6 +59,7 @@ from dglmm.graph.kg import knowledge_graph
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.models.mf import load_mf_embeddings
 from dglmm.nn.attention import RelationAttention
+from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.nn.propagation import FixedSparse
 from dglmm.nn.relation_matmul import FastRelationAttention
@@ -89,6 +91,8 @@ class KGATConfig(ModelConfig):
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"))
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+    bias_init: str = option("xavier", "aggregator biases: 'xavier' over [1, d_out] (official b_gc/b_bi) or 'zero'",
+                            choices=BIAS_INITS)
     embedding_init: str = option("per_table", "xavier bounds of the layer-0 embeddings: users and entities as two "
                                  "tables ('per_table', official) or as 'one_table'",
                                  choices=("per_table", "one_table"))
@@ -99,15 +103,11 @@ class KGATConfig(ModelConfig):
 class Aggregator(nn.Module):
     """One KGAT layer's aggregator ``f(e_h, e_N(h))`` (eqs. 6-8)."""
 
-    def __init__(self, kind: str, dim_in: int, dim_out: int) -> None:
+    def __init__(self, kind: str, dim_in: int, dim_out: int, bias_init: str = "xavier") -> None:
         super().__init__()
         self.kind = kind
-        self.w1 = nn.Linear(2 * dim_in if kind == "graphsage" else dim_in, dim_out)
-        self.w2 = nn.Linear(dim_in, dim_out) if kind == "bi" else None
-        for lin in (self.w1, self.w2):
-            if lin is not None:
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
+        self.w1 = init_linear(nn.Linear(2 * dim_in if kind == "graphsage" else dim_in, dim_out), bias_init)
+        self.w2 = init_linear(nn.Linear(dim_in, dim_out), bias_init) if kind == "bi" else None
 
     def forward(self, ego: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         if self.kind == "graphsage":
@@ -140,7 +140,8 @@ class KGAT(Recommender):
         self._init_embedding()
         self.relation_attention = FastRelationAttention(kg.n_relations, config.embedding_dim, config.relation_dim)
         sizes = [config.embedding_dim, *config.layer_sizes]
-        self.aggregators = nn.ModuleList(Aggregator(config.aggregator, a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.aggregators = nn.ModuleList(Aggregator(config.aggregator, a, b, config.bias_init)
+                                         for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.dropout = nn.Dropout(config.message_dropout)
         self.register_buffer("attention_weights", self._mean_weights())     # pi, updated after each epoch
         self._kg_graph: dgl.DGLGraph | None = None
