@@ -142,7 +142,7 @@ def test_kg_sampler_draws_existing_triples_and_unseen_corruptions():
 
 @pytest.mark.parametrize("options", [{}, {"attention": "batch"}, {"attention": "none"}, {"kg_loss": False},
                                      {"kg_schedule": "joint"}, {"aggregator": "gcn"}, {"aggregator": "graphsage"},
-                                     {"layer_norm": "none"}, {"embedding_init": "one_table"}, {"bias_init": "zero"},
+                                     {"layer_norm": "none"}, {"embedding_init": "one_table"}, {"bias_init": "zero"}, {"kg_batch_size": 0},
                                      {"kg_optimizer": "shared"}])
 def test_every_option_trains_a_step(small, options):
     graph, model = build(small, **options)
@@ -159,9 +159,10 @@ def test_every_option_trains_a_step(small, options):
     assert model.relation_attention.transform.grad is not None
 
 
-@pytest.mark.parametrize("kg_optimizer", ["separate", "shared"])
-def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, tmp_path):
-    options = ["train.epochs=1", "train.batch_size=64", "train.progress=false", f"model.kg_optimizer={kg_optimizer}"]
+@pytest.mark.parametrize("kg_optimizer, kg_batch_size", [("separate", 2048), ("separate", 7), ("shared", 0)])
+def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, kg_batch_size, tmp_path):
+    options = ["train.epochs=1", "train.batch_size=64", "train.progress=false", f"model.kg_optimizer={kg_optimizer}",
+               f"model.kg_batch_size={kg_batch_size}"]
     prepared = prepare_run("kgat", small, resolve_model_config("kgat", "small", [], options))
     trainer, steps = prepared.trainer, []
     original = trainer._step
@@ -172,8 +173,12 @@ def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, t
 
     trainer._step = record
     losses = trainer.train_epoch(0)
-    n_cf = -(-len(small.train) // 64)
-    assert [kind for kind, _ in steps] == ["cf"] * n_cf + ["kg"] * n_cf
+    n_cf, n_triples = -(-len(small.train) // 64), len(prepared.model.edge_src)
+    # official n_A_batch = n_triples // batch_size_kg + 1 batches of batch_size_kg; 0: one per CF batch
+    n_kg = n_triples // kg_batch_size + 1 if kg_batch_size else n_cf
+    assert [kind for kind, _ in steps] == ["cf"] * n_cf + ["kg"] * n_kg
+    kg_sampler = trainer.extra_samplers["kg"]
+    assert kg_sampler.batch_size == (kg_batch_size or n_triples // n_cf)
     assert {"bpr", "transr", "kg_l2"} <= set(losses)
     # official: opt for L_CF and opt2 for L_KG, two Adam states; 'shared': one Adam steps both losses
     kg_optimizer_used = trainer.phase_optimizers["kg"] if kg_optimizer == "separate" else trainer.optimizer
@@ -181,15 +186,15 @@ def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, t
     assert all(opt is kg_optimizer_used for kind, opt in steps if kind == "kg")
     embedding = prepared.model.embedding.weight
     main_steps = int(trainer.optimizer.state[embedding]["step"])
-    assert main_steps == (n_cf if kg_optimizer == "separate" else 2 * n_cf)
+    assert main_steps == (n_cf if kg_optimizer == "separate" else n_cf + n_kg)
     if kg_optimizer == "separate":
-        assert int(trainer.phase_optimizers["kg"].state[embedding]["step"]) == n_cf
+        assert int(trainer.phase_optimizers["kg"].state[embedding]["step"]) == n_kg
         state = trainer._state(0)           # checkpointed, and restored on resume
         torch.save(state, tmp_path / "checkpoint.pt")
         again = prepare_run("kgat", small, resolve_model_config("kgat", "small", [], options)).trainer
         again.resume(tmp_path / "checkpoint.pt")
         restored = again.phase_optimizers["kg"].state[again.model.embedding.weight]
-        assert int(restored["step"]) == n_cf
+        assert int(restored["step"]) == n_kg
         torch.testing.assert_close(restored["exp_avg_sq"],
                                    trainer.phase_optimizers["kg"].state[embedding]["exp_avg_sq"], rtol=0, atol=0)
     else:

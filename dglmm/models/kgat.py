@@ -18,8 +18,11 @@ The computation, with the paper's equation numbers:
   L2-normalised (official code; ``layer_norm="none"``: as eq. 11 is printed), all layers concatenated, score
   ``e_u^T e_i``.
 * **Optimisation** (eq. 13): BPR on the concatenated embeddings + ``reg_weight`` L2 of the batch's final
-  embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then as many KG
+  embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then the KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
+  The TransR batches hold ``kg_batch_size`` triples each, ``n_triples // kg_batch_size + 1`` of them per epoch
+  (the official ``--batch_size_kg`` 2048 and ``n_A_batch``; 0: as many batches as CF batches, each about
+  ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF batch either way).
   The alternation steps the two losses with two Adam optimisers, as the official code (``opt``, ``opt2``;
   ``kg_optimizer="separate"``), or with one (``shared``), whose moment estimates then mix both losses.
 
@@ -88,6 +91,8 @@ class KGATConfig(ModelConfig):
     kg_optimizer: str = option("separate", "alternate schedule: the TransR phase stepped by an Adam of its own "
                                "('separate', official opt2) or by the CF one ('shared')",
                                choices=("separate", "shared"))
+    kg_batch_size: int = option(2048, "TransR batch size (official --batch_size_kg 2048), n_triples // size + 1 "
+                                "batches per epoch (official n_A_batch); 0: as many batches as CF batches", low=0)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"))
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
@@ -250,14 +255,20 @@ class KGAT(Recommender):
         return terms
 
     def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, KGTripleSampler]:
-        """KG triples of the collaborative KG: as many batches per epoch as CF batches (official)."""
+        """KG triples of the collaborative KG.  ``kg_batch_size`` > 0: batches of that size, ``n_triples //
+        kg_batch_size + 1`` of them per epoch (the official ``n_A_batch``); 0: as many batches as CF batches,
+        together about one pass over the triples."""
         if not self.config.kg_loss:
             return {}
         n_cf_batches = -(-len(dataset.train) // batch_size)
         n_triples = len(self.edge_src)
+        if self.config.kg_batch_size > 0:
+            kg_batch, n_kg_batches = self.config.kg_batch_size, n_triples // self.config.kg_batch_size + 1
+        else:
+            kg_batch, n_kg_batches = max(1, n_triples // n_cf_batches), n_cf_batches
         sampler = KGTripleSampler(
             self.edge_dst.cpu().numpy(), self.edge_rel.cpu().numpy(), self.edge_src.cpu().numpy(), self.n_nodes,
-            batch_size=max(1, n_triples // n_cf_batches), n_batches=n_cf_batches, seed=seed,
+            batch_size=kg_batch, n_batches=n_kg_batches, seed=seed,
             mode=self.config.kg_sampling, phase=self.config.kg_schedule == "alternate",
             own_optimizer=self.config.kg_optimizer == "separate")
         return {"kg": sampler}
