@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from dglmm.data.synthetic import make_synthetic
 from dglmm.models.lightgcn import LightGCN
@@ -23,7 +24,13 @@ def config(model="lightgcn", **train):
 def test_run_folder_contents_and_test_at_best_validation_epoch(small, tmp_path):
     results = run_once("lightgcn", small, config(), tmp_path / "run", graph_cache=False)
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"config.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "results.json", "curves.png"} <= files
+    assert {"config.yaml", "resolved.yaml", "metrics.jsonl", "checkpoint.pt", "best.pt", "results.json",
+            "curves.png"} <= files
+    resolved = yaml.safe_load((tmp_path / "run" / "resolved.yaml").read_text())
+    assert resolved["model_name"] == "lightgcn" and resolved["dglmm_version"]
+    assert resolved["train"]["lr"] == 0.01 and resolved["train"]["epochs"] == 6        # what was set
+    assert resolved["model"]["n_layers"] == LightGCN.Config().n_layers                 # and every default
+    assert set(resolved) >= {"model", "train", "data", "graph"}
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history] == list(range(6))
     best = max(history, key=lambda r: r["valid"]["recall@20"])

@@ -7,7 +7,9 @@ other points are never looked at for selection (they are not even computed).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,6 +102,7 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
+        write_text(run_dir / "resolved.yaml", yaml.safe_dump(resolved_config(model_name, prepared, config)))
     trainer = prepared.trainer
     if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
         trainer.resume(run_dir / "checkpoint.pt")      # the checkpoint's parameters, never re-initialised
@@ -109,6 +112,20 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
     results["model"] = model_name
     results["dataset"] = prepared.dataset.name
     return results
+
+
+def resolved_config(model_name: str, prepared: PreparedRun, config: dict) -> dict:
+    """Every option of a run, defaults included, and the dglmm version: the record of what ran, which stays
+    true when a later version changes a default (``config.yaml`` holds only what was set, and rebuilds the run)."""
+    sections = {"model": prepared.model.config, "train": prepared.trainer.config,
+                "data": instantiate(DataConfig, config.get("data", {})),
+                "graph": instantiate(GraphConfig, config.get("graph", {}))}
+    try:
+        version = metadata.version("dglmm")
+    except metadata.PackageNotFoundError:  # a source checkout that was never installed
+        version = "unknown"
+    return {"model_name": model_name, "dglmm_version": version,
+            **_plain({name: dataclasses.asdict(section) for name, section in sections.items()})}
 
 
 def _plain(config: dict) -> dict:

@@ -1,6 +1,7 @@
 """The training loop: BPR batches, early stopping on validation, checkpoints, resume, the run folder.
 
-A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per epoch),
+A run folder holds ``config.yaml`` (the options set), ``resolved.yaml`` (every option with its default, and the
+dglmm version), ``metrics.jsonl`` (one line per epoch),
 ``checkpoint.pt`` (the last completed epoch: model, optimiser, sampler and RNG states), ``best.pt`` (the
 best-validation model), ``results.json`` (written atomically at the end), ``per_user_test.npz`` (the test
 metrics of every user, for ``dglmm compare``) and ``curves.png``.  The model's
