@@ -86,7 +86,7 @@ class KGATConfig(ModelConfig):
     layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
                              "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
     kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
-    kg_schedule: str = option("alternate", "'alternate': all CF batches then as many KG batches per epoch "
+    kg_schedule: str = option("alternate", "'alternate': all CF batches, then the TransR batches, every epoch "
                               "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"))
     kg_optimizer: str = option("separate", "alternate schedule: the TransR phase stepped by an Adam of its own "
                                "('separate', official opt2) or by the CF one ('shared')",
