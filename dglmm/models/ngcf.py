@@ -13,6 +13,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
+from dglmm.nn.init import init_linear
 from dglmm.nn.propagation import UserItemPropagation
 from dglmm.options import option
 
@@ -35,8 +36,7 @@ class NGCFLayer(nn.Module):
         self.w1 = nn.Linear(dim, dim)
         self.w2 = nn.Linear(dim, dim)
         for lin in (self.w1, self.w2):
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
+            init_linear(lin)
 
     def forward(self, ego: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.w1(side + ego) + self.w2(side * ego), negative_slope=0.2)

@@ -58,6 +58,7 @@ from dglmm.models.base import (
 from dglmm.nn.attention import weighted_sum
 from dglmm.nn.frozen_item_graph import BACKENDS as ITEM_BACKENDS
 from dglmm.nn.frozen_item_graph import FrozenItemGraphs
+from dglmm.nn.init import init_linear
 from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce, l2_penalty
 from dglmm.nn.propagation import user_mean
 from dglmm.nn.view_attention import LearnedQueryViewAttention, attended_scores, pair_view_attention
@@ -139,8 +140,7 @@ class TMFUN(Recommender):
         self.projections = nn.ModuleDict(
             {m: nn.Linear(f.shape[1], d) for m, f in feats.items()} if self.uses_projections else {})
         for lin in self.projections.values():
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
+            init_linear(lin)
         self.item_query = LearnedQueryViewAttention(d) if config.attention == "item" else None
         self.per_interaction = self.flags["attention"] and config.attention == "user"
 
