@@ -1,7 +1,10 @@
 """Mean row norms of CAmgr's ID side ``h_n`` and modality side ``h_m`` (eq. 27), at initialisation and in a run.
 
 Also the mean cosine between the ``h_m`` rows of random pairs of nodes: near 1 means ``h_m`` is one vector shared
-by every user and item (it then scores items alike for every user).
+by every user and item (it then scores items alike for every user).  And the rows entering and leaving the
+LayerNorm of eq. 20 (``CR`` and ``LN(CR)``): their mean norm and the mean norm of their node-specific part (each row
+minus the mean row), whose ratio is the gain the LayerNorm applies to what tells nodes apart; at initialisation
+also with every linear layer's bias set to zero.
 
     python benchmarks/camgr_norms.py RUN_DIR/seed0      # a finished `dglmm train -m camgr` run folder
 """
@@ -30,6 +33,29 @@ def norms(model, graph) -> str:
     return "  ".join(f"|{k}| {v.norm(dim=1).mean():.4f}" for k, v in parts.items()) + f"  cos(h_m) {cosine:.4f}"
 
 
+def layernorm_gain(model, graph) -> str:
+    """``|CR|`` and ``|LN(CR)|`` of eq. 20 over all nodes, in full and node-specific (row minus the mean row)."""
+    seen = {}
+    hook = model.common_branch.norm.register_forward_hook(lambda _, args, out: seen.update(x=args[0], y=out))
+    model.eval()
+    with torch.no_grad():
+        model.encode(graph)
+    hook.remove()
+
+    def specific(t: torch.Tensor) -> torch.Tensor:
+        return (t - t.mean(0)).norm(dim=1).mean()
+
+    x, y = seen["x"], seen["y"]
+    return (f"|CR| {x.norm(dim=1).mean():.4f} (node-specific {specific(x):.4f})  |LN(CR)| {y.norm(dim=1).mean():.3f} "
+            f"(node-specific {specific(y):.3f})  gain on the node-specific part {specific(y) / specific(x):.0f}x")
+
+
+def zero_biases(model) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+
+
 def main(run: str) -> None:
     config = yaml.safe_load((Path(run) / "config.yaml").read_text())
     dataset = load_dataset(Path(config["dataset"]).parent.name)
@@ -37,9 +63,16 @@ def main(run: str) -> None:
     torch.manual_seed(config["train"]["seed"])
     model = build_model("camgr", dataset, graph, config["model"])
     print("initialisation:", norms(model, graph))
+    print("initialisation, eq. 20:", layernorm_gain(model, graph))
     state = torch.load(Path(run) / "best.pt", weights_only=True)
     model.load_state_dict(state["model"])
     print(f"best epoch {state['best']['epoch']}:", norms(model, graph))
+    print(f"best epoch {state['best']['epoch']}, eq. 20:", layernorm_gain(model, graph))
+    torch.manual_seed(config["train"]["seed"])
+    model = build_model("camgr", dataset, graph, config["model"])
+    zero_biases(model)
+    print("initialisation with zero biases:", norms(model, graph))
+    print("initialisation with zero biases, eq. 20:", layernorm_gain(model, graph))
 
 
 if __name__ == "__main__":
