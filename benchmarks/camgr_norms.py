@@ -58,7 +58,7 @@ def zero_biases(model) -> None:
 
 def main(run: str) -> None:
     config = yaml.safe_load((Path(run) / "config.yaml").read_text())
-    dataset = load_dataset(Path(config["dataset"]).parent.name)
+    dataset = load_dataset(config["dataset"])  # the path the run was trained on
     graph = build_graph(dataset, GraphConfig(**config.get("graph", {})))
     torch.manual_seed(config["train"]["seed"])
     model = build_model("camgr", dataset, graph, config["model"])
