@@ -29,9 +29,10 @@ def test_lightgcn_equals_dense_layer_mean(backend):
     torch.testing.assert_close(reps.item.detach(), ref[n_u:])
 
 
-def test_ngcf_equals_dense_formula():
+@pytest.mark.parametrize("bias_init", ["zero", "xavier"])
+def test_ngcf_equals_dense_formula(bias_init):
     data = tiny_dataset(seed=1)
-    model, g = build("ngcf", data, n_layers=2, embedding_dim=6, message_dropout=0.0)
+    model, g = build("ngcf", data, n_layers=2, embedding_dim=6, message_dropout=0.0, bias_init=bias_init)
     model.eval()
     lap, n_u = dense_adjacency(data), data.n_users
     e = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
@@ -44,6 +45,19 @@ def test_ngcf_equals_dense_formula():
     reps = model(g)
     torch.testing.assert_close(reps.user.detach(), ref[:n_u])
     torch.testing.assert_close(reps.item.detach(), ref[n_u:])
+
+
+@pytest.mark.parametrize("bias_init", ["zero", "xavier"])
+def test_ngcf_biases_start_as_configured(bias_init):
+    """``xavier``: the official code's ``b_gc``/``b_bi``, Xavier over ``[1, d]`` (bound sqrt(6 / (1 + d)))."""
+    torch.manual_seed(0)
+    model, _ = build("ngcf", tiny_dataset(), n_layers=2, embedding_dim=16, bias_init=bias_init)
+    biases = torch.stack([lin.bias.detach() for layer in model.layers for lin in (layer.w1, layer.w2)])
+    if bias_init == "zero":
+        assert not biases.any()
+    else:
+        bound = (6 / (1 + 16)) ** 0.5
+        assert biases.abs().max() <= bound and biases.abs().max() > bound / 2 and biases.std() > bound / 4
 
 
 def test_vbpr_score_matches_paper_formula():

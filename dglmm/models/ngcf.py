@@ -13,7 +13,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
-from dglmm.nn.init import init_linear
+from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.propagation import UserItemPropagation
 from dglmm.options import option
 
@@ -26,17 +26,19 @@ class NGCFConfig(ModelConfig):
     backend: str = option("csr", "'csr' or 'dgl' propagation", choices=("csr", "dgl"))
     layer_combination: str = option("concat", "'concat' the layer outputs (paper) or 'mean' (d-dimensional)",
                                     choices=("concat", "mean"))
+    bias_init: str = option("zero", "biases of W1, W2: 'zero' (the paper is silent) or 'xavier' over [1, d] "
+                                    "(the official code's b_gc/b_bi)", choices=BIAS_INITS)
 
 
 class NGCFLayer(nn.Module):
     """``E' = LeakyReLU((L + I) E W1 + (L E) * E W2)`` (NGCF eq. 7, matrix form)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, bias_init: str = "zero") -> None:
         super().__init__()
         self.w1 = nn.Linear(dim, dim)
         self.w2 = nn.Linear(dim, dim)
         for lin in (self.w1, self.w2):
-            init_linear(lin)
+            init_linear(lin, bias_init)
 
     def forward(self, ego: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.w1(side + ego) + self.w2(side * ego), negative_slope=0.2)
@@ -54,7 +56,7 @@ class NGCF(MF):
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: NGCFConfig) -> None:
         super().__init__(dataset, graph, config)
-        self.layers = nn.ModuleList(NGCFLayer(config.embedding_dim) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(NGCFLayer(config.embedding_dim, config.bias_init) for _ in range(config.n_layers))
         self.propagation = UserItemPropagation(config.backend)
         self.dropout = nn.Dropout(config.message_dropout)
 
