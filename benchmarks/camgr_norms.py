@@ -45,6 +45,8 @@ def layernorm_gain(model, graph) -> str:
     def specific(t: torch.Tensor) -> torch.Tensor:
         return (t - t.mean(0)).norm(dim=1).mean()
 
+    if not seen:
+        return "eq. 20 not computed (variant 'w/o CAFF')"
     x, y = seen["x"], seen["y"]
     return (f"|CR| {x.norm(dim=1).mean():.4f} (node-specific {specific(x):.4f})  |LN(CR)| {y.norm(dim=1).mean():.3f} "
             f"(node-specific {specific(y):.3f})  gain on the node-specific part {specific(y) / specific(x):.0f}x")
