@@ -22,10 +22,20 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.train.run import build_model
 
 
-def norms(model, graph) -> str:
+def report(label: str, model, graph) -> None:
+    """Print the norms of eq. 27's parts and the LayerNorm rows of eq. 20, from one forward over all nodes."""
+    seen = {}
+    hook = model.common_branch.norm.register_forward_hook(lambda _, args, out: seen.update(x=args[0], y=out))
     model.eval()
     with torch.no_grad():
         parts = model.encode(graph)
+    hook.remove()
+    print(f"{label}:", norms(parts))
+    print(f"{label}, eq. 20:", layernorm_gain(seen["x"], seen["y"]) if seen
+          else "eq. 20 not computed (variant 'w/o CAFF')")
+
+
+def norms(parts: dict[str, torch.Tensor]) -> str:
     h_m = torch.cat([parts["user_m"], parts["item_m"]])
     pairs = torch.randperm(len(h_m), generator=torch.Generator().manual_seed(0))
     half = len(pairs) // 2
@@ -33,21 +43,12 @@ def norms(model, graph) -> str:
     return "  ".join(f"|{k}| {v.norm(dim=1).mean():.4f}" for k, v in parts.items()) + f"  cos(h_m) {cosine:.4f}"
 
 
-def layernorm_gain(model, graph) -> str:
-    """``|CR|`` and ``|LN(CR)|`` of eq. 20 over all nodes, in full and node-specific (row minus the mean row)."""
-    seen = {}
-    hook = model.common_branch.norm.register_forward_hook(lambda _, args, out: seen.update(x=args[0], y=out))
-    model.eval()
-    with torch.no_grad():
-        model.encode(graph)
-    hook.remove()
+def layernorm_gain(x: torch.Tensor, y: torch.Tensor) -> str:
+    """``|CR|`` (``x``) and ``|LN(CR)|`` (``y``) of eq. 20, in full and node-specific (row minus the mean row)."""
 
     def specific(t: torch.Tensor) -> torch.Tensor:
         return (t - t.mean(0)).norm(dim=1).mean()
 
-    if not seen:
-        return "eq. 20 not computed (variant 'w/o CAFF')"
-    x, y = seen["x"], seen["y"]
     return (f"|CR| {x.norm(dim=1).mean():.4f} (node-specific {specific(x):.4f})  |LN(CR)| {y.norm(dim=1).mean():.3f} "
             f"(node-specific {specific(y):.3f})  gain on the node-specific part {specific(y) / specific(x):.0f}x")
 
@@ -62,19 +63,19 @@ def main(run: str) -> None:
     config = yaml.safe_load((Path(run) / "config.yaml").read_text())
     dataset = load_dataset(config["dataset"])  # the path the run was trained on
     graph = build_graph(dataset, GraphConfig(**config.get("graph", {})))
-    torch.manual_seed(config["train"]["seed"])
-    model = build_model("camgr", dataset, graph, config["model"])
-    print("initialisation:", norms(model, graph))
-    print("initialisation, eq. 20:", layernorm_gain(model, graph))
+
+    def initialised():
+        torch.manual_seed(config["train"]["seed"])
+        return build_model("camgr", dataset, graph, config["model"])
+
+    model = initialised()
+    report("initialisation", model, graph)
     state = torch.load(Path(run) / "best.pt", weights_only=True)
     model.load_state_dict(state["model"])
-    print(f"best epoch {state['best']['epoch']}:", norms(model, graph))
-    print(f"best epoch {state['best']['epoch']}, eq. 20:", layernorm_gain(model, graph))
-    torch.manual_seed(config["train"]["seed"])
-    model = build_model("camgr", dataset, graph, config["model"])
+    report(f"best epoch {state['best']['epoch']}", model, graph)
+    model = initialised()
     zero_biases(model)
-    print("initialisation with zero biases:", norms(model, graph))
-    print("initialisation with zero biases, eq. 20:", layernorm_gain(model, graph))
+    report("initialisation with zero biases", model, graph)
 
 
 if __name__ == "__main__":
