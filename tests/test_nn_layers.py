@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
 from dglmm.nn.attention import GATLayer, ModalityAttention, RelationAttention, edge_attention, weighted_sum
+from dglmm.nn.init import init_linear, xavier_embedding
 from dglmm.nn.item_graph import LearnedItemGraph
 from dglmm.nn.losses import contrastive_items, info_nce, info_nce_chunked, multiview_info_nce
 from dglmm.nn.propagation import (
@@ -305,3 +306,36 @@ def test_chunked_info_nce_saves_no_n_by_n_tensor_for_backward():
     loss.backward()
     assert max(saved) <= 2 * chunk * n        # one chunk's logits (cross- and same-view), never n x n
     assert sum(x >= n * n for x in saved) == 0
+
+
+# --- dglmm/nn/init.py -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bias", ["zero", "xavier"])
+def test_init_linear_bounds(bias):
+    """Weight within Xavier's bound sqrt(6 / (fan_in + fan_out)); bias zero, or within sqrt(6 / (1 + d_out))."""
+    torch.manual_seed(0)
+    lin = init_linear(torch.nn.Linear(40, 24), bias=bias)
+    assert lin.weight.abs().max() <= (6 / (40 + 24)) ** 0.5
+    assert lin.weight.std() > 0.5 * (2 / (40 + 24)) ** 0.5  # spread out, not left near zero
+    if bias == "zero":
+        assert torch.count_nonzero(lin.bias) == 0
+    else:
+        bound = (6 / (1 + 24)) ** 0.5
+        assert lin.bias.abs().max() <= bound
+        assert lin.bias.abs().max() > 0.5 * bound  # the [1, d_out] bound, not the weight's smaller one
+
+
+def test_init_linear_without_bias_and_bad_option():
+    lin = init_linear(torch.nn.Linear(5, 3, bias=False), bias="xavier")
+    assert lin.bias is None
+    with pytest.raises(ValueError, match="bias must be one of"):
+        init_linear(torch.nn.Linear(5, 3), bias="normal")
+
+
+def test_xavier_embedding_bound():
+    torch.manual_seed(0)
+    emb = xavier_embedding(300, 16)
+    assert emb.weight.shape == (300, 16)
+    bound = (6 / (300 + 16)) ** 0.5
+    assert emb.weight.abs().max() <= bound and emb.weight.abs().max() > 0.9 * bound
