@@ -1,6 +1,7 @@
 """Small file helpers: atomic writes so that an interrupted run never leaves half a result file, the one
 function that reads checkpoints (:func:`load_checkpoint`, tensors and plain containers only) and the one that
-reads a run folder's ``config.yaml`` (:func:`read_run_config`)."""
+reads a run folder's ``config.yaml`` (:func:`read_run_config`), and the one notion of a run folder that every
+command accepts (:func:`seed_run_dirs`, :func:`resolve_run_dir`)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,50 @@ def read_run_config(run_dir: Path | str) -> dict[str, Any]:
     if not isinstance(config, dict) or "model_name" not in config:
         raise InputError(f"{path}: not a dglmm run config (no model_name)")
     return config
+
+
+def _seed_folders(path: Path) -> list[Path]:
+    folders = [p for p in path.glob("seed*") if p.name[4:].isdigit() and (p / "config.yaml").is_file()]
+    return sorted(folders, key=lambda p: int(p.name[4:]))
+
+
+def seed_run_dirs(path: Path | str) -> list[Path]:
+    """The single-seed run folders behind ``path``, in seed order.
+
+    ``path`` may be a single-seed run folder (it holds ``config.yaml``), the folder ``dglmm train`` prints (its
+    ``seed*`` sub-folders), or a grid's folder (``point*/seed*``), which stands for the point selected on
+    validation as recorded in its ``summary.json``.  Anything else is an :class:`InputError` naming ``path``.
+    """
+    path = Path(path)
+    if (path / "config.yaml").is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"{path}: not found (expected a run folder written by dglmm train)")
+    seeds = _seed_folders(path)
+    if seeds:
+        return seeds
+    if any(path.glob("point*/seed*/config.yaml")):
+        return _seed_folders(path / f"point{_selected_point(path)}")
+    raise InputError(f"{path}: not a run folder (no config.yaml here or in seed*/)")
+
+
+def _selected_point(grid_dir: Path) -> int:
+    summary_path = grid_dir / "summary.json"
+    if not summary_path.is_file():
+        raise InputError(f"{grid_dir}: a grid whose selection is not written yet (no summary.json); "
+                         f"name one point's run, e.g. {grid_dir / 'point0' / 'seed0'}")
+    try:
+        summary = json.loads(summary_path.read_text())
+        return [entry["point"] for entry in summary["grid"]].index(summary["selected"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{summary_path}: not a dglmm grid summary ({type(exc).__name__})") from None
+
+
+def resolve_run_dir(path: Path | str) -> Path:
+    """The one single-seed run folder behind ``path`` (see :func:`seed_run_dirs`); a folder that holds several
+    seeds is an :class:`InputError` that names them, so the user picks one."""
+    runs = seed_run_dirs(path)
+    if len(runs) > 1:
+        names = ", ".join(run.name for run in runs)
+        raise InputError(f"{path}: holds {len(runs)} seeds ({names}); name one, e.g. {runs[0]}")
+    return runs[0]
