@@ -1,0 +1,23 @@
+"""dglmm: multimodal graph recommenders on DGL heterographs.
+
+The public API (:mod:`dglmm.api`), loaded on first use so that ``import dglmm`` stays cheap::
+
+    import dglmm
+    run = dglmm.train("lightgcn", "synthetic")
+    run.recommend(users=["0", "1"], k=10)
+    dglmm.compare(dglmm.load("runs/<baseline>"), run)
+"""
+
+_PUBLIC = ("Run", "build_graph", "compare", "describe", "load", "load_dataset", "model_class", "train")
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        from dglmm import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dglmm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

@@ -175,6 +175,64 @@ def cmd_features_text(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({dataset.n_items} items x 384, all-MiniLM-L6-v2) in {time.perf_counter() - tic:.1f} s")
 
 
+def _read_user_ids(spec: str) -> list[str]:
+    """``--users``: a file with one id per line (blank lines and ``#`` comments skipped), else ids split at
+    commas."""
+    path = Path(spec)
+    if path.is_file():
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read user ids ({type(exc).__name__})") from None
+        ids = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        ids = [part.strip() for part in spec.split(",") if part.strip()]
+    if not ids:
+        raise InputError(f"--users {spec!r}: no user ids (a file with one id per line, or ids separated by commas)")
+    return ids
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from dglmm.api import Run
+    from dglmm.recommend import check_writable, encode_chunks, output_format, write_recommendations
+
+    out = Path(args.out) if args.out else None
+    fmt = output_format(out, args.format)
+    users = _read_user_ids(args.users) if args.users else None
+    if out is not None:
+        check_writable(out)
+    run = Run(args.run, seed=args.seed, dataset=args.dataset)
+    chunks = run.top_k(users, args.k, include_seen=args.include_seen)
+    maps = run.dataset.id_map("user"), run.dataset.id_map("item")
+    if out is None:
+        for data in encode_chunks(chunks, *maps, fmt):
+            sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    write_recommendations(out, chunks, *maps, fmt)
+    print(f"wrote {out} ({fmt}, top-{args.k} of {run.dataset.n_users if users is None else len(users)} users, "
+          f"model {run.model_name} of {run.run_dir})", file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from dglmm.api import Run
+
+    run = Run(args.run, seed=args.seed, dataset=args.dataset)
+    out = Path(args.out) if args.out else run.run_dir / "export"
+    run.export(out)
+    user, item = run.embeddings()
+    inner = run.model.score_is_inner_product()
+    print(f"wrote {out}: user_embeddings.npy {user.shape}, item_embeddings.npy {item.shape}, user_ids.txt, "
+          f"item_ids.txt, export.json; score = {'inner product' if inner else 'NOT an inner product (export.json)'}")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run folder, ``--seed`` and ``-d`` of ``recommend`` and ``export``."""
+    parser.add_argument("run", help="a run folder (a seed's, the one train prints, or a grid's)")
+    parser.add_argument("--seed", type=int, help="which seed's model when the folder holds several (0 = first)")
+    parser.add_argument("-d", "--dataset", help="dataset name or path (default: the one in config.yaml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -256,6 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"])
     demo.add_argument("--epochs", type=int, default=60)
     demo.set_defaults(func=cmd_demo)
+    recommend = sub.add_parser(
+        "recommend", help="top-K items per user from a finished run, in the dataset's own ids",
+        description="Top-K items per user from a run's best model: the evaluator's full-ranking scores, training "
+                    "items excluded (unless --include-seen), ties to the lower item id; users and items in the "
+                    "dataset's own ids (RecBole tokens; MMRec, LATTICE and KGAT integer ids).  Output: CSV "
+                    "(user,rank,item,score) or JSON lines ({user, items, scores}).  Cold items (no training "
+                    "interaction) are ranked too; their scores carry information for the models whose item "
+                    "representations use content: VBPR, LATTICE, MICRO, TMFUN, CAmgr, SLIF-MR (features) and "
+                    "KGAT (knowledge graph), not for MF, LightGCN and NGCF (an untrained ID embedding).")
+    _run_arguments(recommend)
+    recommend.add_argument("--users", metavar="FILE|IDS",
+                           help="a file with one user id per line, or ids separated by commas (default: every user)")
+    recommend.add_argument("-k", type=int, default=20, help="items per user (at most the catalogue size)")
+    recommend.add_argument("--include-seen", action="store_true", help="do not exclude the training items")
+    recommend.add_argument("--out", metavar="FILE", help="output file (default: stdout); .jsonl -> JSON lines")
+    recommend.add_argument("--format", choices=["csv", "jsonl"], help="default: from --out's suffix, else csv")
+    recommend.set_defaults(func=cmd_recommend)
+
+    export = sub.add_parser(
+        "export", help="final user and item vectors (.npy) and id maps, for a nearest-neighbour index",
+        description="Write user_embeddings.npy [n_users, d], item_embeddings.npy [n_items, d] (float32), "
+                    "user_ids.txt and item_ids.txt (row r = the id on line r) and export.json.  For every model "
+                    "the score is the inner product of the two vectors, except TMFUN with attention=user (its "
+                    "default): its per-(user, item) attention term is not a product of two vectors, the exported "
+                    "item vectors are the user-independent part, good for retrieving candidates to re-rank "
+                    "with dglmm recommend (export.json says which holds).")
+    _run_arguments(export)
+    export.add_argument("--out", metavar="DIR", help="output folder (default: RUN/export)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

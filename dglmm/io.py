@@ -155,3 +155,13 @@ def resolve_run_dir(path: Path | str) -> Path:
         names = ", ".join(run.name for run in runs)
         raise InputError(f"{path}: holds {len(runs)} seeds ({names}); name one, e.g. {runs[0]}")
     return runs[0]
+
+
+def write_chunks(path: Path | str, chunks: Any) -> None:
+    """Write an iterable of ``bytes`` atomically, one chunk after the other (a large output never sits whole
+    in memory, and an interruption leaves no partial file)."""
+    def write(fh) -> None:
+        for chunk in chunks:
+            fh.write(chunk)
+
+    _atomic(Path(path), write)

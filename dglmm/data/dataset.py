@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dglmm.data.errors import DataError
+from dglmm.data.ids import IdMap
 from dglmm.errors import InputError
 
 SPLITS = ("train", "valid", "test")
@@ -31,6 +32,9 @@ class Dataset:
         kg: int64 ``[n, 3]`` (head, relation, tail) in the KG id space above.
         relation_names: name of relation ``r`` at position ``r``.
         item_text: optional text per item (e.g. RecBole title, year and genres), for text features.
+        user_tokens, item_tokens: the dataset's own id of every user / item, in dense-id order, when the
+            files name them by tokens (RecBole); None when the files' integer ids are the dense ids
+            (MMRec, LATTICE, KGAT, synthetic).  :meth:`id_map` converts both ways.
 
     An item lacks a modality when its feature row is all zeros (:meth:`feature_mask`): items without text
     get such a row from ``dglmm features text``, and the robustness option ``data.drop_features`` writes them.
@@ -49,6 +53,15 @@ class Dataset:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     item_text: list[str] | None = None
+    user_tokens: np.ndarray | None = None
+    item_tokens: np.ndarray | None = None
+
+    def id_map(self, kind: str) -> IdMap:
+        """Original ids <-> dense ids of the ``"user"`` or ``"item"`` kind."""
+        if kind not in ("user", "item"):
+            raise ValueError(f"kind must be 'user' or 'item', got {kind!r}")
+        size = self.n_users if kind == "user" else self.n_items
+        return IdMap(kind, size, self.user_tokens if kind == "user" else self.item_tokens, self.name)
 
     def feature_mask(self, modality: str) -> np.ndarray:
         """Boolean ``[n_items]``: True where the item has features of ``modality`` (a row that is not all 0)."""
@@ -126,6 +139,9 @@ class Dataset:
                 raise DataError(self.source, f"modality {m!r} has {feat.shape[0]} rows for {self.n_items} items")
             if not np.isfinite(feat).all():
                 raise DataError(self.source, f"modality {m!r} has NaN or inf values")
+        for kind, tokens, size in (("user", self.user_tokens, self.n_users), ("item", self.item_tokens, self.n_items)):
+            if tokens is not None and len(tokens) != size:
+                raise DataError(self.source, f"{kind}_tokens has {len(tokens)} entries for {size} {kind}s")
         if self.item_text is not None and len(self.item_text) != self.n_items:
             raise DataError(self.source, f"item_text has {len(self.item_text)} entries for {self.n_items} items")
         if len(self.kg):

@@ -72,6 +72,8 @@ class Recommender(nn.Module):
     needs_kg: ClassVar[bool] = False
     #: every parameter gets a gradient from every training batch (DDP then skips its search for unused ones)
     uses_every_parameter: ClassVar[bool] = False
+    #: what the exported user/item vectors mean when the score is not their inner product (dglmm export)
+    export_note: ClassVar[str] = ""
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
         super().__init__()
@@ -118,6 +120,12 @@ class Recommender(nn.Module):
     def score(self, reps: Representations, users: torch.Tensor) -> torch.Tensor:
         """Scores ``[len(users), n_items]`` from precomputed representations."""
         return reps.user[users] @ reps.item.T
+
+    def score_is_inner_product(self) -> bool:
+        """True when :meth:`score` is ``reps.user @ reps.item.T``, so the exported vectors
+        (:meth:`dglmm.Run.export`) reproduce it; a model that scores otherwise says what its export means in
+        :attr:`export_note`."""
+        return type(self).score is Recommender.score
 
     def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, Any]:
         """Samplers beside the BPR one, by name; their states (``state_dict``/``load_state_dict``) are

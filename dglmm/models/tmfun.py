@@ -120,6 +120,11 @@ class TMFUN(Recommender):
     name = "tmfun"
     Config = TMFUNConfig
     needs_modalities = True
+    export_note = ("with attention='user' the score adds sum_q a^q_ui (y_u . x~^q_i), whose attention a^q_ui "
+                   "depends on the (user, item) pair (eqs. 2-3), so no pair of vectors reproduces it: the exported "
+                   "item vectors are the user-independent part x~i + h^f (eq. 6 without h_ui) and their inner "
+                   "product with the user vectors is the score without the attended term; use them to retrieve "
+                   "candidates and re-rank those with dglmm recommend")
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: TMFUNConfig) -> None:
         super().__init__(dataset, graph, config)
@@ -213,6 +218,10 @@ class TMFUN(Recommender):
             value = None if self.config.user_rep == "cf" else y_u
             scores = scores + attended_scores(reps.extras["query"][users], reps.extras["views"], self.scale, value)
         return scores
+
+    def score_is_inner_product(self) -> bool:
+        """Only without the per-interaction attention (``variant`` tmfun-att, or ``attention="item"``)."""
+        return not self.per_interaction
 
     def loss(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
         """Eq. 11: ``L_BPR + alpha L_mmbpr + beta L_C`` plus L2 on the backbone's ego embeddings."""

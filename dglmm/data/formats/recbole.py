@@ -63,7 +63,8 @@ def read_recbole(path: str | Path, min_rating: float | None = None, split_order:
     Fields are found by name (``user_id``, ``item_id``, optional ``rating``, ``timestamp``), in any column
     order. Ratings become implicit feedback: all rows are kept unless ``min_rating`` is given. Users and
     items are re-indexed densely by their token, numerically when all tokens are integers (ml-100k item
-    "1" is item 0), over every row of the file, so ids do not depend on ``min_rating``.
+    "1" is item 0), over every row of the file, so ids do not depend on ``min_rating``; the tokens are kept
+    (``user_tokens``, ``item_tokens``) so that results speak the file's ids.
     Split: an ``x_label`` field (0/1/2) is used when present; otherwise a seeded per-user split with
     ``ratios`` (default 8:1:1), ``split_order="random"`` (default, RecBole's RO ordering) or ``"time"``
     (latest interactions tested); see :func:`dglmm.data.splits.split_sizes` for the per-user rule.
@@ -91,6 +92,7 @@ def read_recbole(path: str | Path, min_rating: float | None = None, split_order:
     dataset = Dataset(name=inter.stem, n_users=len(user_vocab), n_items=n_items, modalities=feats,
                       n_entities=n_entities, kg=kg, relation_names=relation_names, source=str(inter),
                       item_text=_item_text(inter, item_vocab), notes=[f"split: {split}", *notes],
+                      user_tokens=user_vocab, item_tokens=item_vocab,
                       **splits_from_labels(pairs, labels))
     return finish(dataset)
 
