@@ -3,12 +3,12 @@
 The public API (:mod:`dglmm.api`), loaded on first use so that ``import dglmm`` stays cheap::
 
     import dglmm
-    run = dglmm.train("lightgcn", "synthetic")
+    run = dglmm.fit("lightgcn", "synthetic")
     run.recommend(users=["0", "1"], k=10)
-    dglmm.compare(dglmm.load("runs/<baseline>"), run)
+    dglmm.compare_runs(dglmm.load("runs/<baseline>"), run)
 """
 
-_PUBLIC = ("Run", "build_graph", "compare", "describe", "load", "load_dataset", "model_class", "train")
+_PUBLIC = ("Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class")
 
 
 def __getattr__(name: str):

@@ -1,15 +1,15 @@
 """The public Python API, importable from the package: ``import dglmm``.
 
 >>> import dglmm
->>> base = dglmm.train("lightgcn", "synthetic", overrides={"train.epochs": 5})     # doctest: +SKIP
->>> run = dglmm.train("vbpr", "synthetic", overrides={"train.epochs": 5})          # doctest: +SKIP
+>>> base = dglmm.fit("lightgcn", "synthetic", overrides={"train.epochs": 5})     # doctest: +SKIP
+>>> run = dglmm.fit("vbpr", "synthetic", overrides={"train.epochs": 5})          # doctest: +SKIP
 >>> run.recommend(users=["0", "7"], k=10)                                          # doctest: +SKIP
->>> dglmm.compare(base, run)                                                       # doctest: +SKIP
+>>> dglmm.compare_runs(base, run)                                                       # doctest: +SKIP
 
-:func:`train` runs a model on a dataset (a grid search on validation when an option is a list, then
+:func:`fit` trains a model on a dataset (a grid search on validation when an option is a list, then
 ``seeds`` runs) and returns a :class:`Run`; :func:`load` opens a finished run folder as a :class:`Run`
 (dataset, heterograph, model and its learned graphs restored from ``best.pt``); a run evaluates, recommends
-(:meth:`Run.recommend`) and exports its representations (:meth:`Run.export`); :func:`compare` tests runs
+(:meth:`Run.recommend`) and exports its representations (:meth:`Run.export`); :func:`compare_runs` tests runs
 against a baseline.  Everything outside this module and the names it lists in ``__all__`` is internal.
 """
 
@@ -30,7 +30,7 @@ import torch
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 
-__all__ = ["Run", "build_graph", "compare", "describe", "load", "load_dataset", "model_class", "train"]
+__all__ = ["Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class"]
 
 
 def load_dataset(name_or_path: str | Path, **options: Any) -> Dataset:
@@ -102,10 +102,12 @@ def _new_folder(out: Path, model: str, dataset: str) -> Path:
     return folder
 
 
-def train(model: str, dataset: str | Path | Dataset = "synthetic", *,
+def fit(model: str, dataset: str | Path | Dataset = "synthetic", *,
           overrides: Sequence[str] | Mapping[str, Any] = (), config: Sequence[str | Path] = (), seeds: int = 1,
           out: str | Path = "runs") -> Run:
     """Train ``model`` on ``dataset`` as ``dglmm train`` does and return the finished :class:`Run`.
+
+    (Named ``fit`` because ``dglmm.train`` and ``dglmm.compare`` are the package's modules.)
 
     Args:
         model: a registered name (``dglmm models``), e.g. ``"lightgcn"``, ``"micro"``.
@@ -116,7 +118,7 @@ def train(model: str, dataset: str | Path | Dataset = "synthetic", *,
         seeds: runs of the selected point with seeds ``train.seed``, ``train.seed + 1``, ...
         out: parent folder; the run goes to ``out/<model>_<dataset>_<time>`` (:attr:`Run.folder`).
 
-    >>> run = dglmm.train("lightgcn", "synthetic", overrides={"train.epochs": 20}, seeds=2)   # doctest: +SKIP
+    >>> run = dglmm.fit("lightgcn", "synthetic", overrides={"train.epochs": 20}, seeds=2)   # doctest: +SKIP
     >>> run.metrics["recall@20"]                                                             # doctest: +SKIP
     """
     from dglmm.train.run import resolve_model_config, run_experiment
@@ -147,7 +149,7 @@ def load(path: str | Path, seed: int | None = None, dataset: str | Path | Datase
 
 class Run:
     """A finished run: its folder and results, and (loaded on first use) its dataset split, heterograph and
-    best-validation model, ready to score.  Made by :func:`train` or :func:`load`.
+    best-validation model, ready to score.  Made by :func:`fit` or :func:`load`.
 
     Attributes:
         folder: the folder as given (a seed's, an experiment's or a grid's).
@@ -322,7 +324,7 @@ class Run:
     # -- comparison -----------------------------------------------------------------------------------------
     @property
     def side(self) -> Path:
-        """The folder :func:`compare` reads: this seed's folder, or the folder of all its seeds."""
+        """The folder :func:`compare_runs` reads: this seed's folder, or the folder of all its seeds."""
         return self.seed_dirs[0] if len(self.seed_dirs) == 1 else self.seed_dirs[0].parent
 
 
@@ -347,7 +349,7 @@ def _read_summary(folder: Path) -> dict | None:
         return None
 
 
-def compare(baseline: Run | str | Path, *others: Run | str | Path,
+def compare_runs(baseline: Run | str | Path, *others: Run | str | Path,
             metrics: Sequence[str] = ("recall@20", "ndcg@20", "precision@20")) -> pd.DataFrame:
     """Paired significance tests of every other run against ``baseline`` on the users both evaluate
     (:mod:`dglmm.compare`: Wilcoxon per user, t-test over seeds when both have several, effect size, 95% CI).
@@ -356,7 +358,7 @@ def compare(baseline: Run | str | Path, *others: Run | str | Path,
         one row per (run, metric): ``baseline``, ``value``, ``diff``, ``ci_low``, ``ci_high``, ``d_z``,
         ``p_wilcoxon``, ``p_ttest``, ``significant`` (p < 0.05).
 
-    >>> dglmm.compare(base, run)   # doctest: +SKIP
+    >>> dglmm.compare_runs(base, run)   # doctest: +SKIP
     """
     from dglmm.compare import compare_runs, label
 
