@@ -61,4 +61,4 @@ def test_notebook_executes_on_small_synthetic_data(path, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert f"package: {ROOT / 'dglmm' / '__init__.py'}" in text      # this checkout, not an installed copy
     assert all(marker in text for marker in MARKERS.get(path.name, ("recall@20",)))
-    assert (tmp_path / "run" / "best.pt").exists()
+    assert list((tmp_path / "run").glob("*/seed0/best.pt"))             # dglmm.fit(..., out=RUN_DIR)
