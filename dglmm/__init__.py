@@ -8,7 +8,8 @@ The public API (:mod:`dglmm.api`), loaded on first use so that ``import dglmm`` 
     dglmm.compare_runs(dglmm.load("runs/<baseline>"), run)
 """
 
-_PUBLIC = ("Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class")
+_PUBLIC = ("Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class",
+           "model_names")
 
 
 def __getattr__(name: str):

@@ -30,7 +30,8 @@ import torch
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 
-__all__ = ["Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class"]
+__all__ = ["Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class",
+           "model_names"]
 
 
 def load_dataset(name_or_path: str | Path, **options: Any) -> Dataset:
@@ -71,6 +72,16 @@ def describe(thing: Dataset | dgl.DGLGraph) -> str:
     from dglmm.graph.build import graph_summary
 
     return graph_summary(thing)
+
+
+def model_names() -> list[str]:
+    """The registered model names (``dglmm models`` lists them with their options).
+
+    >>> "lightgcn" in dglmm.model_names()   # doctest: +SKIP
+    """
+    from dglmm.models import REGISTRY
+
+    return sorted(REGISTRY)
 
 
 def model_class(name: str) -> type:

@@ -24,6 +24,19 @@ from dglmm.io import write_text
 from dglmm.train import distributed
 from dglmm.train.run import resolve_model_config, run_experiment
 
+#: The rest of the recipe kit: ``from dglmm.recipe import format_table`` (each loaded on first use, so that
+#: importing this module does not start matplotlib).  A recipe imports only ``dglmm`` and ``dglmm.recipe``.
+KIT = {"format_table": "dglmm.report", "plt": "dglmm.plots", "plot_heatmaps": "dglmm.plots",
+       "kg_alignment": "dglmm.data.kg_check", "verdict": "dglmm.data.kg_check"}
+
+
+def __getattr__(name: str):
+    if name in KIT:
+        import importlib
+
+        return getattr(importlib.import_module(KIT[name]), name)
+    raise AttributeError(f"module 'dglmm.recipe' has no attribute {name!r}")
+
 
 class Recipe:
     """Runs rows (model + overrides) with several seeds and keeps their summaries."""

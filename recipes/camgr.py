@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.plots import plt
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
-from dglmm.report import format_table
+from dglmm.recipe import Recipe, cell, format_table, plt, recipe_main, recipe_parser
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PAPER_TABLE2 = {  # model: {dataset: (R@10, R@20, NDCG@10, NDCG@20)}

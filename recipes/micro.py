@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
-from dglmm.report import format_table
+from dglmm.recipe import Recipe, cell, format_table, recipe_main, recipe_parser
 
 # Recall@20 / NDCG@20 of the paper on Amazon Baby, Sports, Clothing (Tables 4, 5, 6).
 PAPER_TABLE4 = {  # model: {dataset: (R@20, P@20, NDCG@20)}; LATTICE from Table 5 (LightGCN, w/o fusion)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.data.kg_check import kg_alignment, verdict
-from dglmm.models import REGISTRY
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
-from dglmm.report import format_table
+import dglmm
+from dglmm.recipe import Recipe, cell, format_table, kg_alignment, recipe_main, recipe_parser, verdict
 
 # (Recall@20, NDCG@20, Precision@20) of Table II.
 PAPER_TABLE2 = {
@@ -64,7 +62,7 @@ def quick_sets(r: Recipe) -> list[str]:
 
 
 def run_if_registered(r: Recipe, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
-    if model not in REGISTRY:
+    if model not in dglmm.model_names():
         print(f"  [{table}] {label}: model {model!r} is not registered in this checkout; row skipped", flush=True)
         return None
     return r.run(table, label, model, overrides)
@@ -116,7 +114,7 @@ def table4(r: Recipe) -> str:
 
 
 def bar_png(path, labels: list[str], values: list[float], title: str) -> None:
-    from dglmm.plots import plt
+    from dglmm.recipe import plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.bar(labels, values, color="#4c72b0")
@@ -145,7 +143,7 @@ def fig5(r: Recipe) -> str:
 
 
 def fig6(r: Recipe) -> str:
-    from dglmm.plots import plt
+    from dglmm.recipe import plt
 
     grid = FIG6_QUICK if r.args.quick else FIG6
     rows, curves = [], {}
@@ -181,7 +179,7 @@ FIG7_MODELS = [("SLIF-MR", "slifmr"), ("LightGCN", "lightgcn"), ("KGAT", "kgat")
 
 def fig7(r: Recipe) -> str:
     """Robustness (Fig. 7): training data corrupted by x% (validation and test untouched), x in 0-20%."""
-    from dglmm.plots import plt
+    from dglmm.recipe import plt
 
     shares = [0.0, 0.2] if r.args.quick else [0.0, 0.05, 0.1, 0.15, 0.2]
     models = FIG7_MODELS[:2] if r.args.quick else FIG7_MODELS

@@ -16,10 +16,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dglmm.io import write_text
-from dglmm.plots import plot_heatmaps
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
-from dglmm.report import format_table
+from dglmm.recipe import Recipe, cell, format_table, plot_heatmaps, recipe_main, recipe_parser, write_text
 
 # Recall@20 / NDCG@20 of the paper (Tables 1 and 2) on Amazon Baby, Sports, Clothing.
 PAPER_TABLE1 = {

@@ -55,6 +55,13 @@ def test_import_is_lazy_and_lists_the_api():
         dglmm.no_such_name  # noqa: B018
 
 
+@pytest.mark.parametrize("name", dglmm._PUBLIC)
+def test_public_names_are_not_shadowed_by_modules(name):
+    """``import dglmm.x`` sets the package attribute ``x``: a public name must not be a module's name."""
+    assert not (ROOT / "dglmm" / name).exists() and not (ROOT / "dglmm" / f"{name}.py").exists()
+    assert not isinstance(getattr(dglmm, name), type(dglmm))
+
+
 def test_train_load_recommend_round_trip(run):
     loaded = dglmm.load(run.folder)
     assert loaded.run_dir == run.run_dir and loaded.model_name == "lightgcn"
@@ -235,3 +242,18 @@ def notebook_code(path: Path) -> str:
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebooks_import_only_the_public_api(path):
     assert not PRIVATE_IMPORT.findall(notebook_code(path)), f"{path.name} imports dglmm internals"
+
+
+RECIPE_IMPORT = re.compile(r"^\s*(?:from\s+(dglmm(?:\.[\w.]+)?)\s+import|import\s+(dglmm(?:\.[\w.]+)?))", re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.py")), ids=lambda p: p.name)
+def test_recipes_import_only_dglmm_and_the_recipe_kit(path):
+    modules = {a or b for a, b in RECIPE_IMPORT.findall(path.read_text())}
+    assert modules and modules <= {"dglmm", "dglmm.recipe"}, f"{path.name} imports {sorted(modules)}"
+
+
+def test_the_recipe_kit_resolves_every_name():
+    import dglmm.recipe as kit
+
+    assert all(callable(getattr(kit, name)) or name == "plt" for name in kit.KIT)

@@ -34,7 +34,7 @@ def test_slifmr_recipe_quick_tables(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "Table II - overall comparison" in out and "Table III - ablation" in out and "Fig. 5" in out
-    if "kgat" not in recipe.REGISTRY:
+    if "kgat" not in recipe.dglmm.model_names():
         assert "model 'kgat' is not registered" in out
     folder = next(tmp_path.glob("synthetic-2-3-fig5-*"))
     text = (folder / "tables.txt").read_text()
