@@ -271,7 +271,12 @@ class Run:
     def top_k(self, users: Iterable | None = None, k: int = 20, include_seen: bool = False,
               chunk_size: int | None = None):
         """The top-``k`` of ``users`` (original ids; None: every user) as chunks of dense ids
-        (:class:`dglmm.recommend.TopK`); :meth:`recommend` is the readable form."""
+        (:class:`dglmm.recommend.TopK`: ``users``, ``items``, ``scores``, ``kept``); :meth:`recommend` is the
+        readable form.
+
+        >>> for top in run.top_k(k=20):                        # doctest: +SKIP
+        ...     items = run.representations.item[top.items]    # [chunk, 20, d]
+        """
         from dglmm.recommend import check_k, topk_chunks
         from dglmm.train.evaluate import InteractionIndex
 
@@ -305,7 +310,11 @@ class Run:
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """Final user and item vectors, float32 ``[n_users, d]`` and ``[n_items, d]`` (dense id order).
         Their inner product is the model's score when ``run.model.score_is_inner_product()``; otherwise see
-        the model's ``export_note``."""
+        the model's ``export_note``.
+
+        >>> user, item = run.embeddings()   # doctest: +SKIP
+        >>> user[0] @ item.T                # user 0's scores when run.model.score_is_inner_product()
+        """
         reps = self.representations
         return (reps.user.detach().float().cpu().numpy(), reps.item.detach().float().cpu().numpy())
 

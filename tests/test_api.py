@@ -257,3 +257,42 @@ def test_the_recipe_kit_resolves_every_name():
     import dglmm.recipe as kit
 
     assert all(callable(getattr(kit, name)) or name == "plt" for name in kit.KIT)
+
+
+def _cold_column(name: str, dataset, item: int) -> torch.Tensor:
+    config = resolve_model_config(name, "synthetic", [], ["model.embedding_dim=8"])
+    prepared = prepare_run(name, dataset, config, graph_cache=False)
+    with torch.no_grad():
+        model = prepared.model.eval()
+        return model.score(model(prepared.graph), torch.arange(dataset.n_users))[:, item]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_cold_items_depend_on_content_exactly_for_the_models_the_help_names(name, small_multimodal):
+    """A cold item's scores change with its features and KG links for the models listed as able to recommend
+    cold items, and not for the ID-only ones (same seed, same initial parameters)."""
+    import dataclasses
+
+    from dglmm.recommend import COLD_ITEM_MODELS
+
+    data = small_multimodal
+    item = int(data.cold_items()[0])
+    rng = np.random.default_rng(1)
+    feats = {m: f.copy() for m, f in data.modalities.items()}
+    for f in feats.values():
+        f[item] = 3 * rng.standard_normal(f.shape[1]).astype(np.float32)
+    kg = data.kg.copy()
+    heads = kg[:, 0] == item
+    kg[heads, 2] = data.n_items + (kg[heads, 2] - data.n_items + 1) % data.n_entities
+    other = dataclasses.replace(data, modalities=feats, kg=kg)
+    changed = not torch.allclose(_cold_column(name, data, item), _cold_column(name, other, item))
+    assert changed == (name in COLD_ITEM_MODELS)
+
+
+def test_the_recommend_help_names_the_cold_item_models(capsys):
+    from dglmm.recommend import COLD_ITEM_MODELS
+
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    text = " ".join(capsys.readouterr().out.split()).lower().replace("-", "")
+    assert all(name in text for name in COLD_ITEM_MODELS)
