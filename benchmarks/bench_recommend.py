@@ -5,7 +5,8 @@ no features or KG).  Model: an untrained MF or LightGCN (the cost of ranking doe
 Steps, each timed with its peak resident memory above the memory before it (Linux ``VmHWM``, reset between
 steps through ``/proc/self/clear_refs``):
 
-* ``evaluate``: ``Trainer.evaluate("test")``, the full-ranking test of a run (users with test items);
+* ``evaluate``: ``Trainer.evaluate("test")``, the full-ranking test of a run (users with test items), timed
+  after one untimed call (a warm-up that also counts the evaluated users);
 * ``top-K``: :func:`dglmm.recommend.topk_chunks` over **every** user, training items masked, the same chunk size;
 * ``top-K + CSV``: the same streamed into a CSV file in the dataset's ids, as ``dglmm recommend --out`` does.
 

@@ -1,13 +1,8 @@
-"""dglmm: multimodal graph recommenders on DGL heterographs.
-
-The public API (:mod:`dglmm.api`), loaded on first use so that ``import dglmm`` stays cheap::
-
-    import dglmm
-    run = dglmm.fit("lightgcn", "synthetic")
-    run.recommend(users=["0", "1"], k=10)
-    dglmm.compare_runs(dglmm.load("runs/<baseline>"), run)
-"""
-
+# The public API (dglmm/api.py, docs/api.md), loaded on first use so that `import dglmm` stays cheap:
+#     import dglmm
+#     run = dglmm.fit("lightgcn", "synthetic")
+#     run.recommend(users=["0", "1"], k=10)
+#     dglmm.compare_runs(dglmm.load("runs/<baseline>"), run)
 _PUBLIC = ("Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class",
            "model_names")
 

@@ -114,8 +114,8 @@ def _new_folder(out: Path, model: str, dataset: str) -> Path:
 
 
 def fit(model: str, dataset: str | Path | Dataset = "synthetic", *,
-          overrides: Sequence[str] | Mapping[str, Any] = (), config: Sequence[str | Path] = (), seeds: int = 1,
-          out: str | Path = "runs") -> Run:
+          overrides: Sequence[str] | Mapping[str, Any] = (), config_files: Sequence[str | Path] = (),
+          seeds: int = 1, out: str | Path = "runs") -> Run:
     """Train ``model`` on ``dataset`` as ``dglmm train`` does and return the finished :class:`Run`.
 
     (Named ``fit`` because ``dglmm.train`` and ``dglmm.compare`` are the package's modules.)
@@ -125,7 +125,7 @@ def fit(model: str, dataset: str | Path | Dataset = "synthetic", *,
         dataset: a :class:`Dataset`, a known name or a path (see :func:`load_dataset`).
         overrides: ``--set`` values, as strings ``["train.lr=1e-3"]`` or a mapping ``{"train.lr": 1e-3}``; a list
             value sweeps a grid, selected on validation.
-        config: YAML files merged after the packaged defaults (``-c``).
+        config_files: YAML files merged after the packaged defaults (``-c``).
         seeds: runs of the selected point with seeds ``train.seed``, ``train.seed + 1``, ...
         out: parent folder; the run goes to ``out/<model>_<dataset>_<time>`` (:attr:`Run.folder`).
 
@@ -137,7 +137,7 @@ def fit(model: str, dataset: str | Path | Dataset = "synthetic", *,
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     if int(seeds) < 1:
         raise InputError(f"seeds must be at least 1, got {seeds}")
-    options = resolve_model_config(model, data.name, [str(c) for c in config], _override_list(overrides))
+    options = resolve_model_config(model, data.name, [str(c) for c in config_files], _override_list(overrides))
     folder = _new_folder(Path(out), model, data.name)
     summary = run_experiment(model, data, options, folder, seeds=int(seeds))
     return Run(folder, seed=0, dataset=data, summary=summary)
@@ -253,7 +253,8 @@ class Run:
 
     def scores(self, users: Iterable | None = None) -> torch.Tensor:
         """The model's scores ``[len(users), n_items]`` (columns in dense item order, see
-        ``run.dataset.id_map("item")``) of users given by their original ids (None: every user); nothing masked.
+        ``run.dataset.id_map("item")``) of users given by their original ids (None: every user, a dense
+        ``n_users x n_items`` block: for large data pass a subset, or use :meth:`top_k`); nothing masked.
 
         >>> run.scores(["0"]).shape   # doctest: +SKIP
         """

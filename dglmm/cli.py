@@ -185,6 +185,8 @@ def _read_user_ids(spec: str) -> list[str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot read user ids ({type(exc).__name__})") from None
         ids = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    elif "," not in spec and ("/" in spec or path.suffix in (".txt", ".csv", ".tsv", ".list")):
+        raise InputError(f"--users {spec}: no such file")
     else:
         ids = [part.strip() for part in spec.split(",") if part.strip()]
     if not ids:
@@ -216,9 +218,11 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from dglmm.api import Run
+    from dglmm.recommend import check_writable
 
     run = Run(args.run, seed=args.seed, dataset=args.dataset)
     out = Path(args.out) if args.out else run.run_dir / "export"
+    check_writable(out, directory=True)  # before the model is rebuilt
     run.export(out)
     user, item = run.embeddings()
     inner = run.model.score_is_inner_product()

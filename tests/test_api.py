@@ -202,6 +202,8 @@ def test_cli_export(run, tmp_path, capsys):
 def test_cli_bad_inputs_give_one_line(run, tmp_path, capsys):
     code, _, err = cli(capsys, "recommend", run.folder, "--users", "user-7,nobody")
     assert_one_line_error(code, err, "unknown user id", "'nobody'")
+    code, _, err = cli(capsys, "recommend", run.folder, "--users", tmp_path / "missing.txt")
+    assert_one_line_error(code, err, "missing.txt", "no such file")
     code, _, err = cli(capsys, "recommend", run.folder, "-k", 201)
     assert_one_line_error(code, err, "k=201", "200 items")
     blocker = tmp_path / "file"
