@@ -298,3 +298,30 @@ def test_the_recommend_help_names_the_cold_item_models(capsys):
         main(["recommend", "--help"])
     text = " ".join(capsys.readouterr().out.split()).lower().replace("-", "")
     assert all(name in text for name in COLD_ITEM_MODELS)
+
+
+def test_integer_id_datasets_keep_their_ids(mmrec_dir, tmp_path, capsys):
+    """MMRec (like LATTICE and KGAT) files use the dense integer ids themselves."""
+    run = dglmm.fit("mf", mmrec_dir, overrides={**TRAIN, "train.epochs": 1}, out=tmp_path)
+    code, out, err = cli(capsys, "recommend", run.folder, "--users", "2,0", "-k", 6, "--format", "jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [line["user"] for line in lines] == [2, 0], err
+    train = {(int(u), int(i)) for u, i in run.dataset.train}
+    for line in lines:
+        assert all(isinstance(i, int) and (line["user"], i) not in train for i in line["items"])
+        assert len(line["items"]) == 6 - sum(u == line["user"] for u, _ in train)
+    assert 5 in lines[0]["items"]                                  # the cold item is recommendable
+    code, _, err = cli(capsys, "recommend", run.folder, "--users", "3", "-k", 2)
+    assert_one_line_error(code, err, "unknown user id", "'3'")
+
+
+def test_id_map_both_ways():
+    from dglmm.data.ids import IdMap
+
+    tokens = IdMap("item", 3, np.array(["b", "a", "c"]), "toy")
+    assert tokens.encode(["c", " a "]).tolist() == [2, 1] and tokens.decode(np.array([0, 2])).tolist() == ["b", "c"]
+    integers = IdMap("user", 4)
+    assert integers.encode(["3", 0, "1"]).tolist() == [3, 0, 1] and integers.all().tolist() == [0, 1, 2, 3]
+    for bad in (["4"], ["-1"], ["x"], ["1.5"], ["99999999999999999999"]):
+        with pytest.raises(InputError, match="unknown user id"):
+            integers.encode(bad)
