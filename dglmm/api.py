@@ -212,7 +212,13 @@ class Run:
         from dglmm.train.run import prepare_run
 
         source = self._dataset_source if self._dataset_source is not None else self._config.get("dataset")
-        data = source if isinstance(source, Dataset) else load_dataset(source)
+        try:
+            data = source if isinstance(source, Dataset) else load_dataset(source)
+        except InputError as exc:
+            if self._dataset_source is not None:
+                raise
+            raise InputError(f"{self.run_dir / 'config.yaml'}: its dataset {source!r} cannot be loaded ({exc}); "
+                             "name it: dglmm.load(RUN, dataset=...) or -d DATASET") from None
         prepared = prepare_run(self.model_name, data, self.config)
         state = load_checkpoint(self.run_dir / "best.pt", map_location=prepared.trainer.device)
         try:

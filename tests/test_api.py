@@ -220,6 +220,11 @@ def test_cli_bad_inputs_give_one_line(run, tmp_path, capsys):
         assert_one_line_error(code, err, "not a finished run", "--resume")
     code, _, err = cli(capsys, "recommend", tmp_path)
     assert_one_line_error(code, err, "not a run folder")
+    moved = tmp_path / "moved"
+    shutil.copytree(run.run_dir, moved)
+    (moved / "config.yaml").write_text((moved / "config.yaml").read_text().replace("shop.inter", "gone.inter"))
+    code, _, err = cli(capsys, "recommend", moved)
+    assert_one_line_error(code, err, "gone.inter", "cannot be loaded", "-d DATASET")
 
 
 def test_several_seeds_need_a_choice(token_data, tmp_path, capsys):
