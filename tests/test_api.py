@@ -330,3 +330,12 @@ def test_id_map_both_ways():
     for bad in (["4"], ["-1"], ["x"], ["1.5"], ["99999999999999999999"]):
         with pytest.raises(InputError, match="unknown user id"):
             integers.encode(bad)
+
+
+def test_a_grid_stands_for_its_selected_point(token_data, tmp_path, capsys):
+    run = dglmm.fit("mf", token_data, overrides={**TRAIN, "train.epochs": 1, "train.lr": [0.05, 0.0001]},
+                    out=tmp_path)
+    selected = [g["point"] for g in run.summary["grid"]].index(run.summary["selected"])
+    assert run.run_dir == run.folder / f"point{selected}" / "seed0"
+    assert dglmm.load(run.folder).run_dir == run.run_dir
+    assert cli(capsys, "recommend", run.folder, "-k", 2, "--users", "user-7")[0] == 0
