@@ -116,7 +116,8 @@ def _new_folder(out: Path, model: str, dataset: str) -> Path:
 def fit(model: str, dataset: str | Path | Dataset = "synthetic", *,
           overrides: Sequence[str] | Mapping[str, Any] = (), config_files: Sequence[str | Path] = (),
           seeds: int = 1, out: str | Path = "runs") -> Run:
-    """Train ``model`` on ``dataset`` as ``dglmm train`` does and return the finished :class:`Run`.
+    """Train ``model`` on ``dataset`` as ``dglmm train`` does and return the finished :class:`Run` (its model:
+    the first seed's, ``seed0`` of the selected point; ``run.summary`` holds the mean and std over seeds).
 
     (Named ``fit`` because ``dglmm.train`` and ``dglmm.compare`` are the package's modules.)
 
@@ -148,7 +149,7 @@ def load(path: str | Path, seed: int | None = None, dataset: str | Path | Datase
     grid's folder (its point selected on validation).
 
     Args:
-        seed: which seed's model to use when the folder holds several (0 = the first); None requires one.
+        seed: which seed folder's model (``N`` of ``seedN``) when the folder holds several; None requires one.
         dataset: the dataset to rebuild the run on (default: the one recorded in ``config.yaml``); needed
             when the run was trained on an in-memory dataset, e.g. synthetic data with custom sizes.
 

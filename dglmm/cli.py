@@ -233,7 +233,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     """The run folder, ``--seed`` and ``-d`` of ``recommend`` and ``export``."""
     parser.add_argument("run", help="a run folder (a seed's, the one train prints, or a grid's)")
-    parser.add_argument("--seed", type=int, help="which seed's model when the folder holds several (0 = first)")
+    parser.add_argument("--seed", type=int, help="which seed folder (N of seedN) when the folder holds several")
     parser.add_argument("-d", "--dataset", help="dataset name or path (default: the one in config.yaml)")
 
 
