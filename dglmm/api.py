@@ -178,12 +178,13 @@ class Run:
 
         self.folder = Path(folder)
         self.seed_dirs = seed_run_dirs(self.folder)
+        named = [d for d in self.seed_dirs if d.name == f"seed{seed}"]
         if seed is None:
             self.run_dir = resolve_run_dir(self.folder)
-        elif not 0 <= seed < len(self.seed_dirs):
-            raise InputError(f"{self.folder}: no seed {seed} (it holds {len(self.seed_dirs)})")
+        elif named or (seed == 0 and len(self.seed_dirs) == 1):
+            self.run_dir = (named or self.seed_dirs)[0]
         else:
-            self.run_dir = self.seed_dirs[seed]
+            raise InputError(f"{self.folder}: no seed{seed} (it holds {', '.join(d.name for d in self.seed_dirs)})")
         self._config = read_run_config(self.run_dir)
         self.model_name: str = self._config["model_name"]
         self.results = _finished_results(self.run_dir)

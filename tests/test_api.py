@@ -233,6 +233,9 @@ def test_several_seeds_need_a_choice(token_data, tmp_path, capsys):
     code, _, err = cli(capsys, "recommend", run.folder, "-k", 2)
     assert_one_line_error(code, err, "holds 2 seeds")
     assert cli(capsys, "recommend", run.folder, "-k", 2, "--seed", 1)[0] == 0
+    assert dglmm.load(run.folder, seed=1).run_dir == run.folder / "seed1"
+    code, _, err = cli(capsys, "recommend", run.folder, "--seed", 2)
+    assert_one_line_error(code, err, "no seed2", "seed0, seed1")
     table = dglmm.compare_runs(run, run)
     assert set(table["metric"]) == {"recall@20", "ndcg@20", "precision@20"} and (table["diff"] == 0).all()
 
