@@ -125,7 +125,10 @@ class Aggregator(nn.Module):
 
 @register
 class KGAT(Recommender):
-    """KGAT (KDD'19): attentive propagation over the collaborative knowledge graph; see the module docstring."""
+    """KGAT (KDD'19): attentive propagation over users, items and KG entities, relations trained with TransR.
+
+    The equations, the official code's choices and the options are in the module docstring.
+    """
 
     name = "kgat"
     Config = KGATConfig
