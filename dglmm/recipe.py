@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dglmm.data.readers import load_dataset
 from dglmm.io import write_text
+from dglmm.report import format_table
 from dglmm.train import distributed
 from dglmm.train.run import resolve_model_config, run_experiment
 
@@ -93,6 +94,56 @@ def significance_mark(summary: dict, baseline: dict, metric: str, alpha: float =
     except InputError:
         return ""
     return "*" if result.significant(alpha) else ""
+
+
+def _number(text: str) -> float | None:
+    """The mean of a table cell (``0.0412``, ``0.0412 ± 0.0010*``); None for ``-`` or text."""
+    try:
+        return float(str(text).split()[0].rstrip("*"))
+    except (ValueError, IndexError):
+        return None
+
+
+def _ranks(values: list[float]) -> list[int]:
+    """Competition ranks, 1 = highest (ties share the better rank)."""
+    return [1 + sum(other > v for other in values) for v in values]
+
+
+def paper_table(head: list[str], rows: list[list[str]], metric: str = "R@20") -> str:
+    """:func:`~dglmm.report.format_table` with the rank of each row by ``metric`` in dglmm's run and in the
+    paper (the first column named ``paper <metric>...``), and a line saying whether the two orderings agree:
+    the pairs of rows in the same order, Kendall's tau, and both best rows.  Rows without a paper number are
+    left out of the comparison.  Without a paper column the table is returned as it is."""
+    paper_col = next((i for i, h in enumerate(head) if h.startswith(f"paper {metric}")), None)
+    if paper_col is None or metric not in head:
+        return format_table(head, rows)
+    ours_col = head.index(metric)
+    pairs = [(i, _number(r[ours_col]), _number(r[paper_col])) for i, r in enumerate(rows)]
+    pairs = [(i, a, b) for i, a, b in pairs if a is not None and b is not None]
+    ours_rank = dict(zip([i for i, _, _ in pairs], _ranks([a for _, a, _ in pairs]), strict=True))
+    paper_rank = dict(zip([i for i, _, _ in pairs], _ranks([b for _, _, b in pairs]), strict=True))
+    ranked = [[*r, str(ours_rank.get(i, "-")), str(paper_rank.get(i, "-"))] for i, r in enumerate(rows)]
+    table = format_table([*head, f"rank {metric}", f"paper rank {metric}"], ranked)
+    n_label = next(i for i, h in enumerate(head) if "@" in h)  # the columns that name a row
+    labels = [" ".join(rows[i][:n_label]) for i, _, _ in pairs]
+    return table + "\n" + ordering_agreement(labels, [a for _, a, _ in pairs], [b for _, _, b in pairs], metric)
+
+
+def ordering_agreement(labels: list[str], ours: list[float], paper: list[float], metric: str) -> str:
+    """Whether the rows rank alike by ``metric`` in dglmm's run (``ours``) and in the paper: the pairs of rows
+    in the same order, Kendall's tau (tau-b, ties allowed) and the best row of each."""
+    from scipy import stats
+
+    n = len(labels)
+    if n < 2:
+        return f"ordering by {metric}: fewer than two rows with paper numbers, nothing to compare"
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    same = sum((ours[i] - ours[j]) * (paper[i] - paper[j]) > 0 for i, j in pairs)
+    tau = stats.kendalltau(ours, paper).statistic
+    best_ours, best_paper = labels[max(range(n), key=ours.__getitem__)], labels[max(range(n), key=paper.__getitem__)]
+    verdict = "agrees with" if same == len(pairs) else "differs from"
+    return (f"ordering by {metric} {verdict} the paper's: {same} of {len(pairs)} pairs in the same order "
+            f"(Kendall tau {tau:+.2f}); best: {best_ours} here, {best_paper} in the paper")
 
 
 def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from dglmm.plots import plt
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
+from dglmm.recipe import Recipe, cell, paper_table, recipe_main, recipe_parser
 from dglmm.report import format_table
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -66,7 +66,7 @@ def table2(r: Recipe) -> str:
         rows.append([label, *(cell(s, m) for m in METRICS), *(f"{p:.4f}" for p in paper)])
     head = ["model", "R@10", "R@20", "NDCG@10", "NDCG@20", "paper R@10", "paper R@20", "paper NDCG@10",
             "paper NDCG@20"]
-    return "Table 2 - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return "Table 2 - overall comparison (test at the best validation epoch)\n" + paper_table(head, rows)
 
 
 def table3(r: Recipe) -> str:
@@ -81,7 +81,7 @@ def table3(r: Recipe) -> str:
     head = ["variant", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
     return ("Table 3 - ablation: w/o IUID = aligned features instead of ID-purified ones (eqs. 2-6 removed); "
             "w/o CAFF = mean of the modality representations instead of the cross-attention fusion (eqs. "
-            "15-26 removed)\n" + format_table(head, rows))
+            "15-26 removed)\n" + paper_table(head, rows))
 
 
 def table4(r: Recipe) -> str:
@@ -94,7 +94,7 @@ def table4(r: Recipe) -> str:
         rows.append([f"{alpha:g}", cell(s, "recall@20"), cell(s, "ndcg@20"),
                      f"{paper[0]:.4f}" if paper else "-", f"{paper[1]:.4f}" if paper else "-"])
     head = ["alpha_1", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return "Table 4 - weight alpha_1 of the InfoNCE loss\n" + format_table(head, rows)
+    return "Table 4 - weight alpha_1 of the InfoNCE loss\n" + paper_table(head, rows)
 
 
 def _plot(r: Recipe, name: str, xs: list[str], summaries: list[dict], xlabel: str, title: str) -> str:

@@ -20,7 +20,7 @@ import sys
 
 from dglmm.data.kg_check import kg_alignment, verdict
 from dglmm.models import REGISTRY
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
+from dglmm.recipe import Recipe, cell, paper_table, recipe_main, recipe_parser
 from dglmm.report import format_table
 
 # (Recall@20, NDCG@20, Precision@20) of Table II.
@@ -83,7 +83,7 @@ def table2(r: Recipe) -> str:
         paper = PAPER_TABLE2.get(label, {}).get(r.args.paper_dataset)
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), cell(s, "precision@20"), *paper_cells(paper)])
     head = ["model", "R@20", "NDCG@20", "P@20", "paper R@20", "paper NDCG@20", "paper P@20"]
-    return "Table II - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return "Table II - overall comparison (test at the best validation epoch)\n" + paper_table(head, rows)
 
 
 def table3(r: Recipe) -> str:
@@ -96,7 +96,7 @@ def table3(r: Recipe) -> str:
         paper = PAPER_TABLE3[variant][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), cell(s, "precision@20"), *paper_cells(paper)])
     head = ["variant", "R@20", "NDCG@20", "P@20", "paper R@20", "paper NDCG@20", "paper P@20"]
-    return "Table III - ablation of SLIF-MR's components\n" + format_table(head, rows)
+    return "Table III - ablation of SLIF-MR's components\n" + paper_table(head, rows)
 
 
 def table4(r: Recipe) -> str:
@@ -112,7 +112,7 @@ def table4(r: Recipe) -> str:
         rows.append([str(interval), cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}",
                      f"{seconds:.0f}" if seconds is not None else "-"])
     head = ["epoch interval", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20", "wall s (all seeds)"]
-    return "Table IV - SGE update interval\n" + format_table(head, rows)
+    return "Table IV - SGE update interval\n" + paper_table(head, rows)
 
 
 def bar_png(path, labels: list[str], values: list[float], title: str) -> None:

@@ -18,8 +18,7 @@ import sys
 
 from dglmm.io import write_text
 from dglmm.plots import plot_heatmaps
-from dglmm.recipe import Recipe, cell, recipe_main, recipe_parser
-from dglmm.report import format_table
+from dglmm.recipe import Recipe, cell, paper_table, recipe_main, recipe_parser
 
 # Recall@20 / NDCG@20 of the paper (Tables 1 and 2) on Amazon Baby, Sports, Clothing.
 PAPER_TABLE1 = {
@@ -58,7 +57,7 @@ def table1(r: Recipe) -> str:
         paper = PAPER_TABLE1[label][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["model", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return "Table 1 - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return "Table 1 - overall comparison (test at the best validation epoch)\n" + paper_table(head, rows)
 
 
 def table2(r: Recipe) -> str:
@@ -70,7 +69,7 @@ def table2(r: Recipe) -> str:
         paper = PAPER_TABLE2[label][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["variant", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return ("Table 2 - TMFUN variants (docs/models.md defines each)\n" + format_table(head, rows))
+    return ("Table 2 - TMFUN variants (docs/models.md defines each)\n" + paper_table(head, rows))
 
 
 def figure2(r: Recipe) -> str:
@@ -97,7 +96,7 @@ def figure2(r: Recipe) -> str:
             for a in range(len(values))]
     head = ["valid / test R@20", *(f"beta={x}" for x in labels)]
     return (f"Figure 2 - alpha x beta (paper: best at 1e-3 / 1e-3 on Baby, 1e-4 / 1e-4 on Clothing); heat map "
-            f"{path}\n" + format_table(head, rows))
+            f"{path}\n" + paper_table(head, rows))
 
 
 TABLES = {"1": table1, "2": table2, "fig2": figure2}
