@@ -296,10 +296,10 @@ def cmd_features_text(args: argparse.Namespace) -> None:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, except flags and options without one."""
+    """Every option's help ends with its default, except flags and options without one (None or [])."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.nargs == 0:
+        if action.default is None or action.default == [] or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
 

@@ -156,20 +156,28 @@ def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports"
     return f"paper numbers: {paper}; this run is on {name!r}, other data: compare orderings, not values."
 
 
-def recipe_parser(description: str, tables: dict, paper_datasets: list[str], out: str) -> argparse.ArgumentParser:
-    """The command line every recipe shares; a recipe may add its own arguments to it."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("-d", "--dataset", default="synthetic")
-    parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets)
+def recipe_parser(description: str, tables: dict, paper_datasets: list[str], out: str,
+                  expected_time: str = "") -> argparse.ArgumentParser:
+    """The command line every recipe shares; a recipe may add its own arguments to it.  ``expected_time``
+    (measured, e.g. how long ``--quick`` took) is shown at the end of ``--help``."""
+    from dglmm.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(description=description, epilog=expected_time or None,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-d", "--dataset", default="synthetic", help="a known dataset name or a path")
+    parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables),
+                        help="the tables and figures to regenerate")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of each row's selected grid point")
+    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets,
+                        help="the paper's data whose numbers are printed beside dglmm's")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, short training, patience 5, grids over lr only")
     parser.add_argument("--quick-epochs", type=int, default=30, help="epoch cap of --quick")
     parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
-    parser.add_argument("-c", "--config", action="append", default=[])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", default=out)
+    parser.add_argument("-c", "--config", action="append", default=[], help="YAML file(s) for every row")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every row, e.g. train.patience=10")
+    parser.add_argument("--out", default=out, help="folder in which the output folder is made")
     return parser
 
 
@@ -183,7 +191,8 @@ def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, C
     main = distributed.is_main()
     recipe = Recipe(args, len(tables))
     if main:
-        print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}", flush=True)
+        print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}\n"
+              f"output folder: {recipe.out}", flush=True)
     outputs = []
     for name in args.tables:
         text = tables[name](recipe)

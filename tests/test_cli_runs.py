@@ -220,7 +220,7 @@ def test_every_option_of_every_command_is_described_with_its_default():
             if isinstance(action, argparse._HelpAction | argparse._VersionAction | argparse._SubParsersAction):
                 continue
             assert action.help, f"{name} {action.dest}: no help"
-            if action.default is not None and action.nargs != 0:
+            if action.default not in (None, []) and action.nargs != 0:
                 assert f"(default: {action.default}" in help_text, f"{name} {action.dest}: default not shown"
     train = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     assert "(default: synthetic" in train and "(default: 1)" in train and "(default: runs)" in train
