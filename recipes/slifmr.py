@@ -77,7 +77,8 @@ def paper_cells(values: tuple | None) -> list[str]:
 def table2(r: Recipe) -> str:
     rows = []
     for label, model in TABLE2_ROWS:
-        s = run_if_registered(r, "2", label, model, quick_sets(r) + (slifmr_sets(r) if model == "slifmr" else []))
+        extra = {"slifmr": slifmr_sets(r), "micro": ["model.cl_max_items=0"]}.get(model, [])  # MICRO: eq. 9
+        s = run_if_registered(r, "2", label, model, quick_sets(r) + extra)                    # over every item
         if s is None:
             continue
         paper = PAPER_TABLE2.get(label, {}).get(r.args.paper_dataset)
