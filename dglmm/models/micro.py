@@ -121,7 +121,7 @@ class MICROConfig(ModelConfig):
                            choices=CONTRASTIVE_ITEMS)
     cl_max_items: int = option(
         1024, "InfoNCE over a random subset of at most this many of those items per batch; 0: over all of them "
-              "(eq. 9 as written, O(n_items^2 d) per batch: one TikTok epoch 158 s, 140x LightGCN's, against 6x)",
+              "(eq. 9 as written, O(n_items^2 d) per batch: one TikTok epoch 140-280x LightGCN's, 158-494 s, against 6x)",
         low=0)
     cl_chunk_size: int = option(1024, "InfoNCE rows per chunk beyond this many items (memory O(chunk x n))",
                                 low=1)
