@@ -144,6 +144,24 @@ def test_resume_continues_the_recorded_model_on_the_recorded_data(stopped_run, c
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
 
 
+def test_a_checkpoint_that_counted_epochs_from_0_resumes_renumbered(stopped_run, capsys):
+    import torch
+
+    folder, _ = stopped_run
+    path = folder / "seed0" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["epoch_numbering"]  # as written before epochs were counted from 1
+    state["history"] = [{**r, "epoch": r["epoch"] - 1} for r in state["history"]]
+    state["best"]["epoch"] -= 1
+    torch.save(state, path)
+    code, _, err = run_cli(capsys, "train", "--resume", str(folder))
+    assert code == 0, err
+    history = [json.loads(line) for line in (folder / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    best = max(history, key=lambda r: r["valid"]["recall@20"])["epoch"]
+    assert json.loads((folder / "seed0" / "results.json").read_text())["best_epoch"] == best
+
+
 def test_interrupt_says_where_to_resume(tmp_path, capsys, monkeypatch):
     from dglmm.train.trainer import Trainer
 
