@@ -9,5 +9,6 @@ except _metadata.PackageNotFoundError:  # a source checkout that was never insta
     from pathlib import Path as _Path
 
     _pyproject = _Path(__file__).resolve().parents[1] / "pyproject.toml"
-    _found = _re.search(r'^version\s*=\s*"([^"]+)"', _pyproject.read_text(), _re.M) if _pyproject.is_file() else None
+    _text = _pyproject.read_text() if _pyproject.is_file() else ""
+    _found = _re.search(r'^version\s*=\s*"([^"]+)"', _text, _re.M)
     __version__ = f"{_found.group(1)}+source" if _found else "unknown"

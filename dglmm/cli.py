@@ -2,7 +2,9 @@
 
 A run folder is what ``dglmm train`` prints (its ``seed*`` folders inside), one of its ``seed*`` folders, or a
 grid's folder (standing for the point selected on validation): ``evaluate``, ``train --resume`` and ``compare``
-accept each (:func:`dglmm.io.seed_run_dirs`).  Every problem with the user's input (a malformed file, an unknown option or value, an unreadable checkpoint:
+accept each (:func:`dglmm.io.seed_run_dirs`).
+
+Every problem with the user's input (a malformed file, an unknown option or value, an unreadable checkpoint:
 :class:`dglmm.errors.InputError`) is reported as one line ``dglmm: error: ...`` on stderr with exit status 2.
 Anything else is a bug in dglmm: one line ``dglmm: internal error: ...`` and exit status 1.  ``--debug`` shows
 the traceback of either.

@@ -156,13 +156,15 @@ def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports"
     return f"paper numbers: {paper}; this run is on {name!r}, other data: compare orderings, not values."
 
 
-def recipe_parser(description: str, tables: dict, paper_datasets: list[str], out: str,
-                  expected_time: str = "") -> argparse.ArgumentParser:
-    """The command line every recipe shares; a recipe may add its own arguments to it.  ``expected_time``
-    (measured, e.g. how long ``--quick`` took) is shown at the end of ``--help``."""
+def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -> argparse.ArgumentParser:
+    """The command line every recipe shares (a recipe may add its own arguments to it): the first line of the
+    recipe's docstring ``doc`` describes it, and its paragraph that starts with ``Expected time:`` (what
+    ``--quick`` took, measured) ends ``--help``."""
     from dglmm.cli import HelpFormatter
 
-    parser = argparse.ArgumentParser(description=description, epilog=expected_time or None,
+    timing = [" ".join(p.replace("``", "").split()) for p in doc.split("\n\n")
+              if p.strip().startswith("Expected time:")]
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], epilog=timing[0] if timing else None,
                                      formatter_class=HelpFormatter)
     parser.add_argument("-d", "--dataset", default="synthetic", help="a known dataset name or a path")
     parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables),

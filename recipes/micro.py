@@ -154,7 +154,7 @@ TABLES = {"4": table4, "5": table5, "6": table6, "cold": cold, "warm": warm}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/micro")
+    parser = recipe_parser(__doc__, TABLES, ["baby", "sports", "clothing"], "runs/recipes/micro")
     parser.add_argument("--cl-max-items", type=int, default=1024,
                         help="MICRO's InfoNCE over a random subset of items per batch (0: all, as eq. 9)")
     return recipe_main("MICRO", parser, TABLES, argv)

@@ -245,7 +245,7 @@ def kg_note(r: Recipe, permutations: int = 19) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["amazon-book", "yelp2018"], "runs/recipes/slifmr")
+    parser = recipe_parser(__doc__, TABLES, ["amazon-book", "yelp2018"], "runs/recipes/slifmr")
     parser.add_argument("--inter-max-items", type=int, default=512,
                         help="SLIF-MR's L_inter over a random subset of items per batch (0: all, as eq. 19)")
     parser.set_defaults(quick_epochs=10)

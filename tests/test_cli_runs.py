@@ -222,6 +222,22 @@ def test_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"dglmm {dglmm.__version__}"
 
 
+def test_version_of_a_checkout_never_installed(monkeypatch):
+    import importlib
+    from importlib import metadata
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    monkeypatch.setattr(metadata, "version", not_installed)
+    try:
+        assert importlib.reload(dglmm).__version__ == f"{pyproject['project']['version']}+source"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(dglmm)
+
+
 def _parsers(parser: argparse.ArgumentParser, name: str = "dglmm"):
     yield name, parser
     for action in parser._actions:
