@@ -10,6 +10,10 @@ Tables: ``4`` overall comparison (the models of Table 4 that dglmm has), ``5`` C
 each tuned on validation with the same grid budget, tested with mean +- std over seeds, also on items with few
 training interactions.  Every number is produced by the runs; the paper's numbers are printed beside them and
 are on the paper's Amazon data, so compare orderings, not values, when the dataset differs.
+
+Expected time: ``--quick`` (every table, one seed) took 6 min on the idle 2-core machine; the default run (3
+seeds, training to early stopping) takes many times that (``-d synthetic --seeds 1``: 24 min with one thread on
+a shared core): run one table at a time (``--tables``).
 """
 
 from __future__ import annotations

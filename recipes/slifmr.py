@@ -12,6 +12,10 @@ features (Fig. 7, PNG; the data options ``data.noise_interactions``, ``data.nois
 before it lands) is skipped with a printed note.  The paper's numbers are on Amazon-Book and Yelp2018
 (``--paper-dataset``); on other data compare orderings, not values.  Figures 5-7 print (almost) no numbers in
 the paper's text, so only our values are plotted.
+
+Expected time: ``--quick`` (every table, one seed) took 5 min of CPU time on one thread (21 min wall while
+other jobs shared the 2-core machine); the default run (3 seeds, training to early stopping) takes many times
+that: run one table at a time (``--tables``).
 """
 
 from __future__ import annotations
