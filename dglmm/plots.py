@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_training_curves(history: list[dict], path: Path | str, metric: str = "recall@20") -> None:
@@ -41,6 +42,8 @@ def training_curves_figure(history: list[dict], metric: str = "recall@20") -> pl
         ax_val.axvline(xs[best], color="grey", linestyle="--", label=f"best epoch {xs[best]}")
         ax_val.legend()
     ax_val.set(xlabel="epoch", ylabel=metric, title=f"validation {metric}")
+    for ax in flat[:n_panels]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for ax in flat[n_panels:]:
         ax.set_visible(False)
     fig.tight_layout()
