@@ -11,9 +11,10 @@ each tuned on validation with the same grid budget, tested with mean +- std over
 training interactions.  Every number is produced by the runs; the paper's numbers are printed beside them and
 are on the paper's Amazon data, so compare orderings, not values, when the dataset differs.
 
-Expected time: ``--quick`` (every table, one seed) took 6 min on the idle 2-core machine; the default run (3
-seeds, training to early stopping) takes many times that (``-d synthetic --seeds 1``: 24 min with one thread on
-a shared core): run one table at a time (``--tables``).
+Expected time: ``--quick`` (every table, one seed) took 11 min of CPU time on one thread (35 min wall while
+other jobs shared the 2-core machine); the default run (3 seeds, training to early stopping) takes many times
+that (``-d synthetic --seeds 1``: 24 min with one thread on a shared core): run one table at a time
+(``--tables``).
 """
 
 from __future__ import annotations
