@@ -27,7 +27,7 @@ from dglmm.graph.build import GraphConfig, build_graph  # noqa: E402
 
 ROWS = {"lightgcn": ("LightGCN (2 layers)", "lightgcn", {"n_layers": 2}),
         "tmfun": ("TMFUN, eq. 8 over 1,024 sampled items", "tmfun", {"cl_max_items": 1024}),
-        "tmfun-all": ("TMFUN, eq. 8 over all items", "tmfun", {}),
+        "tmfun-all": ("TMFUN, eq. 8 over all items", "tmfun", {"cl_max_items": 0}),
         "tmfun-att": ("TMFUN-att (no attention)", "tmfun", {"cl_max_items": 1024, "variant": "tmfun-att"})}
 
 

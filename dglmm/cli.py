@@ -1,4 +1,8 @@
-"""Command line: ``dglmm train | evaluate | compare | models | data info | data graph | demo``.
+"""Command line of dglmm: train, evaluate and compare recommenders; list models and options; inspect data.
+
+A run folder is what ``dglmm train`` prints (its ``seed*`` folders inside), one of its ``seed*`` folders, or a
+grid's folder (standing for the point selected on validation): ``evaluate``, ``train --resume``, ``compare``,
+``recommend`` and ``export`` accept each (:func:`dglmm.io.seed_run_dirs`).
 
 Every problem with the user's input (a malformed file, an unknown option or value, an unreadable checkpoint:
 :class:`dglmm.errors.InputError`) is reported as one line ``dglmm: error: ...`` on stderr with exit status 2.
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
@@ -73,11 +78,50 @@ def cmd_models(args: argparse.Namespace) -> None:
     names = [args.name] if args.name else sorted(REGISTRY)
     for name in names:
         cls = model_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:12s} {doc}")
+        print(f"{name:12s} {summary_line(cls)}")
         if args.name or args.verbose:
             for field, default, help_text in config_fields(cls):
-                print(f"    {f'model.{field} = {default!r}':44s} {help_text}")
+                print(_option_line(f"model.{field}", default, help_text))
+    print("\ndata, graph and train options (every model): dglmm options; set any with --set section.key=value")
+
+
+def summary_line(obj: object) -> str:
+    """The first line of ``obj``'s docstring as plain text (reST roles and literals unmarked)."""
+    first = ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+    return re.sub(r"(:[a-z]+:)?``?([^`]*)``?", r"\2", first)
+
+
+def _option_line(key: str, default, help_text: str) -> str:
+    return f"    {f'{key} = {default!r}':44s} {help_text}"
+
+
+def cmd_options(args: argparse.Namespace) -> None:
+    """Every option of the data, graph and train sections (and of a model with -m), with its default: the
+    value a run gets before -c files and --set, after the layers shipped in dglmm/configs for -d."""
+    from dglmm.config import PACKAGED_LAYERS, SECTIONS, packaged_files, packaged_layers, section_classes
+    from dglmm.models.base import config_fields
+    from dglmm.train.run import model_class
+
+    cls = model_class(args.model) if args.model else None
+    classes = section_classes(cls.Config if cls else None)
+    shipped = packaged_layers(args.model or "", args.dataset) if args.dataset else {}
+    wanted = args.sections or [s for s in SECTIONS if s != "model" or cls]
+    unknown = [s for s in wanted if s not in SECTIONS]
+    if unknown:
+        raise InputError(f"unknown section {unknown[0]!r}; the sections are {', '.join(SECTIONS)}")
+    if "model" in wanted and cls is None:
+        raise InputError("the model section depends on the model: dglmm options model -m NAME (dglmm models)")
+    for section in wanted:
+        print(f"{section}: {summary_line(classes[section])}")
+        for name, default, help_text in config_fields(cls if section == "model" else classes[section]):
+            layered = shipped.get(section, {}).get(name, default)
+            note = "" if layered == default else f" [dglmm/configs for {args.dataset}; built-in {default!r}]"
+            print(_option_line(f"{section}.{name}", layered, help_text + note))
+    shipped_files = {layer: packaged_files(layer) for layer in ("datasets", "models")}
+    print("\nlayers, lowest priority first: " + " < ".join(
+        f"dglmm/configs/{layer}" + (f" (shipped: {', '.join(shipped_files[kind]) or 'none'})"
+                                    if (kind := layer.split('/')[0]) in shipped_files else "")
+        for layer in PACKAGED_LAYERS) + " < -c FILE < --set section.key=value")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -86,41 +130,118 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dglmm.train.run import resolve_model_config, run_experiment
 
     distributed.init_from_env({"backend": args.backend, "timeout": args.dist_timeout})  # under torchrun
-    dataset = _load(args.dataset)
     if args.resume:
-        return _resume(Path(args.resume), dataset)
+        return _resume(args)
+    if not args.model:
+        raise InputError("train needs -m MODEL (dglmm models lists them), or --resume RUN_DIR")
+    dataset = _load(args.dataset or "synthetic")
     config = resolve_model_config(args.model, dataset.name, args.config or [], args.set or [])
     stamp = distributed.broadcast_object(time.strftime('%Y%m%d-%H%M%S'))  # one folder for every rank
-    out = Path(args.out) / f"{args.model}_{dataset.name}_{stamp}"
-    summary = run_experiment(args.model, dataset, config, out, seeds=args.seeds)
+    out = Path(args.out or "runs") / f"{args.model}_{dataset.name}_{stamp}"
+    seeds = args.seeds or 1
+    if distributed.is_main():
+        print(f"run folder: {out} ({args.model} on {dataset.name}, {seeds} seed(s))", flush=True)
+    summary = run_experiment(args.model, dataset, config, out, seeds=seeds)
     if distributed.is_main():
         print(format_summary_table([summary]))
         print(f"run folder: {out}")
     distributed.shutdown()
 
 
-def _resume(run_dir: Path, dataset) -> None:
-    from dglmm.io import read_run_config
+def _resume(args: argparse.Namespace) -> None:
+    """Continue the run in ``args.resume`` with the model, dataset and options recorded in it."""
+    from dglmm.io import read_run_config, resolve_run_dir
+    from dglmm.report import format_summary_table
     from dglmm.train import distributed
-    from dglmm.train.run import run_once
+    from dglmm.train.run import run_once, summarize_runs
 
+    run_dir = resolve_run_dir(args.resume)
     config = read_run_config(run_dir)
+    model_name, source = config.pop("model_name"), config.pop("dataset", None)
+    config = _refuse_contradictions(args, run_dir, model_name, config)
+    dataset = _resume_dataset(args, run_dir, source)
     if not (run_dir / "checkpoint.pt").is_file():
         raise InputError(f"{run_dir / 'checkpoint.pt'}: not found (nothing to resume; train anew without --resume)")
-    model_name = config.pop("model_name")
-    config.pop("dataset", None)
+    if distributed.is_main():
+        print(f"resuming {model_name} on {dataset.name} in {run_dir}", flush=True)
     results = run_once(model_name, dataset, config, run_dir, resume=True)
     if distributed.is_main():
-        print({k: round(v, 4) for k, v in results["test"].items()})
+        seed = int(config.get("train", {}).get("seed", 0))
+        summary = {"model": model_name, "dataset": dataset.name, "selected": {},
+                   **summarize_runs([results], [seed])}
+        print(format_summary_table([summary]))
+        print(f"run folder: {run_dir}")
     distributed.shutdown()
 
 
+def _resume_dataset(args: argparse.Namespace, run_dir: Path, source: str | None):
+    """The dataset recorded in the run folder; ``-d`` only when it names the same data (or the recorded path
+    no longer exists, e.g. the data moved)."""
+    if args.dataset is None:
+        if source is None:
+            raise InputError(f"{run_dir / 'config.yaml'}: records no dataset; name it with -d")
+        return _load(source)
+    dataset = _load(args.dataset)
+    given = dataset.source or dataset.name
+    moved = source is not None and source != "synthetic" and not Path(source).exists()
+    if source is not None and not moved and not _same_data(given, source):
+        raise InputError(f"--resume {run_dir}: the run trains on {source}; -d {args.dataset} contradicts it "
+                         "(leave -d out to resume on the run's own data)")
+    return dataset
+
+
+def _same_data(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+RESUME_MAY_CHANGE = {("train", "progress"), ("train", "device"), ("train", "eval_chunk_size"),
+                     ("train", "checkpoint_every")}  # how a run proceeds, not what it computes
+
+
+def _refuse_contradictions(args: argparse.Namespace, run_dir: Path, model_name: str, config: dict) -> dict:
+    """One line when -m, -c, --set, --seeds or --out asks for something other than what the run records;
+    returns the run's config with the options of :data:`RESUME_MAY_CHANGE` that -c/--set give."""
+    from dglmm.config import merge, parse_override, read_yaml
+    from dglmm.options import build
+    from dglmm.train.run import model_sections
+
+    where = f"--resume {run_dir}"
+    if args.model and args.model != model_name:
+        raise InputError(f"{where}: the run trains {model_name}; -m {args.model} contradicts it (leave -m out)")
+    for flag, value in (("--seeds", args.seeds), ("--out", args.out)):
+        if value is not None:
+            raise InputError(f"{where}: {flag} does not apply to resuming (a run folder is one seed, "
+                             "continued where it is)")
+    sections = model_sections(model_name)
+    asked: dict = {}
+    for path in args.config or []:
+        asked = merge(asked, read_yaml(path))
+    for text in args.set or []:
+        section, key, value = parse_override(text, sections)
+        asked.setdefault(section, {})[key] = value
+    for section, values in asked.items():
+        if section not in sections:
+            raise InputError(f"{where}: unknown config section {section!r}")
+        recorded = build(sections[section], config.get(section, {}), section)
+        wanted = build(sections[section], {**config.get(section, {}), **values}, section)
+        for key in values:
+            if (section, key) in RESUME_MAY_CHANGE:
+                config = merge(config, {section: {key: values[key]}})
+            elif getattr(recorded, key) != getattr(wanted, key):
+                raise InputError(f"{where}: the run has {section}.{key}={getattr(recorded, key)!r}; "
+                                 f"{section}.{key}={getattr(wanted, key)!r} contradicts it (a resumed run keeps "
+                                 "its options: leave -c/--set out, or train anew)")
+    return config
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from dglmm.io import read_run_config
+    from dglmm.io import read_run_config, resolve_run_dir
     from dglmm.train.run import evaluate_run
 
-    run_dir = Path(args.run_dir)
+    run_dir = resolve_run_dir(args.run_dir)
     read_run_config(run_dir)
+    if run_dir != Path(args.run_dir):
+        print(f"run: {run_dir}")
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir / 'best.pt'}: not found (has the run finished a validated epoch?)")
     metrics = evaluate_run(run_dir, split=args.split, dataset_spec=args.dataset)
@@ -129,14 +250,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from dglmm.compare import compare_runs, format_comparisons, plot_comparisons
+    from dglmm.compare import compare_runs, default_plot_path, format_comparisons, plot_comparisons
 
     if not 0.0 < args.alpha < 1.0:
         raise InputError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
     results = compare_runs(args.runs, args.metrics)
     print(format_comparisons(args.runs[0], results, args.alpha))
-    plot_comparisons(results, args.plot, args.alpha)
-    print(f"plot: {args.plot}")
+    plot = Path(args.plot) if args.plot else default_plot_path(args.runs)
+    plot_comparisons(results, plot, args.alpha, baseline=args.runs[0])
+    print(f"plot: {plot}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -152,7 +274,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     summaries = []
     for index, model in enumerate(args.models, start=1):
         config = resolve_model_config(model, dataset.name, [], [f"train.epochs={args.epochs}", "train.patience=10"])
-        doc = (model_class(model).__doc__ or "").strip().splitlines()[0]
+        doc = summary_line(model_class(model))
         print(f"[{index}/{len(args.models)}] training {model} on {dataset.name} for up to {args.epochs} epochs "
               f"(early stopping on validation {config['train'].get('metric', 'recall@20')}): {doc}", flush=True)
         summaries.append(run_experiment(model, dataset, config, None, seeds=1))
@@ -237,89 +359,136 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--dataset", help="dataset name or path (default: the one in config.yaml)")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, except flags and options without one (None or [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == [] or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0])
+    from dglmm import __version__
+
+    parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"dglmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model (grid over list values, several seeds)")
-    train.add_argument("-m", "--model", required=True)
-    train.add_argument("-d", "--dataset", default="synthetic", help="a known name or a path")
+    train = sub.add_parser("train", help="train a model (grid over list values, several seeds)",
+                           description="Train a model: a grid over every list value of -c/--set, each point "
+                                       "with the first seed, the best on validation with the others. Prints "
+                                       "the run folder first and again with the test results.",
+                           formatter_class=HelpFormatter)
+    train.add_argument("-m", "--model", help="the model to train (dglmm models lists them); with --resume, "
+                                             "read from the run folder")
+    train.add_argument("-d", "--dataset", help="a known name (synthetic, or a folder in $DGLMM_DATA or "
+                                               "../shared/data) or a path (default: synthetic; with --resume, "
+                                               "the run's own)")
     train.add_argument("-c", "--config", action="append", help="YAML file(s) merged after the defaults")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.lr=1e-3")
-    train.add_argument("--seeds", type=int, default=1)
-    train.add_argument("--out", default="runs")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint.pt")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override, e.g. train.lr=1e-3 (a list sweeps a grid); every option: dglmm options")
+    train.add_argument("--seeds", type=int, help="seeds of the selected grid point, from train.seed up; the "
+                                                 "test metrics are their mean ± std (default: 1)")
+    train.add_argument("--out", help="folder in which the run folder <model>_<dataset>_<time> is made "
+                                     "(default: runs)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its checkpoint.pt (the folder train printed, or one "
+                            "seed* in it) with the model, data and options it records; only train.progress, "
+                            "device, eval_chunk_size and checkpoint_every may be --set anew")
     train.add_argument("--backend", default="auto", help="under torchrun: 'gloo', 'nccl' or 'auto'")
     train.add_argument("--dist-timeout", type=float, default=600.0,
                        help="under torchrun: seconds a rank waits for the others before the run stops")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a run's best model")
-    evaluate.add_argument("run_dir")
-    evaluate.add_argument("--split", default="test", choices=["valid", "test"])
+    evaluate = sub.add_parser("evaluate", help="evaluate a run's best model", formatter_class=HelpFormatter)
+    evaluate.add_argument("run_dir", help="the folder train printed (one seed), or one seed* folder in it")
+    evaluate.add_argument("--split", default="test", choices=["valid", "test"], help="the split to rank")
     evaluate.add_argument("-d", "--dataset", help="dataset path (default: the one in config.yaml)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    compare = sub.add_parser("compare", help="paired significance tests of runs against the first (baseline)")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or experiment folders with seed*/")
-    compare.add_argument("--metrics", nargs="+", default=["recall@20", "ndcg@20", "precision@20"])
+    compare = sub.add_parser("compare", help="paired significance tests of runs against the first (baseline)",
+                             formatter_class=HelpFormatter)
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="run folders as train prints them (all their seeds), or single seed* folders")
+    compare.add_argument("--metrics", nargs="+", default=["recall@20", "ndcg@20", "precision@20"],
+                         help="test metrics to compare")
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level of the * marks")
-    compare.add_argument("--plot", default="compare.png", help="where to write the PNG")
+    compare.add_argument("--plot", help="where to write the PNG (default: compare-<A>-vs-<B>.png in the "
+                                        "folder that holds the runs)")
     compare.set_defaults(func=cmd_compare)
 
-    models = sub.add_parser("models", help="list models and their options")
-    models.add_argument("name", nargs="?")
-    models.add_argument("-v", "--verbose", action="store_true")
+    models = sub.add_parser("models", help="list models and their options", formatter_class=HelpFormatter)
+    models.add_argument("name", nargs="?", help="one model: its options with their defaults")
+    models.add_argument("-v", "--verbose", action="store_true", help="every model's options")
     models.set_defaults(func=cmd_models)
 
-    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
-    info = data.add_parser("info", help="dataset summary")
-    info.add_argument("dataset")
+    options = sub.add_parser("options", help="every data, graph and train option with its default (and a "
+                                             "model's with -m)", formatter_class=HelpFormatter)
+    options.add_argument("sections", nargs="*", metavar="SECTION",
+                         help="data, graph, model or train (default: all; model needs -m)")
+    options.add_argument("-m", "--model", help="also the options of this model")
+    options.add_argument("-d", "--dataset", help="show the defaults dglmm/configs ships for this dataset")
+    options.set_defaults(func=cmd_options)
+
+    data = sub.add_parser("data", help="inspect datasets", formatter_class=HelpFormatter).add_subparsers(
+        dest="data_command", required=True)
+    info = data.add_parser("info", help="dataset summary", formatter_class=HelpFormatter)
+    info.add_argument("dataset", help="a known name or a path")
     info.set_defaults(func=cmd_data_info)
-    graph = data.add_parser("graph", help="build the heterograph and print its schema")
-    graph.add_argument("dataset")
-    graph.add_argument("--k", type=int, default=10)
-    graph.add_argument("--norm", default="sym", choices=["sym", "rw", "none"])
-    graph.add_argument("--symmetric", action="store_true")
-    graph.add_argument("--no-cache", action="store_true")
+    graph = data.add_parser("graph", help="build the heterograph and print its schema",
+                            formatter_class=HelpFormatter)
+    graph.add_argument("dataset", help="a known name or a path")
+    graph.add_argument("--k", type=int, default=10, help="neighbours per item in the kNN feature graphs")
+    graph.add_argument("--norm", default="sym", choices=["sym", "rw", "none"], help="kNN edge normalisation")
+    graph.add_argument("--symmetric", action="store_true", help="symmetrise the kNN graphs")
+    graph.add_argument("--no-cache", action="store_true", help="build anew, neither read nor write the cache")
     graph.set_defaults(func=cmd_data_graph)
 
-    kg_check = data.add_parser("kg-check", help="permutation test: do items that share a KG entity share users?")
-    kg_check.add_argument("dataset")
+    kg_check = data.add_parser("kg-check", help="permutation test: do items that share a KG entity share users?",
+                               formatter_class=HelpFormatter)
+    kg_check.add_argument("dataset", help="a dataset with a knowledge graph (name or path)")
     kg_check.add_argument("--max-pairs", type=int, default=20_000, help="item pairs sampled per relation")
     kg_check.add_argument("--permutations", type=int, default=99, help="null draws with permuted item links")
-    kg_check.add_argument("--seed", type=int, default=0)
+    kg_check.add_argument("--seed", type=int, default=0, help="seed of the samples and permutations")
     kg_check.set_defaults(func=cmd_data_kg_check)
 
     relink = data.add_parser("relink-movielens", help="re-key a RecBole MovieLens .link file (MovieLens-wide movie "
-                                                      "ids) to the dataset's own items by title and year")
+                                                      "ids) to the dataset's own items by title and year",
+                             formatter_class=HelpFormatter)
     relink.add_argument("dataset", help="RecBole dataset directory or .inter file (with .item and .link)")
     relink.add_argument("--movies", required=True, help="a MovieLens movies.dat (ML-1M) or movies.csv (ml-latest)")
     relink.add_argument("--out", required=True, help="directory for the re-linked copy")
     relink.add_argument("--min-similarity", type=float, default=0.8, help="fuzzy title match threshold")
     relink.set_defaults(func=cmd_data_relink)
 
-    features = sub.add_parser("features", help="compute modality features").add_subparsers(
+    features = sub.add_parser("features", help="compute modality features",
+                              formatter_class=HelpFormatter).add_subparsers(
         dest="features_command", required=True)
-    text = features.add_parser("text", help="text_feat.npy from item text with all-MiniLM-L6-v2 (dglmm[text])")
-    text.add_argument("dataset")
+    text = features.add_parser("text", help="text_feat.npy from item text with all-MiniLM-L6-v2 (dglmm[text])",
+                               formatter_class=HelpFormatter)
+    text.add_argument("dataset", help="a known name or a path")
     text.add_argument("--table", help="CSV/TSV with an item id column and text columns (default: the dataset's "
                                       "own item text, e.g. RecBole .item titles and genres)")
-    text.add_argument("--id-column", default="item_id")
-    text.add_argument("--text-columns", nargs="+")
+    text.add_argument("--id-column", default="item_id", help="--table's column of item ids")
+    text.add_argument("--text-columns", nargs="+", help="--table's columns joined into each item's text "
+                                                        "(default: every other column)")
     text.add_argument("--out", help="output file (default: text_feat.npy beside the data)")
     text.add_argument("--force", action="store_true", help="replace an existing text_feat.npy")
-    text.add_argument("--batch-size", type=int, default=64)
-    text.add_argument("--device", default="cpu")
+    text.add_argument("--batch-size", type=int, default=64, help="texts per encoder batch")
+    text.add_argument("--device", default="cpu", help="torch device of the encoder")
     text.set_defaults(func=cmd_features_text)
 
-    demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it")
-    demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"])
-    demo.add_argument("--epochs", type=int, default=60)
+    demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it",
+                          formatter_class=HelpFormatter)
+    demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"], help="models to train")
+    demo.add_argument("--epochs", type=int, default=60, help="epoch cap (early stopping after 10 evaluations "
+                                                             "without improvement)")
     demo.set_defaults(func=cmd_demo)
     recommend = sub.add_parser(
-        "recommend", help="top-K items per user from a finished run, in the dataset's own ids",
+        "recommend", formatter_class=HelpFormatter, help="top-K items per user from a finished run, in the dataset's own ids",
         description="Top-K items per user from a run's best model: the evaluator's full-ranking scores, training "
                     "items excluded (unless --include-seen), ties to the lower item id; users and items in the "
                     "dataset's own ids (RecBole tokens; MMRec, LATTICE and KGAT integer ids).  Output: CSV "
@@ -337,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.set_defaults(func=cmd_recommend)
 
     export = sub.add_parser(
-        "export", help="final user and item vectors (.npy) and id maps, for a nearest-neighbour index",
+        "export", formatter_class=HelpFormatter, help="final user and item vectors (.npy) and id maps, for a nearest-neighbour index",
         description="Write user_embeddings.npy [n_users, d], item_embeddings.npy [n_items, d] (float32), "
                     "user_ids.txt and item_ids.txt (row r = the id on line r) and export.json.  For every model "
                     "the score is the inner product of the two vectors, except TMFUN with attention=user (its "
@@ -379,9 +548,14 @@ def _run(argv: list[str] | None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return 0
-    except KeyboardInterrupt:
-        print("dglmm: interrupted (the last completed epoch is in checkpoint.pt; continue with --resume)",
-              file=sys.stderr)
+    except KeyboardInterrupt as error:
+        run_dir = getattr(error, "run_dir", None)
+        if run_dir is not None:
+            print(f"dglmm: interrupted; the last completed epoch is in {run_dir / 'checkpoint.pt'}: continue "
+                  f"with: dglmm train --resume {run_dir}", file=sys.stderr)
+        else:
+            print("dglmm: interrupted" + (" before an epoch completed (nothing to resume)"
+                                          if args.command == "train" else ""), file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - a bug, not an input problem: say so in one line
         if args.debug:

@@ -4,6 +4,9 @@ Every run folder keeps the test metrics of each evaluated user (``per_user_test.
 folder or an experiment folder whose ``seed*`` folders are the runs of several seeds.  Each later side is
 compared with the first (the baseline), metric by metric, on the users both evaluate (they must be the same):
 
+A side is named as every command names a run (:func:`dglmm.io.seed_run_dirs`); a grid's folder stands for
+its point selected on validation.
+
 * the per-user difference ``d_u = B_u - A_u`` (each side averaged over its seeds first);
 * **Wilcoxon signed-rank** test of ``d`` (two-sided, ``scipy.stats.wilcoxon``, zero differences dropped as in
   Wilcoxon's original method); when every ``d_u`` is zero there is no evidence of a difference and p = 1;
@@ -20,12 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from dglmm.errors import InputError
+from dglmm.io import seed_run_dirs
 
 PER_USER_FILE = "per_user_test.npz"
 DEFAULT_METRICS = ("recall@20", "ndcg@20", "precision@20")
@@ -77,18 +83,16 @@ def read_per_user(path: Path | str) -> dict[str, np.ndarray]:
 
 
 def run_folders(path: Path | str) -> list[Path]:
-    """The run folders of a side: ``path`` itself, or its ``seed*`` sub-folders in seed order."""
-    path = Path(path)
-    if (path / PER_USER_FILE).is_file():
-        return [path]
-    seeds = sorted((p for p in path.glob("seed*") if (p / PER_USER_FILE).is_file()),
-                   key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
-    if seeds:
-        return seeds
-    if any(path.glob(f"point*/seed*/{PER_USER_FILE}")):
-        raise InputError(f"{path}: a grid of several points; pass the folder of one point (e.g. {path}/point0)")
-    raise InputError(f"{path}: no {PER_USER_FILE} here or in seed*/ (not a finished run folder, or a run "
-                     "written before runs kept per-user test metrics)")
+    """The single-seed runs of a side that hold per-user test metrics, in seed order: a seed's folder, the
+    folder ``dglmm train`` prints, or a grid's folder standing for its selected point
+    (:func:`dglmm.io.seed_run_dirs`)."""
+    try:
+        return seed_run_dirs(path, marker=PER_USER_FILE)
+    except InputError as error:
+        if "not a run folder" not in str(error):
+            raise
+        raise InputError(f"{path}: no {PER_USER_FILE} here or in seed*/ (not a finished run folder, or a run "
+                         "written before runs kept per-user test metrics)") from None
 
 
 def load_side(path: Path | str, metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS) -> Side:
@@ -178,14 +182,28 @@ def format_comparisons(baseline: str, results: dict[str, list[Comparison]], alph
     return "\n".join(lines)
 
 
-def plot_comparisons(results: dict[str, list[Comparison]], path: Path | str, alpha: float = 0.05) -> None:
-    """Mean per-user difference B - A with its 95% interval, one panel per compared side."""
+def plot_comparisons(results: dict[str, list[Comparison]], path: Path | str, alpha: float = 0.05,
+                     baseline: str | Path | None = None) -> None:
+    """Write :func:`comparison_figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = comparison_figure(results, alpha, baseline)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def comparison_figure(results: dict[str, list[Comparison]], alpha: float = 0.05,
+                      baseline: str | Path | None = None):
+    """Mean per-user difference B - A with its 95% interval, one panel per compared side titled with both
+    sides; red bars are significant at ``alpha`` (legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(4.8 * len(results), 3.8), squeeze=False)
     for ax, (name, comparisons) in zip(axes[0], results.items(), strict=True):
         ys = np.arange(len(comparisons))
         diffs = [c.diff for c in comparisons]
@@ -194,11 +212,25 @@ def plot_comparisons(results: dict[str, list[Comparison]], path: Path | str, alp
         ax.barh(ys, diffs, xerr=err, color=colors, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(ys, [f"{c.metric}\np={c.p_wilcoxon:.2g}" for c in comparisons])
-        ax.set(xlabel="mean per-user difference (B - A)", title=label(name))
+        title = f"B: {label(name)}" + (f"\nvs A: {label(baseline)}" if baseline is not None else "")
+        ax.set(xlabel="mean per-user test difference (B - A), 95% CI", title=title)
+        ax.legend(handles=[Patch(color="tab:red", label=f"significant (p < {alpha:g})"),
+                           Patch(color="tab:grey", label="not significant")], fontsize=8, loc="best")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def default_plot_path(paths: list[str | Path]) -> Path:
+    """``compare-<A>-vs-<B>[-and-N-more].png`` in the folder that holds the compared runs (their common
+    parent), never the current directory by accident."""
+    names = [re.sub(r"[^A-Za-z0-9_.+=-]+", "-", label(p)).strip("-") for p in paths[:2]]
+    more = f"-and-{len(paths) - 2}-more" if len(paths) > 2 else ""
+    parents = [os.path.normpath(Path(p).parent) for p in paths]
+    try:
+        folder = os.path.commonpath(parents)
+    except ValueError:  # absolute and relative paths mixed
+        folder = os.path.commonpath([os.path.abspath(p) for p in parents])
+    return Path(folder) / f"compare-{names[0]}-vs-{names[1]}{more}.png"
 
 
 def compare_runs(paths: list[str | Path], metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS

@@ -92,7 +92,8 @@ def section_classes(model_config: type) -> dict[str, type]:
     return {"data": DataConfig, "graph": GraphConfig, "model": model_config, "train": TrainConfig}
 
 
-def _read_yaml(path: Path | str) -> dict:
+def read_yaml(path: Path | str) -> dict:
+    """A config file: a mapping of sections (InputError naming the file when unreadable or not a mapping)."""
     try:
         with open(path) as fh:
             data = yaml.safe_load(fh) or {}
@@ -110,6 +111,24 @@ def _packaged(kind: str, name: str) -> dict:
     ref = resources.files("dglmm.configs")
     path = ref / "overall.yaml" if kind == "overall" else ref / kind / f"{name}.yaml"
     return yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+
+
+PACKAGED_LAYERS = ("overall.yaml", "datasets/<dataset>.yaml", "models/<model>.yaml")  # in dglmm/configs
+
+
+def packaged_layers(model_name: str, dataset_name: str) -> dict:
+    """The layers shipped in ``dglmm/configs`` merged in order (:data:`PACKAGED_LAYERS`; a missing file is an
+    empty layer): what ``dglmm train`` starts from before ``-c`` files and ``--set``."""
+    config: dict = {s: {} for s in SECTIONS}
+    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name), _packaged("models", model_name)):
+        config = merge(config, layer)
+    return config
+
+
+def packaged_files(kind: str) -> list[str]:
+    """The names that have a shipped layer of ``kind`` (``datasets`` or ``models``)."""
+    folder = resources.files("dglmm.configs") / kind
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")) if folder.is_dir() else []
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -169,9 +188,8 @@ def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  #
     ``model_config`` is the model's config class (``REGISTRY[model_name].Config``).
     """
     sections = section_classes(model_config)
-    config: dict = {s: {} for s in SECTIONS}
-    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name),
-                  _packaged("models", model_name), *(_read_yaml(f) for f in files)):
+    config = packaged_layers(model_name, dataset_name)
+    for layer in (read_yaml(f) for f in files):
         config = merge(config, layer)
     for text in overrides:
         section, key, value = parse_override(text, sections)

@@ -6,6 +6,8 @@ error.  ``DataError`` (files), ``OptionError`` (config values) and ``CheckpointE
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class InputError(ValueError):
     """A problem with what the user gave: a file, an option value, a run folder (one readable line)."""
@@ -13,6 +15,15 @@ class InputError(ValueError):
 
 class CheckpointError(InputError):
     """A checkpoint file that cannot be read safely (corrupt, truncated or not a dglmm checkpoint)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the last completed epoch was saved: ``run_dir`` is the folder to give
+    ``dglmm train --resume`` (None when no epoch completed, or the run keeps no folder)."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        super().__init__(str(run_dir) if run_dir is not None else "")
+        self.run_dir = run_dir
 
 
 class PeerFailure(RuntimeError):

@@ -110,29 +110,30 @@ def read_run_config(run_dir: Path | str) -> dict[str, Any]:
     return config
 
 
-def _seed_folders(path: Path) -> list[Path]:
-    folders = [p for p in path.glob("seed*") if p.name[4:].isdigit() and (p / "config.yaml").is_file()]
+def _seed_folders(path: Path, marker: str) -> list[Path]:
+    folders = [p for p in path.glob("seed*") if p.name[4:].isdigit() and (p / marker).is_file()]
     return sorted(folders, key=lambda p: int(p.name[4:]))
 
 
-def seed_run_dirs(path: Path | str) -> list[Path]:
+def seed_run_dirs(path: Path | str, marker: str = "config.yaml") -> list[Path]:
     """The single-seed run folders behind ``path``, in seed order.
 
     ``path`` may be a single-seed run folder (it holds ``config.yaml``), the folder ``dglmm train`` prints (its
     ``seed*`` sub-folders), or a grid's folder (``point*/seed*``), which stands for the point selected on
     validation as recorded in its ``summary.json``.  Anything else is an :class:`InputError` naming ``path``.
+    ``marker`` is the file that makes a folder a run (``dglmm compare`` looks for the per-user test results).
     """
     path = Path(path)
-    if (path / "config.yaml").is_file():
+    if (path / marker).is_file():
         return [path]
     if not path.is_dir():
         raise InputError(f"{path}: not found (expected a run folder written by dglmm train)")
-    seeds = _seed_folders(path)
+    seeds = _seed_folders(path, marker)
     if seeds:
         return seeds
-    if any(path.glob("point*/seed*/config.yaml")):
-        return _seed_folders(path / f"point{_selected_point(path)}")
-    raise InputError(f"{path}: not a run folder (no config.yaml here or in seed*/)")
+    if any(path.glob(f"point*/seed*/{marker}")):
+        return _seed_folders(path / f"point{_selected_point(path)}", marker)
+    raise InputError(f"{path}: not a run folder (no {marker} here or in seed*/)")
 
 
 def _selected_point(grid_dir: Path) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dglmm.data.readers import load_dataset
 from dglmm.io import write_text
+from dglmm.report import format_table
 from dglmm.train import distributed
 from dglmm.train.run import resolve_model_config, run_experiment
 
@@ -108,6 +109,56 @@ def significance_mark(summary: dict, baseline: dict, metric: str, alpha: float =
     return "*" if result.significant(alpha) else ""
 
 
+def _number(text: str) -> float | None:
+    """The mean of a table cell (``0.0412``, ``0.0412 ± 0.0010*``); None for ``-`` or text."""
+    try:
+        return float(str(text).split()[0].rstrip("*"))
+    except (ValueError, IndexError):
+        return None
+
+
+def _ranks(values: list[float]) -> list[int]:
+    """Competition ranks, 1 = highest (ties share the better rank)."""
+    return [1 + sum(other > v for other in values) for v in values]
+
+
+def paper_table(head: list[str], rows: list[list[str]], metric: str = "R@20") -> str:
+    """:func:`~dglmm.report.format_table` with the rank of each row by ``metric`` in dglmm's run and in the
+    paper (the first column named ``paper <metric>...``), and a line saying whether the two orderings agree:
+    the pairs of rows in the same order, Kendall's tau, and both best rows.  Rows without a paper number are
+    left out of the comparison.  Without a paper column the table is returned as it is."""
+    paper_col = next((i for i, h in enumerate(head) if h.startswith(f"paper {metric}")), None)
+    if paper_col is None or metric not in head:
+        return format_table(head, rows)
+    ours_col = head.index(metric)
+    pairs = [(i, _number(r[ours_col]), _number(r[paper_col])) for i, r in enumerate(rows)]
+    pairs = [(i, a, b) for i, a, b in pairs if a is not None and b is not None]
+    ours_rank = dict(zip([i for i, _, _ in pairs], _ranks([a for _, a, _ in pairs]), strict=True))
+    paper_rank = dict(zip([i for i, _, _ in pairs], _ranks([b for _, _, b in pairs]), strict=True))
+    ranked = [[*r, str(ours_rank.get(i, "-")), str(paper_rank.get(i, "-"))] for i, r in enumerate(rows)]
+    table = format_table([*head, f"rank {metric}", f"paper rank {metric}"], ranked)
+    n_label = next(i for i, h in enumerate(head) if "@" in h)  # the columns that name a row
+    labels = [" ".join(rows[i][:n_label]) for i, _, _ in pairs]
+    return table + "\n" + ordering_agreement(labels, [a for _, a, _ in pairs], [b for _, _, b in pairs], metric)
+
+
+def ordering_agreement(labels: list[str], ours: list[float], paper: list[float], metric: str) -> str:
+    """Whether the rows rank alike by ``metric`` in dglmm's run (``ours``) and in the paper: the pairs of rows
+    in the same order, Kendall's tau (tau-b, ties allowed) and the best row of each."""
+    from scipy import stats
+
+    n = len(labels)
+    if n < 2:
+        return f"ordering by {metric}: fewer than two rows with paper numbers, nothing to compare"
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    same = sum((ours[i] - ours[j]) * (paper[i] - paper[j]) > 0 for i, j in pairs)
+    tau = stats.kendalltau(ours, paper).statistic
+    best_ours, best_paper = labels[max(range(n), key=ours.__getitem__)], labels[max(range(n), key=paper.__getitem__)]
+    verdict = "agrees with" if same == len(pairs) else "differs from"
+    return (f"ordering by {metric} {verdict} the paper's: {same} of {len(pairs)} pairs in the same order "
+            f"(Kendall tau {tau:+.2f}); best: {best_ours} here, {best_paper} in the paper")
+
+
 def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),
                family_name: str = "Amazon") -> str:
     """Says whether the run's data is the paper's family of data, or other data (compare orderings only)."""
@@ -118,20 +169,30 @@ def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports"
     return f"paper numbers: {paper}; this run is on {name!r}, other data: compare orderings, not values."
 
 
-def recipe_parser(description: str, tables: dict, paper_datasets: list[str], out: str) -> argparse.ArgumentParser:
-    """The command line every recipe shares; a recipe may add its own arguments to it."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("-d", "--dataset", default="synthetic")
-    parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets)
+def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -> argparse.ArgumentParser:
+    """The command line every recipe shares (a recipe may add its own arguments to it): the first line of the
+    recipe's docstring ``doc`` describes it, and its paragraph that starts with ``Expected time:`` (what
+    ``--quick`` took, measured) ends ``--help``."""
+    from dglmm.cli import HelpFormatter
+
+    timing = [" ".join(p.replace("``", "").split()) for p in doc.split("\n\n")
+              if p.strip().startswith("Expected time:")]
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], epilog=timing[0] if timing else None,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("-d", "--dataset", default="synthetic", help="a known dataset name or a path")
+    parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables),
+                        help="the tables and figures to regenerate")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of each row's selected grid point")
+    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets,
+                        help="the paper's data whose numbers are printed beside dglmm's")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, short training, patience 5, grids over lr only")
     parser.add_argument("--quick-epochs", type=int, default=30, help="epoch cap of --quick")
     parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
-    parser.add_argument("-c", "--config", action="append", default=[])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", default=out)
+    parser.add_argument("-c", "--config", action="append", default=[], help="YAML file(s) for every row")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for every row, e.g. train.patience=10")
+    parser.add_argument("--out", default=out, help="folder in which the output folder is made")
     return parser
 
 
@@ -145,7 +206,8 @@ def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, C
     main = distributed.is_main()
     recipe = Recipe(args, len(tables))
     if main:
-        print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}", flush=True)
+        print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}\n"
+              f"output folder: {recipe.out}", flush=True)
     outputs = []
     for name in args.tables:
         text = tables[name](recipe)

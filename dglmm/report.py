@@ -22,7 +22,10 @@ def format_summary_table(summaries: list[dict], columns: tuple[str, ...] = DEFAU
     rows = [[s.get("label", s["model"]), *(cell(s, c) for c in columns),
              ",".join(str(e) for e in s["best_epochs"]),
              " ".join(f"{k}={v}" for k, v in s["selected"].items()) or "-"] for s in summaries]
-    return format_table(header, rows)
+    note = ("test metrics of the best validation epoch (epochs counted from 1)"
+            + (", mean ± std over seeds" if any(len(s.get("seeds", [0])) > 1 for s in summaries) else "")
+            + "; selected: the grid point chosen on validation (- : no grid)")
+    return format_table(header, rows) + "\n" + note
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -8,13 +8,17 @@ Tables: ``2`` overall comparison (the models of Table 2 that dglmm has; Recall a
 ablation (w/o IUID, w/o CAFF), ``4`` the InfoNCE weight alpha_1, ``fig2`` modality subsets and ``fig3`` the
 number of semantic neighbours k (both also written as PNG files).  Every number is produced by the runs; the
 paper's numbers are on Amazon Baby / Sports / Clothing, so compare orderings, not values, on other data.
+
+Expected time: ``--quick`` (every table, one seed) took 8 min of CPU time on one thread (23 min wall while
+other jobs shared the 2-core machine); the default run (3 seeds, training to early stopping) takes many times
+that: run one table at a time (``--tables``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from dglmm.recipe import Recipe, cell, format_table, plt, recipe_main, recipe_parser
+from dglmm.recipe import Recipe, cell, format_table, paper_table, plt, recipe_main, recipe_parser
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PAPER_TABLE2 = {  # model: {dataset: (R@10, R@20, NDCG@10, NDCG@20)}
@@ -64,7 +68,7 @@ def table2(r: Recipe) -> str:
         rows.append([label, *(cell(s, m) for m in METRICS), *(f"{p:.4f}" for p in paper)])
     head = ["model", "R@10", "R@20", "NDCG@10", "NDCG@20", "paper R@10", "paper R@20", "paper NDCG@10",
             "paper NDCG@20"]
-    return "Table 2 - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return "Table 2 - overall comparison (test at the best validation epoch)\n" + paper_table(head, rows)
 
 
 def table3(r: Recipe) -> str:
@@ -79,7 +83,7 @@ def table3(r: Recipe) -> str:
     head = ["variant", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
     return ("Table 3 - ablation: w/o IUID = aligned features instead of ID-purified ones (eqs. 2-6 removed); "
             "w/o CAFF = mean of the modality representations instead of the cross-attention fusion (eqs. "
-            "15-26 removed)\n" + format_table(head, rows))
+            "15-26 removed)\n" + paper_table(head, rows))
 
 
 def table4(r: Recipe) -> str:
@@ -92,7 +96,7 @@ def table4(r: Recipe) -> str:
         rows.append([f"{alpha:g}", cell(s, "recall@20"), cell(s, "ndcg@20"),
                      f"{paper[0]:.4f}" if paper else "-", f"{paper[1]:.4f}" if paper else "-"])
     head = ["alpha_1", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return "Table 4 - weight alpha_1 of the InfoNCE loss\n" + format_table(head, rows)
+    return "Table 4 - weight alpha_1 of the InfoNCE loss\n" + paper_table(head, rows)
 
 
 def _plot(r: Recipe, name: str, xs: list[str], summaries: list[dict], xlabel: str, title: str) -> str:
@@ -147,7 +151,7 @@ TABLES = {"2": table2, "3": table3, "4": table4, "fig2": figure2, "fig3": figure
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/camgr")
+    parser = recipe_parser(__doc__, TABLES, ["baby", "sports", "clothing"], "runs/recipes/camgr")
     parser.add_argument("--attention-axis", default="channels", choices=("channels", "nodes"),
                         help="what CAmgr's cross-attention attends over (model.attention_axis)")
     parser.add_argument("--token-set", default="all", choices=("all", "sampled", "batch"),

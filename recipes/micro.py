@@ -10,13 +10,18 @@ Tables: ``4`` overall comparison (the models of Table 4 that dglmm has), ``5`` C
 each tuned on validation with the same grid budget, tested with mean +- std over seeds, also on items with few
 training interactions.  Every number is produced by the runs; the paper's numbers are printed beside them and
 are on the paper's Amazon data, so compare orderings, not values, when the dataset differs.
+
+Expected time: ``--quick`` (every table, one seed) took 11 min of CPU time on one thread (35 min wall while
+other jobs shared the 2-core machine); the default run (3 seeds, training to early stopping) takes many times
+that (``-d synthetic --seeds 1``: 24 min with one thread on a shared core): run one table at a time
+(``--tables``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from dglmm.recipe import Recipe, cell, format_table, recipe_main, recipe_parser
+from dglmm.recipe import Recipe, cell, paper_table, recipe_main, recipe_parser
 
 # Recall@20 / NDCG@20 of the paper on Amazon Baby, Sports, Clothing (Tables 4, 5, 6).
 PAPER_TABLE4 = {  # model: {dataset: (R@20, P@20, NDCG@20)}; LATTICE from Table 5 (LightGCN, w/o fusion)
@@ -61,7 +66,7 @@ def table4(r: Recipe) -> str:
                      cell(s, "ndcg@20", baseline=base), f"{paper[0]:.4f}", f"{paper[1]:.4f}", f"{paper[2]:.4f}"])
     head = ["model", "R@20", "P@20", "NDCG@20", "paper R@20", "paper P@20", "paper NDCG@20"]
     return ("Table 4 - overall comparison (test at the best validation epoch; * : differs from LightGCN, "
-            "p < 0.05)\n" + format_table(head, rows))
+            "p < 0.05)\n" + paper_table(head, rows))
 
 
 def table5(r: Recipe) -> str:
@@ -83,7 +88,7 @@ def table5(r: Recipe) -> str:
                          f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["backbone", "variant", "R@20", "NDCG@20", "paper R@20 (Baby)", "paper NDCG@20 (Baby)"]
     return ("Table 5 - MICRO on different CF backbones (* : differs from the backbone's CF row, p < 0.05)\n"
-            + format_table(head, rows))
+            + paper_table(head, rows))
 
 
 def table6(r: Recipe) -> str:
@@ -102,7 +107,7 @@ def table6(r: Recipe) -> str:
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"),
                      f"{paper[0]:.4f} ({key})" if paper else "-", f"{paper[1]:.4f}" if paper else "-"])
     head = ["modalities", "R@20", "NDCG@20", "paper R@20 (Baby)", "paper NDCG@20 (Baby)"]
-    return "Table 6 - MICRO with modality subsets\n" + format_table(head, rows)
+    return "Table 6 - MICRO with modality subsets\n" + paper_table(head, rows)
 
 
 def cold(r: Recipe) -> str:
@@ -119,7 +124,7 @@ def cold(r: Recipe) -> str:
     head = ["model", "R@20", "P@20", "NDCG@20"]
     return ("Cold start (section 4.1.3, Fig. 3): 20% of items unseen in training, ranked among the split's "
             "cold items; * : differs from LightGCN, p < 0.05\npaper ordering (Fig. 3): MICRO > MICRO w/o fusion > VBPR > LightGCN, MF\n"
-            + format_table(head, rows))
+            + paper_table(head, rows))
 
 
 def warm(r: Recipe) -> str:
@@ -147,14 +152,14 @@ def warm(r: Recipe) -> str:
             "selected on validation"]
     return ("Warm start, each model tuned on validation (same grid budget), test mean ± std over seeds; "
             "* : differs from LightGCN, p < 0.05\n"
-            + format_table(head, rows))
+            + paper_table(head, rows))
 
 
 TABLES = {"4": table4, "5": table5, "6": table6, "cold": cold, "warm": warm}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/micro")
+    parser = recipe_parser(__doc__, TABLES, ["baby", "sports", "clothing"], "runs/recipes/micro")
     parser.add_argument("--cl-max-items", type=int, default=1024,
                         help="MICRO's InfoNCE over a random subset of items per batch (0: all, as eq. 9)")
     return recipe_main("MICRO", parser, TABLES, argv)

@@ -9,6 +9,10 @@ LATTICE, MICRO, TMFUN), ``2`` the variants (TMFUN/MF, TMFUN/NGCF, TMFUN-mm, TMFU
 alpha x beta over {1e-5, 1e-4, 1e-3, 1e-2} (Figure 2): a heat map PNG of validation and test Recall@20 in the
 output folder.  Every number is produced by the runs; the paper's numbers are on Amazon Baby / Sports /
 Clothing, so compare orderings, not values, when the dataset differs.
+
+Expected time: ``--quick`` (every table, one seed) took 9 min of CPU time on one thread (25 min wall while
+other jobs shared the 2-core machine); the default run (3 seeds, training to early stopping) takes many times
+that: run one table at a time (``--tables``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from __future__ import annotations
 import json
 import sys
 
-from dglmm.recipe import Recipe, cell, format_table, plot_heatmaps, recipe_main, recipe_parser, write_text
+from dglmm.recipe import (
+    Recipe,
+    cell,
+    paper_table,
+    plot_heatmaps,
+    recipe_main,
+    recipe_parser,
+    write_text,
+)
 
 # Recall@20 / NDCG@20 of the paper (Tables 1 and 2) on Amazon Baby, Sports, Clothing.
 PAPER_TABLE1 = {
@@ -55,7 +67,7 @@ def table1(r: Recipe) -> str:
         paper = PAPER_TABLE1[label][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["model", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return "Table 1 - overall comparison (test at the best validation epoch)\n" + format_table(head, rows)
+    return "Table 1 - overall comparison (test at the best validation epoch)\n" + paper_table(head, rows)
 
 
 def table2(r: Recipe) -> str:
@@ -67,7 +79,7 @@ def table2(r: Recipe) -> str:
         paper = PAPER_TABLE2[label][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["variant", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return ("Table 2 - TMFUN variants (docs/models.md defines each)\n" + format_table(head, rows))
+    return ("Table 2 - TMFUN variants (docs/models.md defines each)\n" + paper_table(head, rows))
 
 
 def figure2(r: Recipe) -> str:
@@ -94,14 +106,14 @@ def figure2(r: Recipe) -> str:
             for a in range(len(values))]
     head = ["valid / test R@20", *(f"beta={x}" for x in labels)]
     return (f"Figure 2 - alpha x beta (paper: best at 1e-3 / 1e-3 on Baby, 1e-4 / 1e-4 on Clothing); heat map "
-            f"{path}\n" + format_table(head, rows))
+            f"{path}\n" + paper_table(head, rows))
 
 
 TABLES = {"1": table1, "2": table2, "fig2": figure2}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = recipe_parser(__doc__.splitlines()[0], TABLES, ["baby", "sports", "clothing"], "runs/recipes/tmfun")
+    parser = recipe_parser(__doc__, TABLES, ["baby", "sports", "clothing"], "runs/recipes/tmfun")
     parser.add_argument("--cl-max-items", type=int, default=1024,
                         help="MICRO's and TMFUN's InfoNCE over a random subset of items per batch (0: all)")
     parser.add_argument("--fig2-values", type=float, nargs="+", default=FIG2_VALUES,

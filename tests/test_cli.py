@@ -101,7 +101,7 @@ def test_train_and_evaluate_round_trip(capsys, tmp_path, monkeypatch):
     code, out, _ = run_cli(capsys, "evaluate", str(run_dir))
     assert code == 0 and "recall@20" in out
     code, _, err = run_cli(capsys, "evaluate", str(tmp_path / "nothing"))
-    assert_one_line_error(code, err, "config.yaml")
+    assert_one_line_error(code, err, "nothing", "not found")
 
 
 def test_console_script_has_no_traceback(tmp_path):

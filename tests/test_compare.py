@@ -67,8 +67,11 @@ def test_different_users_is_one_line_error(tmp_path: Path) -> None:
     fake_run(tmp_path / "B", np.arange(1, 6), recall_at_20=np.ones(5), ndcg_at_20=np.ones(5))
     with pytest.raises(InputError, match="different users"):
         compare_runs([tmp_path / "A", tmp_path / "B"], METRICS)
-    with pytest.raises(InputError, match="per_user_test.npz"):
+    with pytest.raises(InputError, match="nowhere: not found"):
         compare_runs([tmp_path / "A", tmp_path / "nowhere"], METRICS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no per_user_test.npz"):
+        compare_runs([tmp_path / "A", tmp_path / "empty"], METRICS)
 
 
 def test_same_model_and_seed_gives_p_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

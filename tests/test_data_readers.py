@@ -203,6 +203,10 @@ def test_unknown_layout_lists_what_was_looked_for(tmp_path: Path) -> None:
 
 def test_unknown_name_lists_places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DGLMM_DATA", str(tmp_path))
-    with pytest.raises(DataError, match="looked in") as err:
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match="known names: synthetic, .*mine") as err:
         load_dataset("no-such-dataset")
-    assert str(tmp_path / "no-such-dataset") in str(err.value)
+    message = str(err.value)
+    assert str(tmp_path.resolve()) in message
+    folders = message.split("(folders in ")[1].rstrip(")").split(", ")
+    assert len(folders) == len(set(folders))  # each searched folder named once

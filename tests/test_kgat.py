@@ -239,11 +239,12 @@ def mf_run(small, tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.parametrize("target", ["folder", "best.pt"])
+@pytest.mark.parametrize("target", ["folder", "printed folder", "best.pt"])
 def test_pretrain_copies_the_mf_runs_user_and_item_embeddings(small, mf_run, target):
     mf_state = torch.load(mf_run / "best.pt", weights_only=True)["model"]
     _, plain = build(small)
-    _, model = build(small, pretrain=str(mf_run if target == "folder" else mf_run / "best.pt"))
+    spec = {"folder": mf_run, "printed folder": mf_run.parent, "best.pt": mf_run / "best.pt"}[target]
+    _, model = build(small, pretrain=str(spec))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for name, value in before.items():              # building does not read the file: same draws as without
         torch.testing.assert_close(value, plain.state_dict()[name], rtol=0, atol=0)
@@ -290,7 +291,7 @@ def _write(path: Path, obj) -> str:
 
 BAD_PRETRAIN = {
     "missing file": (lambda d, mf: str(d / "absent"), "not found"),
-    "folder without best.pt": (lambda d, mf: str(d), "not found"),
+    "folder without best.pt": (lambda d, mf: str(d), "not a run folder"),
     "embedding_dim": (lambda d, mf: _write(d / "x.pt", {"model": {"user_emb.weight": torch.zeros(40, 7),
                                                                    "item_emb.weight": torch.zeros(50, 7)}}),
                       "(40, 6)"),

@@ -80,3 +80,17 @@ def test_tmfun_recipe_quick_tables(tmp_path, capsys):
     assert "0.0440" in text and "0.1022" in text and "compare orderings, not values" in text  # beside the paper's
     assert "alpha=0.001" in text
     assert (folder / "figure2.png").stat().st_size > 0
+
+
+def test_every_recipe_states_its_expected_time(capsys):
+    import re
+
+    import pytest
+
+    for name in ("camgr", "micro", "slifmr", "tmfun"):
+        recipe = load_recipe(name)
+        assert re.search(r"--quick[^.]*\d+ min", recipe.__doc__), name
+        with pytest.raises(SystemExit):
+            recipe.main(["--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert re.search(r"Expected time: .*--quick[^.]*\d+ min", text), (name, text[-300:])

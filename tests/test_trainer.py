@@ -32,7 +32,7 @@ def test_run_folder_contents_and_test_at_best_validation_epoch(small, tmp_path):
     assert resolved["model"]["n_layers"] == LightGCN.Config().n_layers                 # and every default
     assert set(resolved) >= {"model", "train", "data", "graph"}
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in history] == list(range(6))
+    assert [r["epoch"] for r in history] == list(range(1, 7))  # counted from 1
     best = max(history, key=lambda r: r["valid"]["recall@20"])
     assert results["best_epoch"] == best["epoch"]
     assert results["valid"] == best["valid"]
@@ -41,7 +41,7 @@ def test_run_folder_contents_and_test_at_best_validation_epoch(small, tmp_path):
 
 def test_early_stopping_uses_patience(small):
     results = run_once("lightgcn", small, config(epochs=200, patience=2), None, graph_cache=False)
-    assert results["epochs_run"] == results["best_epoch"] + 3
+    assert results["epochs_run"] == results["best_epoch"] + 2  # both count from 1
 
 
 def test_interrupted_run_resumes_to_identical_results(small, tmp_path, monkeypatch):

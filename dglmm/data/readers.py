@@ -35,12 +35,16 @@ def data_roots() -> list[Path]:
 
 
 def resolve_name(name: str) -> Path:
-    """The folder of a named dataset (e.g. ``baby``, ``tiktok``) in :func:`data_roots`."""
-    candidates = [root / name for root in data_roots()]
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    raise DataError(name, f"no such file or dataset; looked in {', '.join(str(c) for c in candidates)}")
+    """The folder of a named dataset (e.g. ``baby``, ``tiktok``) in :func:`data_roots`; when none has it, a
+    :class:`DataError` listing each searched folder once and the names found there."""
+    roots = list(dict.fromkeys(root.resolve() for root in data_roots()))  # the repo's and the cwd's may be one
+    for root in roots:
+        if (root / name).exists():
+            return root / name
+    known = sorted({p.name for root in roots if root.is_dir() for p in root.iterdir()
+                    if p.is_dir() and not p.name.startswith(".")})
+    raise DataError(name, f"no such file or dataset; known names: {', '.join(['synthetic', *known])} "
+                          f"(folders in {', '.join(map(str, roots))})")
 
 
 def _inter_format(inter: Path) -> str:

@@ -189,10 +189,11 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     return cls
 
 
-def config_fields(cls: type[Recommender]) -> list[tuple[str, Any, str]]:
-    """(name, default, help) for every option of a model, for ``dglmm models``."""
+def config_fields(cls: type) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every option of a model (``cls`` a model class) or of a config section
+    (``cls`` its dataclass, e.g. ``TrainConfig``), for ``dglmm models`` and ``dglmm options``."""
     out = []
-    for f in dataclasses.fields(cls.Config):
+    for f in dataclasses.fields(getattr(cls, "Config", cls)):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         out.append((f.name, default, f.metadata.get("help", "")))
     return out

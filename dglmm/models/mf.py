@@ -9,7 +9,7 @@ import torch
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import CheckpointError, InputError
-from dglmm.io import load_checkpoint, read_run_config
+from dglmm.io import load_checkpoint, read_run_config, resolve_run_dir
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.init import xavier_embedding
 
@@ -48,7 +48,8 @@ def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
                        option: str = "model.pretrain") -> tuple[torch.Tensor, torch.Tensor]:
     """The user and item embeddings ``([n_users, dim], [n_items, dim])`` of a trained dglmm MF run.
 
-    ``spec`` is an MF run folder (``runs/<run>/seed0``: its ``best.pt`` is read) or a checkpoint file of one
+    ``spec`` is an MF run folder (``runs/<run>`` as ``dglmm train`` prints it, with one seed, or
+    ``runs/<run>/seed0``: its ``best.pt`` is read) or a checkpoint file of one
     (``best.pt`` or ``checkpoint.pt``).  The file is read with ``weights_only=True``
     (:func:`dglmm.io.load_checkpoint`); when a ``config.yaml`` sits beside it, its ``model_name`` must be
     ``mf`` (LightGCN's state dict has the same two keys).  Every problem (missing or unreadable file, another
@@ -57,8 +58,13 @@ def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
     (same ``data`` section): only the shapes can be checked here.
     """
     path = Path(spec)
-    if path.is_dir():
+    if path.is_dir() and (path / "best.pt").is_file():
         path = path / "best.pt"
+    elif path.is_dir():  # a run folder as every command takes it: the one train printed, a grid's
+        try:
+            path = resolve_run_dir(path) / "best.pt"
+        except InputError as exc:
+            raise InputError(f"{option}: {exc}") from None
     if not path.is_file():
         raise InputError(f"{option}: {path}: not found (give a dglmm MF run folder or its best.pt)")
     if (path.parent / "config.yaml").is_file():

@@ -40,7 +40,7 @@ The computation, with the paper's equation numbers:
   view attention ``q^T tanh(W h + b)``, MICRO/TMFUN).  Users are ``x_bar_u``; ``y_ui = x_bar_u . x_i``.
 * **SGE** (eqs. 16-18, ``on_epoch_end``): cosine top-``sge_top_n`` over the fused ``x_i`` (evaluation-mode
   forward, unpruned graphs), negative cosines clamped to 0, the item itself excluded (``sge_keep_self``),
-  ``D^-1/2 G D^-1/2``; rebuilt after epoch 0 and every ``update_interval`` epochs after; stored in an
+  ``D^-1/2 G D^-1/2``; rebuilt after the first epoch and every ``update_interval`` epochs after; stored in an
   ``AddedRelation(("item", "correlate", "item"))`` (module state: checkpoints, ``best.pt``, evaluate).
   ``sge_mode``: ``replace`` (``G^n`` replaces ``G^(n-1)``) or ``keep`` (``[G^(n-1) | G^n]`` read as the
   average of the last two graphs on the union of their edges: the literal concatenation would grow the
@@ -143,7 +143,7 @@ class SLIFMRConfig(ModelConfig):
     prune_kg: bool = option(True, "prune the KG triples as well as the interactions (eq. 6)")
     prune_seed: int = option(0, "seed of the pruning draws (with the epoch: pruned graphs are re-derivable)")
     sge_top_n: int = option(10, "N of eq. 17: correlate edges per item", low=1)
-    update_interval: int = option(1, "epochs between correlate rebuilds (Table IV); first after epoch 0", low=1)
+    update_interval: int = option(1, "epochs between correlate rebuilds (Table IV); first after epoch 1", low=1)
     sge_mode: str = option("replace", "eq. 18: G^n 'replace's G^(n-1) or 'keep' = mean of the last two",
                            choices=("replace", "keep"))
     sge_keep_self: bool = option(False, "an item may be its own correlate neighbour")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -120,11 +119,9 @@ def resolved_config(model_name: str, prepared: PreparedRun, config: dict) -> dic
     sections = {"model": prepared.model.config, "train": prepared.trainer.config,
                 "data": instantiate(DataConfig, config.get("data", {})),
                 "graph": instantiate(GraphConfig, config.get("graph", {}))}
-    try:
-        version = metadata.version("dglmm")
-    except metadata.PackageNotFoundError:  # a source checkout that was never installed
-        version = "unknown"
-    return {"model_name": model_name, "dglmm_version": version,
+    from dglmm import __version__
+
+    return {"model_name": model_name, "dglmm_version": __version__,
             **_plain({name: dataclasses.asdict(section) for name, section in sections.items()})}
 
 
@@ -139,6 +136,14 @@ def aggregate(results: list[dict], split: str = "test") -> dict[str, dict[str, f
     keys = [k for k in results[0][split] if k != "n_users"]
     return {k: {"mean": float(np.mean([r[split][k] for r in results])),
                 "std": float(np.std([r[split][k] for r in results]))} for k in keys}
+
+
+def summarize_runs(runs: list[dict], seeds: list[int]) -> dict:
+    """The seed-aggregated part of a summary (what :func:`dglmm.report.format_summary_table` reads): mean and
+    std of the test and validation metrics and of the item groups, each run's best epoch (from 1), the runs."""
+    return {"seeds": seeds, "test": aggregate(runs, "test"), "valid": aggregate(runs, "valid"),
+            **{g: aggregate(runs, g) for g in ("test_cold", "test_few") if all(g in r for r in runs)},
+            "best_epochs": [r["best_epoch"] for r in runs], "runs": runs}
 
 
 def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path | None,
@@ -169,11 +174,7 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
     summary = {
         "model": model_name, "dataset": dataset.name, "selected": best["point"], "metric": metric,
         "grid": [{"point": t["point"], "valid": t["valid"]} for t in trials],
-        "seeds": [base_seed + s for s in range(seeds)], "test": aggregate(runs, "test"),
-        "valid": aggregate(runs, "valid"),
-        **{g: aggregate(runs, g) for g in ("test_cold", "test_few") if all(g in r for r in runs)},
-        "best_epochs": [r["best_epoch"] for r in runs],
-        "runs": runs, "seconds": round(time.time() - started, 1),
+        **summarize_runs(runs, [base_seed + s for s in range(seeds)]), "seconds": round(time.time() - started, 1),
     }
     if out_dir is not None and distributed.is_main():
         write_json(out_dir / "summary.json", summary)

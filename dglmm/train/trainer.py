@@ -11,6 +11,10 @@ the best epoch, ``--resume`` and ``dglmm evaluate`` all use the graphs of the ep
 Checkpoints hold only tensors, numbers, strings and plain containers, so that they are read back with
 ``weights_only=True`` (:func:`dglmm.io.load_checkpoint`).  Progress: a bar while an epoch runs when
 stderr is a terminal, otherwise one line per epoch on stderr (``train.progress=false`` silences both).
+
+Epochs are numbered from 1 wherever a user reads them: the console, ``metrics.jsonl``, ``results.json``'s
+``best_epoch``, the summary tables and ``curves.png``.  Only the loop index handed to the model's hooks and the
+``epoch`` of ``checkpoint.pt`` count from 0 (internal; :data:`EPOCH_NUMBERING` marks checkpoints written since).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from tqdm import tqdm
 
 from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
-from dglmm.errors import CheckpointError
+from dglmm.errors import CheckpointError, Interrupted
 from dglmm.io import load_checkpoint, save_torch, write_json, write_npz
 from dglmm.models.base import Batch, Recommender
 from dglmm.options import validate
@@ -67,6 +71,7 @@ def set_numpy_rng_state(state: dict) -> None:
     np.random.set_state((state["kind"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
 
 
+EPOCH_NUMBERING = 1  # the number of the first epoch in a checkpoint's ``history`` and ``best`` (older: 0)
 CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "sampler", "extra_samplers", "torch_rng", "numpy_rng",
                    "python_rng", "best", "best_state", "bad_evals", "history")
 
@@ -100,7 +105,7 @@ class Trainer:
             if getattr(s, "phase", False) and getattr(s, "own_optimizer", False)}
         self.history: list[dict] = []
         self.start_epoch = 0
-        self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
+        self.best = {"epoch": 0, "score": -float("inf"), "valid": {}}  # epoch 0: none validated yet
         self.best_state: dict | None = None
         self.bad_evals = 0
         self._snapshot: dict | None = None
@@ -182,7 +187,8 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self._write_checkpoint()
-            raise
+            saved = self.run_dir is not None and self._snapshot is not None
+            raise Interrupted(self.run_dir if saved else None) from None
         except distributed.PeerFailure as failure:  # rank 0 keeps the last completed epoch
             self._write_checkpoint()
             if self.run_dir is None or self._snapshot is None:
@@ -195,12 +201,12 @@ class Trainer:
         """Train, validate, record; returns True when early stopping triggers."""
         tic = time.time()
         losses = self.train_epoch(epoch)
-        record = {"epoch": epoch, "train_seconds": round(time.time() - tic, 3), **losses}
+        record = {"epoch": epoch + 1, "train_seconds": round(time.time() - tic, 3), **losses}
         stop = False
         if (epoch + 1) % self.config.eval_every == 0:
             valid = self.evaluate("valid")
             record["valid"] = valid
-            stop = self._track_best(epoch, valid)
+            stop = self._track_best(epoch + 1, valid)
         if self.config.progress and not self._show_bar():
             print(self._epoch_line(record), file=sys.stderr, flush=True)
         self.history.append(record)
@@ -217,7 +223,7 @@ class Trainer:
     def _epoch_line(self, record: dict) -> str:
         """``epoch 3/60  bpr 0.6812  l2 0.0031  valid recall@20 0.0412 *  1.24 s`` (``*``: new best)."""
         skip = {"epoch", "train_seconds", "valid"}
-        parts = [f"epoch {record['epoch'] + 1}/{self.config.epochs}"]
+        parts = [f"epoch {record['epoch']}/{self.config.epochs}"]
         parts += [f"{name} {value:.4f}" for name, value in record.items() if name not in skip]
         if "valid" in record:
             metric = self.config.metric
@@ -227,6 +233,7 @@ class Trainer:
         return "  ".join(parts)
 
     def _track_best(self, epoch: int, valid: dict[str, float]) -> bool:
+        """Record ``valid`` of epoch number ``epoch`` (from 1); True when patience is exhausted."""
         score = valid[self.config.metric]
         if score > self.best["score"]:
             self.best = {"epoch": epoch, "score": score, "valid": valid}
@@ -262,7 +269,7 @@ class Trainer:
     # -- persistence ----------------------------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
         return {
-            "epoch": epoch, "model": copy.deepcopy(self.model.state_dict()),
+            "epoch": epoch, "epoch_numbering": EPOCH_NUMBERING, "model": copy.deepcopy(self.model.state_dict()),
             "optimizer": copy.deepcopy(self.optimizer.state_dict()), "sampler": self.sampler.state_dict(),
             "phase_optimizers": {name: copy.deepcopy(o.state_dict()) for name, o in self.phase_optimizers.items()},
             "extra_samplers": {name: s.state_dict() for name, s in self.extra_samplers.items()},
@@ -299,6 +306,10 @@ class Trainer:
                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
         self.best, self.best_state = state["best"], state["best_state"]
         self.bad_evals, self.history = state["bad_evals"], state["history"]
+        if state.get("epoch_numbering", 0) != EPOCH_NUMBERING:  # written when epochs were counted from 0
+            shift = EPOCH_NUMBERING - state.get("epoch_numbering", 0)
+            self.history = [{**r, "epoch": r["epoch"] + shift} for r in self.history]
+            self.best = {**self.best, "epoch": self.best["epoch"] + shift}
         self.start_epoch = state["epoch"] + 1
         self._snapshot = state
         if self.run_dir is not None:  # metrics.jsonl may hold epochs after the checkpoint: rewrite it
