@@ -10,6 +10,14 @@ type and raising :class:`OptionError` with one line that names ``section.option`
 type, is not one of the choices or is out of range.  There is no other place where option values are checked.
 An option whose allowed values depend on another option (``train.metric`` on ``train.ks``) is checked by the
 class's ``check_options(self, section)`` method, which :func:`validate` calls after the per-field checks.
+
+An option may also declare its hyper-parameter search ``space`` (:class:`LogUniform`, :class:`Uniform`,
+:class:`IntRange`, :class:`Categorical`), used by ``dglmm tune``, and the condition under which it matters at
+all, ``active_when={"variant": ("micro",)}`` (option name in the same section, or ``section.name``, mapped to
+the values that make this option active; :func:`is_active`)::
+
+    cl_weight: float = option(0.03, "beta_C of eq. 19", low=0.0, space=LogUniform(1e-3, 1e-1),
+                              active_when={"variant": ("micro", "official")})
 """
 
 from __future__ import annotations
@@ -28,15 +36,93 @@ class OptionError(InputError):
     """A config value of the wrong type or out of its declared range (one line, names ``section.option``)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class LogUniform:
+    """A float searched log-uniformly in ``[low, high]``."""
+
+    low: float
+    high: float
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, log=True)
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+    def __str__(self) -> str:
+        return f"log-uniform {self.low:g}..{self.high:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Uniform:
+    """A float searched uniformly in ``[low, high]`` (on a grid of ``step`` when given)."""
+
+    low: float
+    high: float
+    step: float | None = None
+
+    def suggest(self, trial: Any, name: str) -> float:
+        return trial.suggest_float(name, self.low, self.high, step=self.step)
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+    def __str__(self) -> str:
+        return f"uniform {self.low:g}..{self.high:g}" + (f" step {self.step:g}" if self.step else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class IntRange:
+    """An integer searched uniformly in ``[low, high]`` (every ``step``; ``log=True``: log-uniformly)."""
+
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    def suggest(self, trial: Any, name: str) -> int:
+        return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+    def __str__(self) -> str:
+        return (f"int{' log' if self.log else ''} {self.low}..{self.high}"
+                + (f" step {self.step}" if self.step != 1 else ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """One of ``choices`` (a paper's grid, or the values of a choice option)."""
+
+    choices: tuple[Any, ...]
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.choices))
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(self.choices)
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in self.choices) + "}"
+
+
+Space = LogUniform | Uniform | IntRange | Categorical
+
+
 def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low: float | None = None,
-           high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+           high: float | None = None, low_open: bool = False, high_open: bool = False,
+           space: Space | None = None, active_when: dict[str, Iterable[Any]] | None = None) -> Any:
     """A dataclass field with its help text, its allowed ``choices`` or its range ``[low, high]``.
 
     ``low_open=True`` excludes ``low`` itself (e.g. a learning rate must be > 0), ``high_open=True`` excludes
-    ``high``.  List and tuple defaults are copied per instance.
+    ``high``.  List and tuple defaults are copied per instance.  ``space``: the option's hyper-parameter search
+    space; ``active_when``: ``{other option: values}`` under which this option has an effect (all must hold).
     """
+    when = {k: tuple(v) for k, v in active_when.items()} if active_when else None
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
-                "low": low, "high": high, "low_open": low_open, "high_open": high_open}
+                "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+                "space": space, "active_when": when}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -45,6 +131,25 @@ def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low
 def choices_of(cls: type, name: str) -> tuple[Any, ...] | None:
     """The declared choices of option ``name`` of config class ``cls`` (None when free)."""
     return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
+
+
+def space_of(cls: type, name: str) -> Space | None:
+    """The declared search space of option ``name`` of config class ``cls`` (None: not searched by default)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("space")
+
+
+def is_active(condition: dict[str, tuple[Any, ...]] | None, lookup: typing.Callable[[str], Any]) -> bool:
+    """Whether an ``active_when`` condition holds; ``lookup(key)`` gives the current value of an option key as
+    written in the condition (``name`` of the same section or ``section.name``)."""
+    return all(lookup(key) in values for key, values in (condition or {}).items())
+
+
+def describe(meta: typing.Mapping[str, Any]) -> str:
+    """``'[search: log-uniform 0.0001..0.01; when variant in micro]'`` for a field's metadata ('' if none)."""
+    parts = [f"search: {meta['space']}"] if meta.get("space") is not None else []
+    for key, values in (meta.get("active_when") or {}).items():
+        parts.append(f"when {key} in {', '.join(map(str, values))}")
+    return f"[{'; '.join(parts)}]" if parts else ""
 
 
 def build(cls: type, values: dict[str, Any], section: str = "model") -> Any:

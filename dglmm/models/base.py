@@ -18,7 +18,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.graph.features import item_features, modality_relations
 from dglmm.nn.losses import bpr_loss, l2_penalty
-from dglmm.options import build, option
+from dglmm.options import LogUniform, build, describe, option
 
 
 class Representations(NamedTuple):
@@ -53,7 +53,8 @@ class ModelConfig:
     """Options shared by every model; subclasses add their own fields with :func:`dglmm.options.option`."""
 
     embedding_dim: int = option(64, "embedding size d", low=1)
-    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings (BPR papers' definition)", low=0.0)
+    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings (BPR papers' definition); searched "
+                               "over LightGCN sec. 4.1's range 1e-6..1e-2", low=0.0, space=LogUniform(1e-6, 1e-2))
 
 
 class Recommender(nn.Module):
@@ -190,11 +191,13 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 
 def config_fields(cls: type[Recommender]) -> list[tuple[str, Any, str]]:
-    """(name, default, help) for every option of a model, for ``dglmm models``."""
+    """(name, default, help) for every option of a model, for ``dglmm models``; the help ends with the option's
+    search space and activity condition when it declares them (``[search: ...; when ...]``)."""
     out = []
     for f in dataclasses.fields(cls.Config):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append((f.name, default, f.metadata.get("help", "")))
+        extra = describe(f.metadata)
+        out.append((f.name, default, f"{f.metadata.get('help', '')} {extra}".strip()))
     return out
 
 

@@ -71,7 +71,7 @@ from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
 from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
 from dglmm.nn.propagation import item_mean, user_mean
-from dglmm.options import option
+from dglmm.options import Categorical, IntRange, Uniform, option
 
 VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
 
@@ -85,14 +85,16 @@ class CAmgrConfig(ModelConfig):
                                               "non-image one; K and V come from the others (eqs. 15, 17)")
     id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
                                          "H_i alone (MGCN's purifier)", choices=("item+users", "item"))
-    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2)", low=0)
+    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2; searched over "
+                           "the documented range 1-3)", low=0, space=IntRange(1, 3))
     gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
     gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
                                            "attention-weighted propagation as MGCN's user-item view)",
                                 choices=("learned", "identity"))
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
     gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)")
-    knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; Fig. 3 sweeps 5-25)", low=1)
+    knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; searched over Fig. 3's sweep 5-25)", low=1,
+                        space=IntRange(5, 25, step=5))
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
                            choices=("rw", "sym"))
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
@@ -113,8 +115,12 @@ class CAmgrConfig(ModelConfig):
     mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1)
     mlp_init: str = option("default", "last layer of the MLPs of eqs. 20/23: PyTorch 'default' or 'zero' (H = R at "
                                       "initialisation)", choices=("default", "zero"))
-    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01)", low=0.0)
-    cl_temperature: float = option(0.2, "tau of eq. 30", low=0.0, low_open=True)
+    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01; searched over Table 4's grid)",
+                              low=0.0, space=Categorical((0.001, 0.01, 0.1)),
+                              active_when={"variant": ("camgr", "w/o CAFF")})
+    cl_temperature: float = option(0.2, "tau of eq. 30 (searched over the documented range 0.1-1.0)", low=0.0,
+                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1),
+                                   active_when={"variant": ("camgr", "w/o CAFF")})
     cl_similarity: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
                                 choices=("cosine", "dot"))
     cl_nodes: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",

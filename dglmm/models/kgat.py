@@ -66,7 +66,7 @@ from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.nn.propagation import FixedSparse
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import option
+from dglmm.options import Categorical, LogUniform, Uniform, option
 from dglmm.train.sampler import KGTripleSampler
 
 AGGREGATORS = ("bi", "gcn", "graphsage")
@@ -74,12 +74,16 @@ AGGREGATORS = ("bi", "gcn", "graphsage")
 
 @dataclasses.dataclass
 class KGATConfig(ModelConfig):
-    reg_weight: float = option(1e-5, "L2 weight on the batch's final user/item embeddings (official 1e-5)", low=0.0)
+    reg_weight: float = option(1e-5, "L2 weight on the batch's final user/item embeddings (official 1e-5; searched "
+                               "over the paper's grid {1e-5, ..., 1e-1}, parameter settings)", low=0.0,
+                               space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)))
     layer_sizes: list[int] = option([64, 32, 16], "output size of each propagation layer (official [64, 32, 16])",
                                     low=1)
     relation_dim: int = option(64, "dimension d_r of relation embeddings and of the TransR space", low=1)
     aggregator: str = option("bi", "eqs. 6-8: bi-interaction, gcn or graphsage", choices=AGGREGATORS)
-    message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1)", low=0.0, high=1.0)
+    message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1; searched over the paper's "
+                                    "grid {0.0, 0.1, ..., 0.8}, parameter settings)", low=0.0, high=1.0,
+                                    space=Uniform(0.0, 0.8, step=0.1))
     attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
                             "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
                             choices=("epoch", "batch", "none"))
@@ -95,7 +99,9 @@ class KGATConfig(ModelConfig):
                                 "batches per epoch (official n_A_batch); 0: as many batches as CF batches", low=0)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"))
-    kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+    kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
+                                  "the documented range 1e-6..1e-3)", low=0.0, space=LogUniform(1e-6, 1e-3),
+                                  active_when={"kg_loss": (True,)})
     bias_init: str = option("xavier", "aggregator biases: 'xavier' over [1, d_out] (official b_gc/b_bi) or 'zero'",
                             choices=BIAS_INITS)
     embedding_init: str = option("per_table", "xavier bounds of the layer-0 embeddings: users and entities as two "

@@ -81,7 +81,7 @@ from dglmm.nn.losses import (
     orthogonality,
 )
 from dglmm.nn.propagation import ADJACENCIES, mixed_relation_propagate, relation_propagate, user_mean
-from dglmm.options import option
+from dglmm.options import IntRange, LogUniform, Uniform, option
 
 VARIANTS: dict[str, dict[str, object]] = {
     "micro": dict(structure=True, graph_input="id", fusion="contrastive", specific=True, preference=True),
@@ -96,25 +96,35 @@ VARIANTS: dict[str, dict[str, object]] = {
     "official": dict(structure=True, graph_input="id", fusion="contrastive", specific=False, preference=False),
 }
 
+#: the variants with the contrastive fusion of eqs. 9-10 (where cl_weight and cl_temperature act)
+_CONTRASTIVE = {"variant": tuple(v for v, f in VARIANTS.items() if f["fusion"] == "contrastive")}
+
 
 @dataclasses.dataclass
 class MICROConfig(ModelConfig):
     variant: str = option("micro", "Table 5 variant", choices=VARIANTS)
     backbone: str = option("lightgcn", "CF method the module plugs into (Table 5)", choices=BACKBONES)
-    cf_layers: int = option(2, "user-item propagation layers of the backbone", low=0)
+    cf_layers: int = option(2, "user-item propagation layers of the backbone (searched over 1-4, a documented "
+                            "range around the paper's 2)", low=0, space=IntRange(1, 4),
+                            active_when={"backbone": ("lightgcn", "ngcf")})
     ui_adjacency: str = option("sym", "backbone adjacency: 'sym' (LightGCN) or 'rw_self_loops' (official code)",
                                choices=ADJACENCIES)
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Table 6 subsets)")
     item_layers: int = option(1, "item graph convolution layers L (eq. 6)", low=0)
-    knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k", low=1)
-    lambda_coeff: float = option(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9)",
-                                 low=0.0, high=1.0)
+    knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k (searched "
+                        "over 5-20, a documented range around the paper's 10)", low=1, space=IntRange(5, 20, step=5))
+    lambda_coeff: float = option(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9; searched over "
+                                 "the documented range 0.1-0.9)", low=0.0, high=1.0,
+                                 space=Uniform(0.1, 0.9, step=0.1))
     graph_update: str = option("epoch", "rebuild the learned graph: 'epoch' (batch 0), 'batch', 'every_n'",
                                choices=SCHEDULES)
-    graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1)
+    graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1,
+                                     active_when={"graph_update": ("every_n",)})
     train_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them fixed")
-    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03)", low=0.0)
-    cl_temperature: float = option(0.5, "tau of eq. 10", low=0.0, low_open=True)
+    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03; searched over the documented range "
+                              "1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1), active_when=_CONTRASTIVE)
+    cl_temperature: float = option(0.5, "tau of eq. 10 (searched over the documented range 0.1-1.0)", low=0.0,
+                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_CONTRASTIVE)
     cl_modality_reduction: str = option("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)",
                                         choices=("mean", "sum"))
     cl_items: str = option("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items",
@@ -123,7 +133,9 @@ class MICROConfig(ModelConfig):
                                low=0)
     cl_chunk_size: int = option(1024, "InfoNCE rows per chunk beyond this many items (memory O(chunk x n))",
                                 low=1)
-    orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value)", low=0.0)
+    orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value; searched over the documented "
+                                "range 1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1),
+                                active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["specific"])})
     l2_on: str = option("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)",
                         choices=("final", "ego"))
 

@@ -97,7 +97,7 @@ from dglmm.nn.losses import (
 from dglmm.nn.propagation import FixedSparse, UserItemPropagation, relation_propagate
 from dglmm.nn.pruning import degree_keep_weights, prune_edges, pruning_generator
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import option
+from dglmm.options import Categorical, IntRange, Uniform, option
 
 CORRELATE = (ITEM, "correlate", ITEM)
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -117,9 +117,14 @@ class SLIFMRConfig(ModelConfig):
     aggregation: str = option("ailf", "fusion of the item views (Fig. 5): AILF eqs. 14-15, concat, sum, attention",
                               choices=AGGREGATIONS)
     modalities: list[str] | None = option(None, "modalities of the feature graph (None: all the graph has)")
-    ui_layers: int = option(2, "L_b: LightGCN layers on the interaction graph (eqs. 7-8)", low=0)
-    mm_layers: int = option(1, "L_m: layers on the item feature graph S (eq. 9)", low=0)
-    kg_layers: int = option(2, "L_k: KG attention layers (eqs. 10-13)", low=0)
+    ui_layers: int = option(2, "L_b: LightGCN layers on the interaction graph (eqs. 7-8; searched over the "
+                            "documented range 1-3)", low=0, space=IntRange(1, 3))
+    mm_layers: int = option(1, "L_m: layers on the item feature graph S (eq. 9; searched over the documented "
+                            "range 1-2)", low=0, space=IntRange(1, 2),
+                            active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["mm"])})
+    kg_layers: int = option(2, "L_k: KG attention layers (eqs. 10-13; searched over the documented range 1-3)",
+                            low=0, space=IntRange(1, 3),
+                            active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["kg"])})
     mm_input: str = option("id", "x_tilde^0 of eq. 9: item ID embedding or projected raw 'features'",
                            choices=("id", "features"))
     mm_exclude_self: bool = option(True, "eq. 9 sums over j != i: drop the kNN graphs' self edges")
@@ -147,7 +152,9 @@ class SLIFMRConfig(ModelConfig):
     sge_mode: str = option("replace", "eq. 18: G^n 'replace's G^(n-1) or 'keep' = mean of the last two",
                            choices=("replace", "keep"))
     sge_keep_self: bool = option(False, "an item may be its own correlate neighbour")
-    inter_weight: float = option(0.1, "beta of eq. 24 (paper grid 0.1-0.9)", low=0.0)
+    inter_weight: float = option(0.1, "beta of eq. 24 (searched over the paper's grid 0.1-0.9, Fig. 6)",
+                                 low=0.0, space=Uniform(0.1, 0.9, step=0.1),
+                                 active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["cl"])})
     inter_temperature: float = option(0.2, "tau of eq. 19", low=0.0, low_open=True)
     inter_denominator: str = option("others", "eq. 19 denominator: j != i ('others', as written) or 'all'",
                                     choices=("others", "all"))
@@ -160,7 +167,9 @@ class SLIFMRConfig(ModelConfig):
     inter_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
                                   "'bfloat16' (sums in float32; ~2x faster with AVX512-BF16, ~1e-3 relative error)",
                                   choices=PRECISIONS)
-    intra_weight: float = option(0.01, "gamma of eq. 24 (paper grid 1e-5 - 1e-1)", low=0.0)
+    intra_weight: float = option(0.01, "gamma of eq. 24 (searched over the paper's grid 1e-5 - 1e-1, Fig. 6)",
+                                 low=0.0, space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)),
+                                 active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["cl"])})
     intra_loss: str = option("uniformity", "eq. 21: 'uniformity' (log mean exp) or the 'literal' formula",
                              choices=("uniformity", "literal"))
     intra_t: float = option(2.0, "t of eq. 21", low=0.0, low_open=True)

@@ -62,7 +62,7 @@ from dglmm.nn.init import init_linear
 from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce, l2_penalty
 from dglmm.nn.propagation import user_mean
 from dglmm.nn.view_attention import LearnedQueryViewAttention, attended_scores, pair_view_attention
-from dglmm.options import option
+from dglmm.options import IntRange, LogUniform, Uniform, option
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "tmfun": dict(features=True, attention=True),
@@ -70,12 +70,17 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "tmfun-att": dict(features=True, attention=False),
 }
 
+#: the variants with the modality branch (where the MMBPR and contrastive terms of eq. 11 act)
+_FEATURES = {"variant": tuple(v for v, f in VARIANTS.items() if f["features"])}
+
 
 @dataclasses.dataclass
 class TMFUNConfig(ModelConfig):
     variant: str = option("tmfun", "Table 2 variant", choices=tuple(VARIANTS))
     backbone: str = option("lightgcn", "CF model giving x~u, x~i (Table 2: mf, ngcf, lightgcn)", choices=BACKBONES)
-    cf_layers: int = option(2, "user-item propagation layers of the backbone (MF ignores it)", low=0)
+    cf_layers: int = option(2, "user-item propagation layers of the backbone (MF ignores it; searched over 1-4, a "
+                            "documented range around the paper's 2)", low=0, space=IntRange(1, 4),
+                            active_when={"backbone": ("lightgcn", "ngcf")})
     modalities: list[str] | None = option(None, "modalities used (None: every one the graph has)")
     graph_input: str = option("id", "what the item graphs convolve: item 'id' embeddings (as MICRO's and FREEDOM's "
                               "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"))
@@ -92,10 +97,13 @@ class TMFUNConfig(ModelConfig):
                             choices=("user", "item"))
     user_rep: str = option("cf", "y^u of eqs. 7, 10: 'cf' x~u or 'cf+items' x~u + mean h^f of the user's items",
                            choices=("cf", "cf+items"))
-    mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3)", low=0.0)
-    cl_weight: float = option(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3)", low=0.0)
-    cl_temperature: float = option(0.5, "InfoNCE temperature of MI in eq. 8 (paper: none; MICRO's 0.5)",
-                                   low=0.0, low_open=True)
+    mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3; searched over the documented "
+                                 "range 1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1), active_when=_FEATURES)
+    cl_weight: float = option(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3; searched over the documented range "
+                              "1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1), active_when=_FEATURES)
+    cl_temperature: float = option(0.5, "InfoNCE temperature of MI in eq. 8 (paper: none; MICRO's 0.5; searched "
+                                   "over the documented range 0.1-1.0)", low=0.0, low_open=True,
+                                   space=Uniform(0.1, 1.0, step=0.1), active_when=_FEATURES)
     cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
                             choices=("cf", "fusion"))
     cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=CONTRASTIVE_ITEMS)

@@ -21,6 +21,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dgl
@@ -105,6 +106,9 @@ class Trainer:
         self.bad_evals = 0
         self._snapshot: dict | None = None
         self._parallel = distributed.DataParallelStep(self.model, self.dist) if self.dist else None
+        #: called as ``on_validation(epoch, best validation metric so far)`` after every validation; it may
+        #: raise to stop training (``dglmm tune``'s pruning)
+        self.on_validation: Callable[[int, float], None] | None = None
 
     # -- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -191,6 +195,16 @@ class Trainer:
                                           f"with torchrun ... -m dglmm train --resume {self.run_dir}") from None
         return self._finish(time.time() - started)
 
+    def fit_validation(self) -> dict:
+        """Train until early stopping like :meth:`fit` but never look at the test split: the search trials of
+        ``dglmm tune`` select on validation only.  Returns the best validation epoch and metrics."""
+        started = time.time()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            if self._run_epoch(epoch):
+                break
+        return {"best_epoch": self.best["epoch"], "epochs_run": len(self.history), "valid": self.best["valid"],
+                "train_seconds": round(time.time() - started, 2)}
+
     def _run_epoch(self, epoch: int) -> bool:
         """Train, validate, record; returns True when early stopping triggers."""
         tic = time.time()
@@ -201,6 +215,8 @@ class Trainer:
             valid = self.evaluate("valid")
             record["valid"] = valid
             stop = self._track_best(epoch, valid)
+            if self.on_validation is not None:
+                self.on_validation(epoch, self.best["score"])
         if self.config.progress and not self._show_bar():
             print(self._epoch_line(record), file=sys.stderr, flush=True)
         self.history.append(record)
