@@ -78,3 +78,14 @@ def dense_knn(x: torch.Tensor, k: int) -> torch.Tensor:
     d = s.sum(1)
     inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
     return inv[:, None] * s * inv[None, :]
+
+
+def cli_one_line_error(capsys, *args: str) -> str:
+    """Run the CLI with ``args``; assert exit 2 with exactly one ``dglmm: error:`` line (warnings aside)."""
+    from dglmm.cli import main
+
+    code = main(list(args))
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.strip() and not line.startswith("warning:")]
+    assert code == 2 and len(err) == 1 and err[0].startswith("dglmm: error:"), err
+    return err[0]

@@ -41,7 +41,7 @@ def dense_purified(data, model, modality):
     r = dense_interaction(data)
     u_bar = (r.T @ model.user_emb.weight) / r.sum(0).clamp_min(1)[:, None]     # eqs. 2-4
     x = torch.as_tensor(data.modalities[modality])
-    aligned = x @ model.align[modality].weight.T + model.align[modality].bias   # eq. 1
+    aligned = x @ model.inputs.projections[modality].weight.T + model.inputs.projections[modality].bias   # eq. 1
     gate = torch.sigmoid(aligned @ model.gate[modality].weight.T + model.gate[modality].bias)
     return (model.item_emb.weight + u_bar) * gate                               # eqs. 5-6
 
@@ -58,7 +58,7 @@ def test_purification_equals_dense():
 def test_without_iuid_uses_the_aligned_features():
     data, graph, model = setup(variant="w/o IUID")
     x = torch.as_tensor(data.modalities["image"])
-    expected = x @ model.align["image"].weight.T + model.align["image"].bias
+    expected = x @ model.inputs.projections["image"].weight.T + model.inputs.projections["image"].bias
     torch.testing.assert_close(model.purified(graph)["image"], expected)
 
 
@@ -237,7 +237,7 @@ def hand_info_nce(modal, ids, tau, critic):
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 def test_info_nce_equals_hand_written_eq_30(similarity):
-    _, _, model = setup(cl_similarity=similarity)
+    _, _, model = setup(cl_critic=similarity)
     torch.manual_seed(1)
     modal, ids = torch.randn(7, 4), torch.randn(7, 4)
     critic = (lambda x, y: F.cosine_similarity(x, y, dim=0)) if similarity == "cosine" else torch.dot
@@ -305,8 +305,8 @@ VARIANT_OPTIONS = [
     {"knn_k": 2}, {"cl_weight": 0.1}, {"attention_axis": "nodes"},
     {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 7}, {"attention_axis": "nodes", "token_set": "batch"},
     {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"},
-    {"attention_axis": "nodes", "token_set": "batch", "cl_nodes": "all"},
-    {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_nodes": "all"}, {"cl_similarity": "dot"},
+    {"attention_axis": "nodes", "token_set": "batch", "cl_items": "all"},
+    {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_items": "all"}, {"cl_critic": "dot"},
     {"l2_on": "ego"}, {"l2_on": "all"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
     {"attention_axis": "nodes", "modalities": ["image"]},
 ]

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 import yaml
 
 from dglmm.cli import main
+from dglmm.data.sampler import KGTripleSampler
 from dglmm.data.synthetic import make_synthetic
 from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.train.evaluate import evaluate_popularity
 from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
-from dglmm.train.sampler import KGTripleSampler
 from tests.helpers import train_terms
 
 

@@ -1,16 +1,71 @@
-"""BPR triples: every training interaction once per epoch, with uniformly sampled unobserved negatives."""
+"""Samplers: BPR triples (every training interaction once per epoch, uniformly sampled unobserved negatives) and
+the samplers a model adds beside them (KG triples for KGAT's TransR loss).
+
+They sit below the models (a model's :meth:`~dglmm.models.Recommender.extra_samplers` returns them) and the
+trainer drives them through two typed protocols: :class:`CFSampler` (the BPR batches of an epoch) and
+:class:`ExtraSampler`, whose declared attributes ``phase`` and ``own_optimizer`` say how it runs.
+"""
 
 from __future__ import annotations
 
+import abc
 import copy
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 _MAX_REJECTION_ROUNDS = 32
+
+
+@runtime_checkable
+class CFSampler(Protocol):
+    """The trainer's BPR sampler: an epoch of ``(users, pos, neg)`` batches, resumable from its state."""
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    def __len__(self) -> int: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ExtraSampler(abc.ABC):
+    """A sampler beside the BPR one (:meth:`~dglmm.models.Recommender.extra_samplers`), checkpointed with it.
+
+    ``phase = False``: :meth:`sample` gives one sample to every BPR batch (``Batch.extras[name]``).
+    ``phase = True``: iterated after the BPR batches of every epoch, each sample a batch of its own (KGAT's
+    alternation of its CF and KG losses); with ``own_optimizer = True`` those batches are stepped by an Adam of
+    their own (KGAT's official ``opt2``), checkpointed too.  The trainer reads these two attributes, declared
+    here, and refuses a sampler that is not an :class:`ExtraSampler`.
+    """
+
+    def __init__(self, phase: bool = False, own_optimizer: bool = False) -> None:
+        if own_optimizer and not phase:
+            raise ValueError("own_optimizer applies to a phase sampler (phase=True)")
+        self.phase: bool = phase
+        self.own_optimizer: bool = own_optimizer
+
+    @abc.abstractmethod
+    def sample(self) -> Any:
+        """One sample (one batch's worth)."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Batches per epoch of a phase sampler."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for _ in range(len(self)):
+            yield self.sample()
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class BPRSampler:
@@ -96,7 +151,7 @@ class BPRSampler:
         self.epoch = int(state["epoch"])
 
 
-class KGTripleSampler:
+class KGTripleSampler(ExtraSampler):
     """Batches of knowledge-graph triples ``(head, relation, tail, corrupted tail)`` for a TransR loss (KGAT).
 
     ``heads``, ``relations``, ``tails`` are the triples (e.g. every edge of the collaborative KG, inverse
@@ -111,13 +166,13 @@ class KGTripleSampler:
     def __init__(self, heads: np.ndarray, relations: np.ndarray, tails: np.ndarray, n_nodes: int,
                  batch_size: int, n_batches: int, seed: int = 0, mode: str = "head", phase: bool = True,
                  own_optimizer: bool = False) -> None:
+        super().__init__(phase, own_optimizer)
         if mode not in ("head", "edge"):
             raise ValueError(f"mode must be 'head' or 'edge', got {mode!r}")
         order = np.lexsort((tails, relations, heads))
         self.heads, self.relations, self.tails = heads[order], relations[order], tails[order]
         self.n_nodes, self.n_relations = n_nodes, int(relations.max()) + 1 if len(relations) else 1
-        self.batch_size, self.n_batches, self.mode, self.phase = batch_size, n_batches, mode, phase
-        self.own_optimizer = own_optimizer
+        self.batch_size, self.n_batches, self.mode = batch_size, n_batches, mode
         self.keys = np.unique(self._key(self.heads, self.relations, self.tails))
         self.unique_heads, self.starts, self.degrees = np.unique(self.heads, return_index=True, return_counts=True)
         self.rng = np.random.default_rng(seed)
@@ -127,10 +182,6 @@ class KGTripleSampler:
 
     def __len__(self) -> int:
         return self.n_batches
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        for _ in range(self.n_batches):
-            yield self.sample()
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One batch ``(h, r, t, t_neg)`` of LongTensors."""

@@ -26,7 +26,8 @@ from torch import Tensor
 from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.graph.cache import FORMAT_VERSION, graph_cache_key, load_graph, resolve_cache_dir, save_graph
-from dglmm.graph.knn import NORMS, knn_graph_edges
+from dglmm.graph.knn import NORMS, check_neighbours, knn_graph_edges
+from dglmm.graph.ops import degree_weights
 from dglmm.options import option, validate
 
 USER, ITEM, ENTITY = "user", "item", "entity"
@@ -73,6 +74,8 @@ def build_graph(dataset: Dataset, config: GraphConfig | None = None,
     config = config or GraphConfig()
     validate(config, "graph")  # a GraphConfig made directly in Python gets the checks of a YAML one
     modalities = _resolve_modalities(dataset, config)
+    if modalities:
+        check_neighbours(config.knn_k, dataset.n_items, "graph.knn_k", GraphConfig.knn_k)
     directory = resolve_cache_dir(cache_dir)
     if directory is None:
         return _build(dataset, config, modalities, key=None)
@@ -141,9 +144,7 @@ def _interaction_weights(users: np.ndarray, items: np.ndarray, dataset: Dataset,
     """LightGCN's ``1 / sqrt(deg_u deg_i)`` per training pair (or 1 for ``norm='none'``)."""
     if norm == "none":
         return torch.ones(len(users), dtype=torch.float32)
-    deg_u = np.bincount(users, minlength=dataset.n_users).astype(np.float64)
-    deg_i = np.bincount(items, minlength=dataset.n_items).astype(np.float64)
-    return torch.from_numpy((1.0 / np.sqrt(deg_u[users] * deg_i[items])).astype(np.float32))
+    return degree_weights(torch.from_numpy(users), torch.from_numpy(items), dataset.n_users, dataset.n_items)
 
 
 def _add_interactions(edges: EdgeDict, edata: EdataDict, dataset: Dataset, config: GraphConfig) -> None:

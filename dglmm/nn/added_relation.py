@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dglmm.graph.build import add_edge_type
+from dglmm.graph.cache import graph_key
 
 
 class AddedRelation(nn.Module):
@@ -45,7 +46,7 @@ class AddedRelation(nn.Module):
         """``graph`` with the relation added (or ``graph`` itself while no edges were set)."""
         if not self.built:
             return graph
-        key = (self.version, relations_key(graph))
+        key = (self.version, graph_key(graph))
         if self._cache is None or self._cache[0] != key:
             augmented = add_edge_type(graph, self.etype, self.src, self.dst, {"w": self.weight.to(graph.device)})
             self._cache = (key, augmented)
@@ -63,12 +64,3 @@ class AddedRelation(nn.Module):
             self.src = self.dst = self.weight = None
         self.version = int(state["version"])
         self._cache = None
-
-
-def relations_key(graph: dgl.DGLGraph) -> tuple:
-    """A content key of a heterograph: sizes and an endpoint checksum of every relation (O(E), no object id)."""
-    key: list = [graph.device.type]
-    for etype in graph.canonical_etypes:
-        src, dst = graph.edges(etype=etype)
-        key += [etype, graph.num_edges(etype), int(src.sum()), int((dst * (src % 7 + 1)).sum())]
-    return tuple(key)

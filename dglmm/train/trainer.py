@@ -31,13 +31,13 @@ from tqdm import tqdm
 
 from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
+from dglmm.data.sampler import BPRSampler, CFSampler, ExtraSampler
 from dglmm.errors import CheckpointError
-from dglmm.io import load_checkpoint, save_torch, write_json, write_npz
+from dglmm.io import load_checkpoint, make_folder, save_torch, write_json, write_npz
 from dglmm.models.base import Batch, Recommender
 from dglmm.options import validate
 from dglmm.train import distributed
 from dglmm.train.evaluate import PerUser, evaluate_full_ranking, summarize
-from dglmm.train.sampler import BPRSampler
 
 __all__ = ["TrainConfig", "Trainer", "negative_pool", "seed_everything"]  # TrainConfig lives in dglmm.config
 
@@ -91,14 +91,17 @@ class Trainer:
         self.dataset = dataset
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
+        self.sampler: CFSampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
                                   seed=config.seed, item_pool=negative_pool(dataset, config.negative_pool))
         self.extra_samplers = model.extra_samplers(dataset, config.batch_size, config.seed + 1)
+        for name, s in self.extra_samplers.items():
+            if not isinstance(s, ExtraSampler):
+                raise TypeError(f"{type(model).__name__}.extra_samplers()[{name!r}] is a {type(s).__name__}, "
+                                "not a dglmm.data.sampler.ExtraSampler")
         # a phase sampler with ``own_optimizer`` gets an Adam of its own (KGAT's official opt2 for L_KG)
         self.phase_optimizers = {
             name: torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-            for name, s in self.extra_samplers.items()
-            if getattr(s, "phase", False) and getattr(s, "own_optimizer", False)}
+            for name, s in self.extra_samplers.items() if s.phase and s.own_optimizer}
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best = {"epoch": -1, "score": -float("inf"), "valid": {}}
@@ -118,8 +121,8 @@ class Trainer:
         self.model.on_epoch_start(epoch, self.graph)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        per_batch = {n: s for n, s in self.extra_samplers.items() if not getattr(s, "phase", False)}
-        phases = {n: s for n, s in self.extra_samplers.items() if getattr(s, "phase", False)}
+        per_batch = {n: s for n, s in self.extra_samplers.items() if not s.phase}
+        phases = {n: s for n, s in self.extra_samplers.items() if s.phase}
         bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
                    disable=not self._show_bar())
         for batch_index, (users, pos, neg) in enumerate(bar):
@@ -323,7 +326,7 @@ class Trainer:
 
     def _append_metrics(self, record: dict) -> None:
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(self.run_dir)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
