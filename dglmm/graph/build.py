@@ -28,16 +28,22 @@ from dglmm.data.errors import DataError
 from dglmm.graph.cache import FORMAT_VERSION, graph_cache_key, load_graph, resolve_cache_dir, save_graph
 from dglmm.graph.knn import NORMS, check_neighbours, knn_graph_edges
 from dglmm.graph.ops import degree_weights
+from dglmm.graph.schema import (  # noqa: F401 - the schema's names stay importable from the builder
+    ENTITY,
+    INTERACT,
+    INTERACT_ETYPE,
+    INTERACTED_BY,
+    INTERACTED_BY_ETYPE,
+    ITEM,
+    REVERSE_PREFIX,
+    USER,
+    CanonicalEtype,
+    similar_etype,
+)
 from dglmm.options import option, validate
 
-USER, ITEM, ENTITY = "user", "item", "entity"
-INTERACT, INTERACTED_BY = "interact", "interacted_by"
-INTERACT_ETYPE = (USER, INTERACT, ITEM)
-INTERACTED_BY_ETYPE = (ITEM, INTERACTED_BY, USER)
-REVERSE_PREFIX = "rev_"
 META_ATTR = "dglmm_meta"
 
-CanonicalEtype = tuple[str, str, str]
 EdgeDict = dict[CanonicalEtype, tuple[Tensor, Tensor]]
 EdataDict = dict[CanonicalEtype, dict[str, Tensor]]
 
@@ -58,11 +64,6 @@ class GraphConfig:
     chunk_size: int = option(1024, "rows of the similarity matrix computed at a time", low=1)
     interaction_norm: str = option("sym", "interact weight: 'sym' 1/sqrt(d_u d_i) (LightGCN) or 'none' (1)",
                                    choices=("sym", "none"))
-
-
-def similar_etype(modality: str) -> CanonicalEtype:
-    """The kNN edge type of ``modality``: ``(item, similar_<modality>, item)``."""
-    return (ITEM, f"similar_{modality}", ITEM)
 
 
 def build_graph(dataset: Dataset, config: GraphConfig | None = None,

@@ -45,7 +45,7 @@ def modality_relations(graph: dgl.DGLGraph, names: list[str] | None = None
 
     A modality without its kNN relation in the graph (e.g. ``graph.modalities`` left it out) is an input error.
     """
-    from dglmm.graph.build import similar_etype
+    from dglmm.graph.schema import similar_etype
 
     feats = item_features(graph, names)
     etypes = [similar_etype(m) for m in feats]

@@ -61,10 +61,10 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 from dglmm.graph.cache import graph_key
 from dglmm.graph.features import apply_mask, item_features, item_modalities
 from dglmm.graph.knn import check_neighbours, knn_graph_edges
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP

@@ -58,8 +58,8 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.data.sampler import KGTripleSampler
-from dglmm.graph.build import USER
 from dglmm.graph.kg import knowledge_graph
+from dglmm.graph.schema import USER
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.models.mf import load_mf_embeddings
 from dglmm.nn.attention import RelationAttention

@@ -59,8 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import similar_etype
 from dglmm.graph.knn import check_neighbours
+from dglmm.graph.schema import similar_etype
 from dglmm.models.base import (
     BACKBONES,
     Batch,

@@ -76,11 +76,11 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
 from dglmm.graph.cache import graph_key
 from dglmm.graph.kg import knowledge_graph
 from dglmm.graph.knn import check_neighbours, cosine_knn, normalize_edge_weights
 from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, pruning_generator
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.added_relation import AddedRelation
 from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_sum

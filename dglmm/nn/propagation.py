@@ -20,8 +20,8 @@ import dgl
 import dgl.function as fn
 import torch
 
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
 from dglmm.graph.cache import graph_key
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE
 
 Etype = tuple[str, str, str]
 
