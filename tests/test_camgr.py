@@ -11,30 +11,14 @@ from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.nn.cross_attention import CrossAttention, channel_attention, chunked_attention
-from tests.helpers import dense_interaction, tiny_dataset
+from tests.helpers import build_model, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
 
 
 def setup(**options):
-    data = tiny_dataset(n_users=25, n_items=18, n=120, seed=5, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY["camgr"]
-    model = cls(data, graph, make_config(cls, {"knn_k": K, "embedding_dim": 8, "mlp_hidden": 6,
-                                               "attention_chunk": 5, **options}))
-    return data, graph, model
-
-
-def dense_semantic_graph(x: torch.Tensor, k: int, norm: str = "rw") -> torch.Tensor:
-    """Eqs. 10-12 densely: cosine, top-k per row (self included), negatives clamped, D^-1 S'."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T                                                             # eq. 10
-    top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))  # eq. 11
-    d = s.sum(1)
-    if norm == "rw":
-        return s / d[:, None]                                                   # eq. 12
-    return s / d.sqrt()[:, None] / d.sqrt()[None, :]
+    return build_model("camgr", graph_k=K, **{"knn_k": K, "embedding_dim": 8, "mlp_hidden": 6, "attention_chunk": 5,
+                                            **options})
 
 
 def dense_purified(data, model, modality):
@@ -101,7 +85,7 @@ def test_semantic_graphs_and_user_modality_representation_equal_dense(norm):
     tokens = model.modality_tokens(graph)
     r = dense_interaction(data)
     for m in ("image", "text"):
-        s = dense_semantic_graph(torch.as_tensor(data.modalities[m]), K, norm)
+        s = dense_knn(torch.as_tensor(data.modalities[m]), K, norm)
         item = s @ dense_purified(data, model, m)                                        # eq. 13
         user = (r @ item) / r.sum(1).clamp_min(1)[:, None]                               # eq. 14
         torch.testing.assert_close(tokens[m], torch.cat([user, item]), rtol=1e-4, atol=1e-6)
@@ -113,7 +97,7 @@ def test_semantic_graphs_from_purified_features():
     model.eval()
     tokens = model.modality_tokens(graph)
     purified = dense_purified(data, model, "text")
-    item = dense_semantic_graph(purified, K) @ purified
+    item = dense_knn(purified, K, "rw") @ purified
     torch.testing.assert_close(tokens["text"][data.n_users:], item, rtol=1e-4, atol=1e-6)
 
 

@@ -4,36 +4,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, make_config
 from dglmm.models.micro import VARIANTS, orthogonality
 from dglmm.nn.losses import info_nce
-from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset, train_terms
+from tests.helpers import (
+    build_model,
+    dense_adjacency,
+    dense_interaction,
+    dense_knn,
+    train_terms,
+)
 
 K = 4
 
 
-def dense_knn_graph(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Eqs. 1-3 densely: cosine, top-k per row (self included), clamp >= 0, D^-1/2 S D^-1/2."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T
-    top = sim.topk(k, dim=1)
-    s_hat = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
-    d = s_hat.sum(1)
-    inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
-    return inv[:, None] * s_hat * inv[None, :]
-
-
 def setup(name: str, **options):
-    data = tiny_dataset(n_users=25, n_items=18, n=120, seed=5, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY[name]
-    model = cls(data, graph, make_config(cls, {"knn_k": K, "embedding_dim": 8, **options}))
-    return data, graph, model
+    return build_model(name, graph_k=K, **{"knn_k": K, "embedding_dim": 8, **options})
 
 
 def frozen_dense(data, modality):
-    return dense_knn_graph(torch.as_tensor(data.modalities[modality]), K)
+    return dense_knn(torch.as_tensor(data.modalities[modality]), K)
 
 
 @torch.no_grad()
@@ -44,7 +33,7 @@ def test_learned_graph_and_convolution_equal_dense():
     item_id = model.backbone.item_embedding_table()
     for m, view in zip(model.modalities, views.per_modality, strict=True):
         projected = model.inputs.projections[m](torch.as_tensor(data.modalities[m]))       # eq. 4
-        a = 0.7 * frozen_dense(data, m) + 0.3 * dense_knn_graph(projected, K)      # eq. 5
+        a = 0.7 * frozen_dense(data, m) + 0.3 * dense_knn(projected, K)      # eq. 5
         torch.testing.assert_close(view, a @ (a @ item_id), rtol=1e-4, atol=1e-5)   # eq. 6, L = 2
 
 

@@ -10,7 +10,7 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
 from dglmm.nn.view_attention import attended_scores
-from tests.helpers import dense_adjacency, dense_interaction, dense_knn, tiny_dataset
+from tests.helpers import build_model, dense_adjacency, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
 D = 8
@@ -18,10 +18,7 @@ D = 8
 
 def setup(**options):
     data = tiny_dataset(n_users=20, n_items=15, n=110, seed=3, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY["tmfun"]
-    model = cls(data, graph, make_config(cls, {"embedding_dim": D, **options}))
-    return data, graph, model
+    return build_model("tmfun", data, graph_k=K, **{"embedding_dim": D, **options})
 
 
 def batch():
