@@ -260,6 +260,14 @@ def build(cls: type, values: dict[str, Any], section: str = "model") -> Any:
     return instance
 
 
+def check_size(key: str, value: int, limit: int, what: str, default: int | None = None) -> None:
+    """OptionError (one line) when a size option exceeds what the data holds (``limit`` of ``what``): checked
+    against the data before anything is allocated.  The option's declared ``default`` is exempt (capped on toy
+    data that is smaller than it)."""
+    if value > limit and value != default:
+        raise OptionError(f"{key}={value} exceeds the number of {what} in the data ({limit})")
+
+
 def renamed(cls: type, values: dict[str, Any], section: str = "model", warn: bool = True) -> dict[str, Any]:
     """``values`` with every former option name (``renamed_from``) replaced by the current one, each with a
     one-line ``FutureWarning``; giving both names is an :class:`OptionError`."""

@@ -12,7 +12,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from dglmm.errors import InputError
+from dglmm.options import check_size
 
 Norm = Literal["sym", "rw", "none"]
 NORMS: tuple[str, ...] = ("sym", "rw", "none")
@@ -32,8 +32,7 @@ def check_neighbours(k: int, n: int, key: str, default: int | None = None, what:
     """InputError (one line naming option ``key``) when ``k`` neighbours per node exceed the ``n`` nodes, checked
     against the data before any similarity is computed: :func:`cosine_knn` would cap ``k`` and silently build a
     dense ``n x n`` graph.  The option's ``default`` is exempt (capped on toy data with fewer items)."""
-    if k > n and k != default:
-        raise InputError(f"{key}={k} asks for more neighbours than the data has {what} ({n})")
+    check_size(key, k, n, what, default)
 
 
 def _unit_rows(x: Tensor) -> Tensor:

@@ -67,7 +67,7 @@ from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.losses import l2_penalty
 from dglmm.nn.propagation import FixedSparse
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import MAX_DIM, Categorical, LogUniform, Uniform, option
+from dglmm.options import MAX_DIM, Categorical, LogUniform, Uniform, check_size, option
 
 AGGREGATORS = ("bi", "gcn", "graphsage")
 _KG_LOSS = {"kg_loss": (True,)}  # where the TransR options act
@@ -269,6 +269,8 @@ class KGAT(Recommender):
             return {}
         n_cf_batches = -(-len(dataset.train) // batch_size)
         n_triples = len(self.edge_src)
+        check_size("model.kg_batch_size", self.config.kg_batch_size, n_triples, "KG triples",
+                   type(self.config).kg_batch_size)
         if self.config.kg_batch_size > 0:
             kg_batch, n_kg_batches = self.config.kg_batch_size, n_triples // self.config.kg_batch_size + 1
         else:

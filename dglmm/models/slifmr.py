@@ -96,7 +96,7 @@ from dglmm.nn.losses import (
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import FixedSparse, UserItemPropagation, relation_propagate
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import MAX_DIM, MAX_LAYERS, Categorical, IntRange, Uniform, option
+from dglmm.options import MAX_DIM, MAX_LAYERS, Categorical, IntRange, Uniform, check_size, option
 
 CORRELATE = (ITEM, "correlate", ITEM)
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -221,6 +221,7 @@ class SLIFMR(Recommender):
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
         check_neighbours(config.sge_top_n, self.n_items, "model.sge_top_n", type(config).sge_top_n)
+        check_size("model.inter_negatives", config.inter_negatives, self.n_items, "items")
         d = config.embedding_dim
         self.add_id_tables(d)
         self.propagation = UserItemPropagation("csr", "sym")
