@@ -18,6 +18,7 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.data.sampler import ExtraSampler
 from dglmm.errors import InputError
+from dglmm.nn.graph_state import GraphState
 from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.options import MAX_DIM, LogUniform, build, describe, option
@@ -180,6 +181,15 @@ class Recommender(nn.Module):
         nothing.  Called by :func:`dglmm.train.run.run_once` once before training from scratch, never on
         ``--resume`` (the checkpoint's parameters are kept) nor by ``dglmm evaluate`` (``best.pt`` is loaded),
         so neither needs the pretrained files."""
+
+    def bind_graphs(self, device: torch.device | str) -> None:
+        """The one place where the graphs the model keeps outside its parameters and buffers follow its device:
+        :meth:`~dglmm.nn.graph_state.GraphState.bind` of every submodule that holds one (learned item graphs,
+        added relations); a model with other holders extends it.  The trainer calls it once after moving the
+        model and after every epoch hook."""
+        for module in self.modules():
+            if isinstance(module, GraphState):
+                module.bind(torch.device(device))
 
     # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------
     def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:

@@ -68,6 +68,7 @@ from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
+from dglmm.nn.graph_state import GraphState
 from dglmm.nn.losses import CRITICS, info_nce, l2_penalty
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import item_mean, user_mean
@@ -190,7 +191,7 @@ class GATEncoder(nn.Module):
         return torch.stack(users).mean(0), torch.stack(items).mean(0)
 
 
-class SemanticGraph:
+class SemanticGraph(GraphState):
     """A cosine top-k item graph with normalised weights (eqs. 10-12) as a homogeneous DGL graph."""
 
     def __init__(self, features: torch.Tensor, k: int, norm: str, mask: torch.Tensor | None = None) -> None:
@@ -199,10 +200,11 @@ class SemanticGraph:
         self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
         self.graph.edata["w"] = edges.w
 
+    def bind(self, device: torch.device) -> None:
+        self.graph = self.graph.to(device)
+
     def propagate(self, h: torch.Tensor) -> torch.Tensor:
         """``S'' H`` (eq. 13)."""
-        if self.graph.device != h.device:
-            self.graph = self.graph.to(h.device)
         graph = self.graph
         with graph.local_scope():
             graph.ndata["h"] = h
@@ -254,6 +256,11 @@ class CAmgr(Recommender):
             return "text"
         others = [m for m in self.modalities if m != "image"]
         return others[0] if others else self.modalities[0]
+
+    def bind_graphs(self, device: torch.device) -> None:
+        super().bind_graphs(device)
+        for semantic in self._semantic.values():   # plain holders, not submodules
+            semantic.bind(device)
 
     # -- hooks: the purified semantic graphs are rebuilt on the first batch of each epoch ------------------
     def on_batch_start(self, batch_index: int) -> None:

@@ -187,11 +187,16 @@ class KGAT(Recommender):
 
     # -- the collaborative KG ------------------------------------------------------------------------------
     def kg_graph(self) -> dgl.DGLGraph:
-        """The typed edge list (messages ``t -> h``) on the module's device, built once per device."""
-        if self._kg_graph is None or self._kg_graph.device != self.edge_src.device:
+        """The typed edge list (messages ``t -> h``) on the module's device (:meth:`bind_graphs`), built once."""
+        if self._kg_graph is None:
             self._kg_graph = dgl.graph((self.edge_src, self.edge_dst), num_nodes=self.n_nodes)
             self._kg_graph.edata["rel"] = self.edge_rel
         return self._kg_graph
+
+    def bind_graphs(self, device: torch.device) -> None:
+        super().bind_graphs(device)
+        if self._kg_graph is not None:
+            self._kg_graph = self._kg_graph.to(device)
 
     def _mean_weights(self) -> torch.Tensor:
         """``sum_r 1/|N_r(h)|`` per edge: the official initial (and ``attention="none"``) propagation matrix."""

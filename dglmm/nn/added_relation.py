@@ -16,9 +16,10 @@ from torch import nn
 
 from dglmm.graph.build import add_edge_type
 from dglmm.graph.cache import graph_key
+from dglmm.nn.graph_state import GraphState
 
 
-class AddedRelation(nn.Module):
+class AddedRelation(nn.Module, GraphState):
     """Edges of one relation ``etype`` that a model derives during training; see the module docstring."""
 
     def __init__(self, etype: tuple[str, str, str]) -> None:
@@ -41,6 +42,12 @@ class AddedRelation(nn.Module):
         self.src, self.dst = src.detach().long().to(device), dst.detach().long().to(device)
         self.weight = weight.detach().to(device)
         self.version += 1
+
+    def bind(self, device: torch.device) -> None:
+        """The edges and weights on ``device`` (:class:`~dglmm.nn.graph_state.GraphState`)."""
+        if self.built and self.src.device != torch.device(device):
+            self.src, self.dst, self.weight = self.src.to(device), self.dst.to(device), self.weight.to(device)
+            self._cache = None
 
     def attach(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
         """``graph`` with the relation added (or ``graph`` itself while no edges were set)."""

@@ -87,6 +87,7 @@ class Trainer:
         self.candidates = candidates or {}
         self.device = self.dist.device(config.device) if self.dist else torch.device(config.device)
         self.model = model.to(self.device)
+        self.model.bind_graphs(self.device)
         self.graph = graph.to(self.device)
         self.dataset = dataset
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -119,6 +120,7 @@ class Trainer:
         each phase sampler (e.g. KGAT's TransR phase), each an optimiser step; returns the mean of each term."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.graph)
+        self.model.bind_graphs(self.device)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         per_batch = {n: s for n, s in self.extra_samplers.items() if not s.phase}
@@ -137,6 +139,7 @@ class Trainer:
                 self._step(Batch(empty, empty, empty, {name: sample}).to(self.device), epoch, sums, counts,
                            optimizer)
         self.model.on_epoch_end(epoch, self.graph)
+        self.model.bind_graphs(self.device)
         return {name: value / counts[name] for name, value in sums.items()}
 
     def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int],
