@@ -19,11 +19,11 @@ import torch
 from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.data.readers import load_dataset
+from dglmm.data.sampler import BPRSampler
 from dglmm.data.synthetic import make_synthetic
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.nn.propagation import UserItemPropagation
-from dglmm.train.sampler import BPRSampler
 from dglmm.train.trainer import TrainConfig, Trainer
 
 

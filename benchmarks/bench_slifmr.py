@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from dglmm.data.dataset import Dataset
+from dglmm.data.sampler import BPRSampler
 from dglmm.graph.build import ITEM, GraphConfig, add_edge_type, build_graph, similar_etype
 from dglmm.graph.knn import normalize_edge_weights
 from dglmm.models import Batch, make_config
 from dglmm.models.slifmr import SLIFMR
-from dglmm.train.sampler import BPRSampler
 
 N_USERS, N_ITEMS, N_INTER, N_TRIPLES, N_REL, N_ENT = 70_679, 24_915, 846_434, 686_516, 39, 29_714
 DIMS = {"image": 4096, "text": 768}

@@ -210,7 +210,7 @@ class Run:
     # -- the restored model ---------------------------------------------------------------------------------
     @cached_property
     def _prepared(self):
-        from dglmm.io import load_checkpoint
+        from dglmm.io import load_checkpoint, load_model_state
         from dglmm.train.run import prepare_run
 
         source = self._dataset_source if self._dataset_source is not None else self._config.get("dataset")
@@ -223,11 +223,7 @@ class Run:
                              "name it: dglmm.load(RUN, dataset=...) or -d DATASET") from None
         prepared = prepare_run(self.model_name, data, self.config)
         state = load_checkpoint(self.run_dir / "best.pt", map_location=prepared.trainer.device)
-        try:
-            prepared.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError) as exc:
-            raise InputError(f"{self.run_dir / 'best.pt'}: does not fit the model rebuilt on dataset {data.name!r} "
-                             f"(another dataset?): {' '.join(str(exc).split())[:160]}") from None
+        load_model_state(prepared.model, state, self.run_dir / "best.pt", data.name)
         prepared.model.eval()
         return prepared
 

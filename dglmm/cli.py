@@ -368,6 +368,27 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    """``dglmm tune``: Optuna search on validation, then the best trial with --seeds seeds (dglmm.tune)."""
+    from dglmm.tune import TuneSettings, format_result, load_settings, tune
+
+    if args.resume:
+        settings = load_settings(Path(args.resume))
+    else:
+        if not args.model:
+            raise InputError("dglmm tune needs -m MODEL (or --resume FOLDER)")
+        settings = TuneSettings(
+            model=args.model, dataset=args.dataset, trials=args.trials, seeds=args.seeds, overrides=args.set or [],
+            study=args.study, storage=args.storage, out=args.out, pruner=args.pruner,
+            prune_startup_trials=args.prune_startup_trials, prune_warmup_epochs=args.prune_warmup_epochs,
+            startup_trials=args.startup_trials, stale_after=args.stale_after)
+    if args.trials is not None and args.resume:
+        settings.trials = args.trials
+    if settings.trials is None:
+        raise InputError("dglmm tune needs --trials N (the budget: trials finished by all workers together)")
+    print(format_result(tune(settings, _load(settings.dataset))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dglmm import __version__
 
@@ -516,6 +537,32 @@ def build_parser() -> argparse.ArgumentParser:
     _run_arguments(export)
     export.add_argument("--out", metavar="DIR", help="output folder (default: RUN/export)")
     export.set_defaults(func=cmd_export)
+
+    tune = sub.add_parser("tune", help="hyper-parameter search on validation (Optuna), resumable, many workers",
+                          description="Search the options that declare a space (dglmm models -v MODEL shows them) "
+                          "with a seeded TPE sampler and pruning, select on validation only, then re-run the best "
+                          "trial with --seeds seeds. Run the same command in more processes or hosts (same "
+                          "--storage) to share the budget; run it again to resume.")
+    tune.add_argument("-m", "--model")
+    tune.add_argument("-d", "--dataset", default="synthetic", help="a known name or a path")
+    tune.add_argument("--trials", type=int, help="trial budget, finished by all workers together")
+    tune.add_argument("--seeds", type=int, default=3, help="seeds of the best trial's final runs (0: none)")
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="fix an option (train.lr=1e-3), search values (model.n_layers=[1,2,3]) or a range "
+                           "(train.lr=1e-4..1e-2)")
+    tune.add_argument("--study", help="study name (default MODEL-DATASET); also the folder under --out")
+    tune.add_argument("--storage", help="journal file path or RDB URL (sqlite:///f.db, postgresql://...); "
+                                        "default: journal.log in the study folder")
+    tune.add_argument("--out", default="runs/tune", help="parent of the study folder")
+    tune.add_argument("--resume", metavar="FOLDER", help="continue the study recorded in FOLDER/study.yaml")
+    tune.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"],
+                      help="pruning on the best validation metric so far ('none': off)")
+    tune.add_argument("--prune-startup-trials", type=int, default=5, help="finished trials before pruning starts")
+    tune.add_argument("--prune-warmup-epochs", type=int, default=10, help="epochs of a trial never pruned")
+    tune.add_argument("--startup-trials", type=int, default=10, help="random trials before TPE models the space")
+    tune.add_argument("--stale-after", type=float, default=3600.0,
+                      help="seconds without heartbeat after which another host's running trial counts as dead")
+    tune.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes so that an interrupted run never leaves half a result file, the one
+"""Small file helpers: output folders (:func:`make_folder`), atomic writes so that an interrupted run never leaves half a result file, the one
 function that reads checkpoints (:func:`load_checkpoint`, tensors and plain containers only) and the one that
 reads a run folder's ``config.yaml`` (:func:`read_run_config`), and the one notion of a run folder that every
 command accepts (:func:`seed_run_dirs`, :func:`resolve_run_dir`)."""
@@ -17,9 +17,22 @@ import yaml
 from dglmm.errors import CheckpointError, InputError
 
 
+def make_folder(path: Path | str) -> Path:
+    """``mkdir -p path``; a path that cannot be a folder (a file on the way, no permission, disk full) is one
+    :class:`InputError` line naming it, never a traceback."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocking = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocking} is a file, not a folder" if blocking is not None else (exc.strerror or str(exc))
+        raise InputError(f"{path}: cannot create the folder ({why})") from None
+    return path
+
+
 def _atomic(path: Path, write) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -85,6 +98,19 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a dglmm checkpoint (expected a dict, got {type(state).__name__})")
     return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any], path: Path | str, dataset: str) -> None:
+    """``model.load_state_dict(state["model"])``, a state that does not fit (a run trained on data of other sizes,
+    or another model) being one :class:`~dglmm.errors.CheckpointError` line naming ``path`` and ``dataset``."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        text = " ".join(str(exc).split())
+        sizes = "size mismatch" in text
+        reason = "the run was trained on data of other sizes" if sizes else "another model or version?"
+        raise CheckpointError(f"{path}: does not fit the model rebuilt on dataset {dataset!r} ({reason}): "
+                              f"{text[:160]}") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -102,7 +102,8 @@ def table3(r: Recipe) -> str:
     rows = []
     for variant in ["w/o KG", "w/o MM", "w/o KG&MM", "w/o SGE", "w/o CL", "slifmr"]:
         label = "SLIF-MR" if variant == "slifmr" else variant
-        s = r.run("3", label, "slifmr", [f"model.variant={variant}", *slifmr_sets(r), *quick_sets(r)])
+        sets = slifmr_sets(r) if variant != "w/o CL" else []   # w/o CL has no L_inter to sample for
+        s = r.run("3", label, "slifmr", [f"model.variant={variant}", *sets, *quick_sets(r)])
         if s is None:
             continue
         paper = PAPER_TABLE3[variant][r.args.paper_dataset]
@@ -115,7 +116,7 @@ def table4(r: Recipe) -> str:
     rows = []
     intervals = [1, 5] if r.args.quick else [1, 5, 10, 15, 20]
     for interval in intervals:
-        s = r.run("4", f"interval {interval}", "slifmr", [f"model.update_interval={interval}", *slifmr_sets(r),
+        s = r.run("4", f"interval {interval}", "slifmr", [f"model.graph_update_every={interval}", *slifmr_sets(r),
                                                                *quick_sets(r)])
         if s is None:
             continue
@@ -141,7 +142,7 @@ def bar_png(path, labels: list[str], values: list[float], title: str) -> None:
 def fig5(r: Recipe) -> str:
     rows, labels, values = [], [], []
     for aggregation in ["concat", "sum", "attention", "ailf"]:
-        s = r.run("fig5", aggregation, "slifmr", [f"model.aggregation={aggregation}", *slifmr_sets(r),
+        s = r.run("fig5", aggregation, "slifmr", [f"model.aggregator={aggregation}", *slifmr_sets(r),
                                                                 *quick_sets(r)])
         if s is None:
             continue

@@ -73,7 +73,7 @@ def table1(r: Recipe) -> str:
 def table2(r: Recipe) -> str:
     rows = []
     for label, extra in VARIANTS.items():
-        s = r.run("2", label, "tmfun", [*extra, *_cl(r)])
+        s = r.run("2", label, "tmfun", [*extra, *([] if label == "TMFUN-mm" else _cl(r))])  # -mm: no L_C
         if s is None:
             continue
         paper = PAPER_TABLE2[label][r.args.paper_dataset]

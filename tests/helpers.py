@@ -69,12 +69,39 @@ def train_terms(model, graph, users, pos, neg) -> dict:
     return model.loss(model.training_forward(graph, batch), batch)
 
 
-def dense_knn(x: torch.Tensor, k: int) -> torch.Tensor:
-    """A kNN graph densely (MICRO eqs. 1-3): cosine, top-k per row (self included), clamp >= 0, D^-1/2 S D^-1/2."""
+def dense_knn(x: torch.Tensor, k: int, norm: str = "sym") -> torch.Tensor:
+    """The one dense kNN reference (MICRO eqs. 1-3, CAmgr eqs. 10-12): cosine, top-k per row (self included),
+    clamp >= 0, then ``D^-1/2 S D^-1/2`` (``sym``) or ``D^-1 S`` (``rw``); zero degrees give zero rows."""
     xn = x / x.norm(dim=1, keepdim=True)
     sim = xn @ xn.T
     top = sim.topk(k, dim=1)
     s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
     d = s.sum(1)
+    if norm == "rw":
+        return torch.where(d > 0, 1 / d, torch.zeros_like(d))[:, None] * s
     inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
     return inv[:, None] * s * inv[None, :]
+
+
+def cli_one_line_error(capsys, *args: str) -> str:
+    """Run the CLI with ``args``; assert exit 2 with exactly one ``dglmm: error:`` line (warnings aside)."""
+    from dglmm.cli import main
+
+    code = main(list(args))
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.strip() and not line.startswith("warning:")]
+    assert code == 2 and len(err) == 1 and err[0].startswith("dglmm: error:"), err
+    return err[0]
+
+
+def build_model(name: str, data: Dataset | None = None, graph_k: int = 3, **options):
+    """The one dataset -> heterograph -> model builder of the model tests: ``(data, graph, model)`` for a
+    registered model with ``options`` over a graph with ``graph_k`` kNN neighbours (default data: 25 users x 18 items with image and text features)."""
+    from dglmm.graph.build import GraphConfig, build_graph
+    from dglmm.models import REGISTRY, make_config
+
+    if data is None:
+        data = tiny_dataset(n_users=25, n_items=18, n=120, seed=5, modalities={"image": 7, "text": 5})
+    graph = build_graph(data, GraphConfig(knn_k=graph_k), cache_dir=False)
+    cls = REGISTRY[name]
+    return data, graph, cls(data, graph, make_config(cls, options))

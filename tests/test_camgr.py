@@ -11,37 +11,21 @@ from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.nn.cross_attention import CrossAttention, channel_attention, chunked_attention
-from tests.helpers import dense_interaction, tiny_dataset
+from tests.helpers import build_model, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
 
 
 def setup(**options):
-    data = tiny_dataset(n_users=25, n_items=18, n=120, seed=5, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY["camgr"]
-    model = cls(data, graph, make_config(cls, {"knn_k": K, "embedding_dim": 8, "mlp_hidden": 6,
-                                               "attention_chunk": 5, **options}))
-    return data, graph, model
-
-
-def dense_semantic_graph(x: torch.Tensor, k: int, norm: str = "rw") -> torch.Tensor:
-    """Eqs. 10-12 densely: cosine, top-k per row (self included), negatives clamped, D^-1 S'."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T                                                             # eq. 10
-    top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))  # eq. 11
-    d = s.sum(1)
-    if norm == "rw":
-        return s / d[:, None]                                                   # eq. 12
-    return s / d.sqrt()[:, None] / d.sqrt()[None, :]
+    return build_model("camgr", graph_k=K, **{"knn_k": K, "embedding_dim": 8, "mlp_hidden": 6, "attention_chunk": 5,
+                                            **options})
 
 
 def dense_purified(data, model, modality):
     r = dense_interaction(data)
     u_bar = (r.T @ model.user_emb.weight) / r.sum(0).clamp_min(1)[:, None]     # eqs. 2-4
     x = torch.as_tensor(data.modalities[modality])
-    aligned = x @ model.align[modality].weight.T + model.align[modality].bias   # eq. 1
+    aligned = x @ model.inputs.projections[modality].weight.T + model.inputs.projections[modality].bias   # eq. 1
     gate = torch.sigmoid(aligned @ model.gate[modality].weight.T + model.gate[modality].bias)
     return (model.item_emb.weight + u_bar) * gate                               # eqs. 5-6
 
@@ -58,7 +42,7 @@ def test_purification_equals_dense():
 def test_without_iuid_uses_the_aligned_features():
     data, graph, model = setup(variant="w/o IUID")
     x = torch.as_tensor(data.modalities["image"])
-    expected = x @ model.align["image"].weight.T + model.align["image"].bias
+    expected = x @ model.inputs.projections["image"].weight.T + model.inputs.projections["image"].bias
     torch.testing.assert_close(model.purified(graph)["image"], expected)
 
 
@@ -101,7 +85,7 @@ def test_semantic_graphs_and_user_modality_representation_equal_dense(norm):
     tokens = model.modality_tokens(graph)
     r = dense_interaction(data)
     for m in ("image", "text"):
-        s = dense_semantic_graph(torch.as_tensor(data.modalities[m]), K, norm)
+        s = dense_knn(torch.as_tensor(data.modalities[m]), K, norm)
         item = s @ dense_purified(data, model, m)                                        # eq. 13
         user = (r @ item) / r.sum(1).clamp_min(1)[:, None]                               # eq. 14
         torch.testing.assert_close(tokens[m], torch.cat([user, item]), rtol=1e-4, atol=1e-6)
@@ -113,7 +97,7 @@ def test_semantic_graphs_from_purified_features():
     model.eval()
     tokens = model.modality_tokens(graph)
     purified = dense_purified(data, model, "text")
-    item = dense_semantic_graph(purified, K) @ purified
+    item = dense_knn(purified, K, "rw") @ purified
     torch.testing.assert_close(tokens["text"][data.n_users:], item, rtol=1e-4, atol=1e-6)
 
 
@@ -237,7 +221,7 @@ def hand_info_nce(modal, ids, tau, critic):
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 def test_info_nce_equals_hand_written_eq_30(similarity):
-    _, _, model = setup(cl_similarity=similarity)
+    _, _, model = setup(cl_critic=similarity)
     torch.manual_seed(1)
     modal, ids = torch.randn(7, 4), torch.randn(7, 4)
     critic = (lambda x, y: F.cosine_similarity(x, y, dim=0)) if similarity == "cosine" else torch.dot
@@ -305,8 +289,8 @@ VARIANT_OPTIONS = [
     {"knn_k": 2}, {"cl_weight": 0.1}, {"attention_axis": "nodes"},
     {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 7}, {"attention_axis": "nodes", "token_set": "batch"},
     {"attention_axis": "nodes", "token_set": "sampled", "n_key_tokens": 9, "eval_token_set": "sampled"},
-    {"attention_axis": "nodes", "token_set": "batch", "cl_nodes": "all"},
-    {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_nodes": "all"}, {"cl_similarity": "dot"},
+    {"attention_axis": "nodes", "token_set": "batch", "cl_items": "all"},
+    {"knn_source": "purified"}, {"knn_norm": "sym"}, {"cl_items": "all"}, {"cl_critic": "dot"},
     {"l2_on": "ego"}, {"l2_on": "all"}, {"gat_activation": "none"}, {"trainable_features": True}, {"n_layers": 0},
     {"attention_axis": "nodes", "modalities": ["image"]},
 ]

@@ -10,14 +10,13 @@ import torch.nn.functional as F
 import yaml
 
 from dglmm.cli import main
+from dglmm.data.sampler import KGTripleSampler
 from dglmm.data.synthetic import make_synthetic
 from dglmm.errors import InputError
-from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, Batch, make_config
+from dglmm.models import REGISTRY, Batch
 from dglmm.train.evaluate import evaluate_popularity
 from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
-from dglmm.train.sampler import KGTripleSampler
-from tests.helpers import train_terms
+from tests.helpers import build_model, train_terms
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +25,9 @@ def small():
 
 
 def build(data, **options):
-    graph = build_graph(data, GraphConfig(knn_k=3), cache_dir=False)
-    cls = REGISTRY["kgat"]
     torch.manual_seed(0)
-    model = cls(data, graph, make_config(cls, {"embedding_dim": 6, "layer_sizes": [5, 4], "relation_dim": 3,
-                                               "message_dropout": 0.0, **options}))
+    _, graph, model = build_model("kgat", data, **{"embedding_dim": 6, "layer_sizes": [5, 4], "relation_dim": 3,
+                                                  "message_dropout": 0.0, **options})
     return graph, model
 
 

@@ -4,36 +4,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.models import REGISTRY, make_config
 from dglmm.models.micro import VARIANTS, orthogonality
 from dglmm.nn.losses import info_nce
-from tests.helpers import dense_adjacency, dense_interaction, tiny_dataset, train_terms
+from tests.helpers import (
+    build_model,
+    dense_adjacency,
+    dense_interaction,
+    dense_knn,
+    train_terms,
+)
 
 K = 4
 
 
-def dense_knn_graph(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Eqs. 1-3 densely: cosine, top-k per row (self included), clamp >= 0, D^-1/2 S D^-1/2."""
-    xn = x / x.norm(dim=1, keepdim=True)
-    sim = xn @ xn.T
-    top = sim.topk(k, dim=1)
-    s_hat = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
-    d = s_hat.sum(1)
-    inv = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
-    return inv[:, None] * s_hat * inv[None, :]
-
-
 def setup(name: str, **options):
-    data = tiny_dataset(n_users=25, n_items=18, n=120, seed=5, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY[name]
-    model = cls(data, graph, make_config(cls, {"knn_k": K, "embedding_dim": 8, **options}))
-    return data, graph, model
+    return build_model(name, graph_k=K, **{"knn_k": K, "embedding_dim": 8, **options})
 
 
 def frozen_dense(data, modality):
-    return dense_knn_graph(torch.as_tensor(data.modalities[modality]), K)
+    return dense_knn(torch.as_tensor(data.modalities[modality]), K)
 
 
 @torch.no_grad()
@@ -43,8 +32,8 @@ def test_learned_graph_and_convolution_equal_dense():
     views = model.item_views(graph)
     item_id = model.backbone.item_embedding_table()
     for m, view in zip(model.modalities, views.per_modality, strict=True):
-        projected = model.projections[m](torch.as_tensor(data.modalities[m]))       # eq. 4
-        a = 0.7 * frozen_dense(data, m) + 0.3 * dense_knn_graph(projected, K)      # eq. 5
+        projected = model.inputs.projections[m](torch.as_tensor(data.modalities[m]))       # eq. 4
+        a = 0.7 * frozen_dense(data, m) + 0.3 * dense_knn(projected, K)      # eq. 5
         torch.testing.assert_close(view, a @ (a @ item_id), rtol=1e-4, atol=1e-5)   # eq. 6, L = 2
 
 
@@ -54,14 +43,14 @@ def test_learned_graph_weights_carry_gradient_on_rebuild_only():
     model.on_batch_start(0)
     users, pos, neg = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5])
     sum(train_terms(model, graph, users, pos, neg).values()).backward()
-    grad0 = model.projections["image"].weight.grad.abs().sum()
+    grad0 = model.inputs.projections["image"].weight.grad.abs().sum()
     model.zero_grad()
     model.on_batch_start(1)
     terms = train_terms(model, graph, users, pos, neg)
     sum(terms.values()).backward()
     assert grad0 > 0
     # Batch 1 reuses the graph detached: only the contrastive/BPR path through the graph weights is cut.
-    assert model.projections["image"].weight.grad is None or model.projections["image"].weight.grad.abs().sum() == 0
+    assert model.inputs.projections["image"].weight.grad is None or model.inputs.projections["image"].weight.grad.abs().sum() == 0
 
 
 def test_info_nce_equals_hand_written_formula():
@@ -116,7 +105,7 @@ def test_without_fusion_is_exactly_lattice():
     w = torch.softmax(model.modal_weights, 0)
     learned_raw = []
     for m in model.modalities:  # LATTICE: top-k of each modality's projected similarity, mixed, then normalised
-        x = model.projections[m](torch.as_tensor(data.modalities[m]))
+        x = model.inputs.projections[m](torch.as_tensor(data.modalities[m]))
         xn = x / x.norm(dim=1, keepdim=True)
         sim = xn @ xn.T
         top = sim.topk(K, dim=1)
@@ -176,16 +165,16 @@ def test_bad_options_are_rejected():
 
 
 @pytest.mark.parametrize("name", ["micro", "lattice"])
-def test_train_features_fine_tunes_a_copy_of_the_raw_features(name):
-    data, graph, model = setup(name, train_features=True)
-    before = {m: model.features[m].detach().clone() for m in model.modalities}
+def test_trainable_features_fine_tunes_a_copy_of_the_raw_features(name):
+    data, graph, model = setup(name, trainable_features=True)
+    before = {m: model.inputs.features[m].detach().clone() for m in model.modalities}
     torch.testing.assert_close(before["image"], torch.as_tensor(data.modalities["image"]))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.on_epoch_start(0, graph)
     model.on_batch_start(0)                                  # a rebuild batch: gradient reaches the features
     sum(train_terms(model, graph, [0, 1], [2, 3], [4, 5]).values()).backward()
     opt.step()
-    assert all(not torch.equal(model.features[m], before[m]) for m in model.modalities)
+    assert all(not torch.equal(model.inputs.features[m], before[m]) for m in model.modalities)
     torch.testing.assert_close(graph.nodes["item"].data["feat_image"], torch.as_tensor(data.modalities["image"]))
     _, _, fixed = setup(name)
-    assert len(fixed.features) == 0                          # default: the features are fixed inputs
+    assert len(fixed.inputs.features) == 0                          # default: the features are fixed inputs

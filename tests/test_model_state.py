@@ -20,7 +20,8 @@ def small():
 
 def config(model, **model_options):
     overrides = ["train.epochs=3", "train.patience=50", "train.batch_size=128", "train.lr=0.01",
-                 "train.checkpoint_every=1", "train.progress=false", "model.cl_max_items=64",
+                 "train.checkpoint_every=1", "train.progress=false",
+                 *(["model.cl_max_items=64"] if model == "micro" else []),   # LATTICE has no contrastive term
                  *(f"model.{k}={v}" for k, v in model_options.items())]
     return resolve_model_config(model, "small", [], overrides)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dglmm.train.sampler import BPRSampler
+from dglmm.data.sampler import BPRSampler
 
 
 def _dense_pairs(seed: int, n_users: int = 8, n_items: int = 12, density: float = 0.7) -> np.ndarray:

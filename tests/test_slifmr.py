@@ -9,11 +9,11 @@ import torch.nn.functional as F
 
 from dglmm.data.synthetic import make_synthetic
 from dglmm.graph.build import INTERACT_ETYPE, GraphConfig, build_graph, similar_etype
+from dglmm.graph.ops import degree_weights, prune_edges, pruning_generator
 from dglmm.models import REGISTRY, make_config
 from dglmm.models.slifmr import AGGREGATIONS, CORRELATE, SLIFMR, VARIANTS
 from dglmm.nn.attention import RelationAttention
 from dglmm.nn.losses import info_nce_to_target, mean_squared_distance, uniformity
-from dglmm.nn.pruning import degree_keep_weights, prune_edges, pruning_generator
 from dglmm.nn.relation_matmul import FastRelationAttention
 from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
 from tests.helpers import train_terms
@@ -85,7 +85,7 @@ def test_pruning_keeps_the_share_and_drops_high_degree_edges_more_often():
     n_users, n_items = 300, 200
     users = torch.cat([torch.randint(0, 30, (3000,), generator=gen), torch.randint(30, n_users, (3000,), generator=gen)])
     items = torch.cat([torch.randint(0, 20, (3000,), generator=gen), torch.randint(20, n_items, (3000,), generator=gen)])
-    p = degree_keep_weights(users, items, n_users, n_items)
+    p = degree_weights(users, items, n_users, n_items)
     deg_u, deg_i = torch.bincount(users), torch.bincount(items)
     torch.testing.assert_close(p, 1 / (deg_u[users].float() * deg_i[items].float()).sqrt())
     for ratio in (0.1, 0.3):
@@ -244,7 +244,7 @@ def test_ailf_is_eqs_14_15(data, graph):
 def test_correlate_after_first_epoch_has_n_edges_per_item_sym_normalised_and_follows_the_interval(data, graph):
     cfg = resolve_model_config("slifmr", "small", [], [
         "train.epochs=5", "train.patience=50", "train.batch_size=64", "train.progress=false",
-        "model.embedding_dim=8", "model.sge_top_n=3", "model.update_interval=2"])
+        "model.embedding_dim=8", "model.sge_top_n=3", "model.graph_update_every=2"])
     prepared = prepare_run("slifmr", data, cfg)
     model, trainer = prepared.model, prepared.trainer
     versions, original = [], SLIFMR.on_epoch_end
@@ -321,7 +321,7 @@ def test_correlate_travels_in_checkpoints_and_evaluate_reproduces_results(state_
 
 
 def test_interrupted_run_resumes_to_identical_results(state_data, tmp_path, monkeypatch):
-    cfg = small_config(update_interval=2)
+    cfg = small_config(graph_update_every=2)
     reference = run_once("slifmr", state_data, cfg, tmp_path / "ref", graph_cache=False)
     per_epoch = -(-len(state_data.train) // 128)
     calls = {"n": 0}
@@ -343,7 +343,7 @@ def test_interrupted_run_resumes_to_identical_results(state_data, tmp_path, monk
                          + [("slifmr", a) for a in AGGREGATIONS if a != "ailf"]
                          + [("slifmr", "ailf")])
 def test_every_variant_and_aggregation_trains_a_step(data, graph, variant, aggregation):
-    model = model_for(data, graph, variant=variant, aggregation=aggregation, inter_negatives=16,
+    model = model_for(data, graph, variant=variant, aggregator=aggregation, inter_negatives=16,
                       intra_loss="literal" if aggregation == "sum" else "uniformity")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -448,6 +448,6 @@ def test_items_without_features_are_masked():
     with torch.no_grad():
         x0 = model.projected_features(g)
         assert missing.any() and not x0[missing].any()                   # no modality: no projection term
-        expected = torch.stack([model.projections[m](g.nodes["item"].data[f"feat_{m}"]) for m in ("image", "text")])
+        expected = torch.stack([model.inputs.projections[m](g.nodes["item"].data[f"feat_{m}"]) for m in ("image", "text")])
         torch.testing.assert_close(x0[~missing], expected.mean(0)[~missing])
     assert torch.isfinite(sum(train_terms(model.train(), g, [0, 1], [2, 3], [4, 5]).values()))

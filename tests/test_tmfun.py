@@ -10,7 +10,7 @@ from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
 from dglmm.nn.view_attention import attended_scores
-from tests.helpers import dense_adjacency, dense_interaction, dense_knn, tiny_dataset
+from tests.helpers import build_model, dense_adjacency, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
 D = 8
@@ -18,10 +18,7 @@ D = 8
 
 def setup(**options):
     data = tiny_dataset(n_users=20, n_items=15, n=110, seed=3, modalities={"image": 7, "text": 5})
-    graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
-    cls = REGISTRY["tmfun"]
-    model = cls(data, graph, make_config(cls, {"embedding_dim": D, **options}))
-    return data, graph, model
+    return build_model("tmfun", data, graph_k=K, **{"embedding_dim": D, **options})
 
 
 def batch():
@@ -42,7 +39,7 @@ def test_views_equal_dense_graph_products(graph_input, item_backend):
         inputs = {m: model.backbone.item_embedding_table() for m in s}
         mixed = model.backbone.item_embedding_table()
     else:
-        inputs = {m: model.projections[m](torch.as_tensor(data.modalities[m])) for m in s}
+        inputs = {m: model.inputs.projections[m](torch.as_tensor(data.modalities[m])) for m in s}
         mixed = 0.25 * inputs["image"] + 0.75 * inputs["text"]
     adj, n_u = dense_adjacency(data), data.n_users
     e = torch.cat([model.backbone.user_emb.weight, model.backbone.item_emb.weight])
@@ -83,7 +80,7 @@ def test_attention_and_scores_equal_brute_force_loop(user_rep):
     expected = brute_force_scores(model, reps, pairs)
     users = torch.tensor([p[0] for p in pairs])
     items = torch.tensor([p[1] for p in pairs])
-    torch.testing.assert_close(model.pair_scores(reps, users, items), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.pair_score(reps, users, items), expected, rtol=1e-4, atol=1e-5)
     full = model.score(reps, torch.arange(data.n_users))
     torch.testing.assert_close(full.reshape(-1), expected, rtol=1e-4, atol=1e-5)
 
@@ -100,7 +97,7 @@ def test_chunked_full_ranking_equals_per_pair_formula(options):
     scores = torch.cat(chunks)
     users = torch.arange(data.n_users).repeat_interleave(data.n_items)
     items = torch.arange(data.n_items).repeat(data.n_users)
-    torch.testing.assert_close(scores.reshape(-1), model.pair_scores(reps, users, items), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scores.reshape(-1), model.pair_score(reps, users, items), rtol=1e-4, atol=1e-5)
 
 
 def test_attended_scores_never_need_per_pair_items():
@@ -164,7 +161,7 @@ def test_loss_terms_of_eq_11():
     reps = model.training_forward(graph, b)
     terms = model.loss(reps, b)
     assert set(terms) == {"bpr", "l2", "mmbpr", "contrastive"}
-    pos, neg = model.pair_scores(reps, b.users, b.pos), model.pair_scores(reps, b.users, b.neg)
+    pos, neg = model.pair_score(reps, b.users, b.pos), model.pair_score(reps, b.users, b.neg)
     torch.testing.assert_close(terms["bpr"], -torch.log(torch.sigmoid(pos - neg)).mean())
     torch.testing.assert_close(terms["mmbpr"], 0.1 * model.mmbpr_loss(reps, b.users, b.pos, b.neg))
     torch.testing.assert_close(terms["contrastive"], 0.2 * model.contrastive_loss(reps))
@@ -172,7 +169,7 @@ def test_loss_terms_of_eq_11():
 
 def test_tmfun_mm_uses_no_features_and_tmfun_att_no_attention():
     _, graph, mm = setup(variant="tmfun-mm", graph_input="features")
-    assert len(mm.projections) == 0 and mm.graph_input == "id"
+    assert len(mm.inputs.projections) == 0 and mm.graph_input == "id"
     assert set(mm.loss(mm.training_forward(graph, batch()), batch())) == {"bpr", "l2"}
     _, graph, att = setup(variant="tmfun-att")
     reps = att(graph)
@@ -206,7 +203,7 @@ def test_items_without_a_modality_get_zero_projected_features():
     graph = build_graph(data, GraphConfig(knn_k=K), cache_dir=False)
     cls = REGISTRY["tmfun"]
     model = cls(data, graph, make_config(cls, {"embedding_dim": D, "graph_input": "features"}))
-    torch.nn.init.normal_(model.projections["image"].bias)
+    torch.nn.init.normal_(model.inputs.projections["image"].bias)
     image, text = model.projected(graph)
     assert image[[2, 9]].abs().sum() == 0 and image.abs().sum(1).gt(0).sum() == 13 and text.abs().sum(1).gt(0).all()
 

@@ -26,17 +26,24 @@ from torch import Tensor
 from dglmm.data.dataset import Dataset
 from dglmm.data.errors import DataError
 from dglmm.graph.cache import FORMAT_VERSION, graph_cache_key, load_graph, resolve_cache_dir, save_graph
-from dglmm.graph.knn import NORMS, knn_graph_edges
+from dglmm.graph.knn import NORMS, check_neighbours, knn_graph_edges
+from dglmm.graph.ops import degree_weights
+from dglmm.graph.schema import (  # noqa: F401 - the schema's names stay importable from the builder
+    ENTITY,
+    INTERACT,
+    INTERACT_ETYPE,
+    INTERACTED_BY,
+    INTERACTED_BY_ETYPE,
+    ITEM,
+    REVERSE_PREFIX,
+    USER,
+    CanonicalEtype,
+    similar_etype,
+)
 from dglmm.options import option, validate
 
-USER, ITEM, ENTITY = "user", "item", "entity"
-INTERACT, INTERACTED_BY = "interact", "interacted_by"
-INTERACT_ETYPE = (USER, INTERACT, ITEM)
-INTERACTED_BY_ETYPE = (ITEM, INTERACTED_BY, USER)
-REVERSE_PREFIX = "rev_"
 META_ATTR = "dglmm_meta"
 
-CanonicalEtype = tuple[str, str, str]
 EdgeDict = dict[CanonicalEtype, tuple[Tensor, Tensor]]
 EdataDict = dict[CanonicalEtype, dict[str, Tensor]]
 
@@ -59,11 +66,6 @@ class GraphConfig:
                                    choices=("sym", "none"))
 
 
-def similar_etype(modality: str) -> CanonicalEtype:
-    """The kNN edge type of ``modality``: ``(item, similar_<modality>, item)``."""
-    return (ITEM, f"similar_{modality}", ITEM)
-
-
 def build_graph(dataset: Dataset, config: GraphConfig | None = None,
                 cache_dir: str | Path | bool | None = None) -> dgl.DGLGraph:
     """Build (or load from the on-disk cache) the heterograph of ``dataset``; see the module docstring.
@@ -73,6 +75,8 @@ def build_graph(dataset: Dataset, config: GraphConfig | None = None,
     config = config or GraphConfig()
     validate(config, "graph")  # a GraphConfig made directly in Python gets the checks of a YAML one
     modalities = _resolve_modalities(dataset, config)
+    if modalities:
+        check_neighbours(config.knn_k, dataset.n_items, "graph.knn_k", GraphConfig.knn_k)
     directory = resolve_cache_dir(cache_dir)
     if directory is None:
         return _build(dataset, config, modalities, key=None)
@@ -141,9 +145,7 @@ def _interaction_weights(users: np.ndarray, items: np.ndarray, dataset: Dataset,
     """LightGCN's ``1 / sqrt(deg_u deg_i)`` per training pair (or 1 for ``norm='none'``)."""
     if norm == "none":
         return torch.ones(len(users), dtype=torch.float32)
-    deg_u = np.bincount(users, minlength=dataset.n_users).astype(np.float64)
-    deg_i = np.bincount(items, minlength=dataset.n_items).astype(np.float64)
-    return torch.from_numpy((1.0 / np.sqrt(deg_u[users] * deg_i[items])).astype(np.float32))
+    return degree_weights(torch.from_numpy(users), torch.from_numpy(items), dataset.n_users, dataset.n_items)
 
 
 def _add_interactions(edges: EdgeDict, edata: EdataDict, dataset: Dataset, config: GraphConfig) -> None:

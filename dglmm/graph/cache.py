@@ -78,3 +78,20 @@ def load_graph(path: Path) -> tuple[dgl.DGLGraph, dict] | None:
     except Exception:  # a corrupt cache entry is rebuilt, never fatal
         return None
     return graphs[0], meta
+
+
+def graph_key(graph: dgl.DGLGraph, etypes: list | None = None, data: tuple[str, ...] = ()) -> tuple:
+    """The one in-memory content key of a graph's relations, under which models and layers cache what they
+    derive from them (CSR matrices, attached relations, looped graphs): device, node and edge counts and
+    position-weighted sums of the endpoints and of the edge fields ``data`` of each relation in ``etypes``
+    (None: all).  O(E) reductions, never an object id: a rebuilt graph with the same content hits the cache,
+    a graph changed in place misses it."""
+    key: list = [graph.device.type]
+    for etype in graph.canonical_etypes if etypes is None else etypes:
+        src, dst = graph.edges(etype=etype, order="eid")
+        position = torch.arange(1, len(src) + 1, device=src.device, dtype=torch.float64)
+        key += [etype, graph.num_nodes(etype[0]), graph.num_nodes(etype[2]), len(src),
+                float((src.double() * position).sum()), float((dst.double() * position).sum())]
+        key += [float((graph.edges[etype].data[name].detach().double() * position).sum()) for name in data]
+    return tuple(key)
+

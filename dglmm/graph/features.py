@@ -19,6 +19,11 @@ def item_features(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[s
     return {m: data[f"feat_{m}"] for m in chosen}
 
 
+def item_modalities(graph: dgl.DGLGraph, names: list[str] | None = None) -> list[str]:
+    """The modality names :func:`item_features` resolves (InputError for a modality the graph lacks)."""
+    return list(item_features(graph, names))
+
+
 def feature_masks(graph: dgl.DGLGraph, names: list[str] | None = None) -> dict[str, torch.Tensor | None]:
     """Per modality, a bool ``[n_items]`` mask of the items that have its features (row not all zeros), or
     None when every item has them (nothing to mask: models skip the masking)."""
@@ -40,7 +45,7 @@ def modality_relations(graph: dgl.DGLGraph, names: list[str] | None = None
 
     A modality without its kNN relation in the graph (e.g. ``graph.modalities`` left it out) is an input error.
     """
-    from dglmm.graph.build import similar_etype
+    from dglmm.graph.schema import similar_etype
 
     feats = item_features(graph, names)
     etypes = [similar_etype(m) for m in feats]

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import dgl
 import torch
 
-from dglmm.graph.build import ENTITY, INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
+from dglmm.graph.schema import ENTITY, INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 
 Etype = tuple[str, str, str]
 

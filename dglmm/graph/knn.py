@@ -12,6 +12,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from dglmm.options import check_size
+
 Norm = Literal["sym", "rw", "none"]
 NORMS: tuple[str, ...] = ("sym", "rw", "none")
 EPS = 1e-12
@@ -24,6 +26,13 @@ class KnnEdges(NamedTuple):
     dst: Tensor
     sim: Tensor
     w: Tensor
+
+
+def check_neighbours(k: int, n: int, key: str, default: int | None = None, what: str = "items") -> None:
+    """InputError (one line naming option ``key``) when ``k`` neighbours per node exceed the ``n`` nodes, checked
+    against the data before any similarity is computed: :func:`cosine_knn` would cap ``k`` and silently build a
+    dense ``n x n`` graph.  The option's ``default`` is exempt (capped on toy data with fewer items)."""
+    check_size(key, k, n, what, default)
 
 
 def _unit_rows(x: Tensor) -> Tensor:

@@ -16,9 +16,12 @@ import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.features import item_features, modality_relations
+from dglmm.data.sampler import ExtraSampler
+from dglmm.errors import InputError
+from dglmm.nn.graph_state import GraphState
+from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import bpr_loss, l2_penalty
-from dglmm.options import build, option
+from dglmm.options import MAX_DIM, LogUniform, build, describe, option
 
 
 class Representations(NamedTuple):
@@ -27,6 +30,10 @@ class Representations(NamedTuple):
     user: torch.Tensor
     item: torch.Tensor
     extras: dict[str, Any] | None = None
+
+
+#: a batch's user, positive-item and negative-item rows of the training output
+Rows = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclasses.dataclass
@@ -52,8 +59,9 @@ class Batch:
 class ModelConfig:
     """Options shared by every model; subclasses add their own fields with :func:`dglmm.options.option`."""
 
-    embedding_dim: int = option(64, "embedding size d", low=1)
-    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings (BPR papers' definition)", low=0.0)
+    embedding_dim: int = option(64, "embedding size d", low=1, high=MAX_DIM)
+    reg_weight: float = option(1e-4, "L2 weight on the batch's ego embeddings (BPR papers' definition); searched "
+                               "over LightGCN sec. 4.1's range 1e-6..1e-2", low=0.0, space=LogUniform(1e-6, 1e-2))
 
 
 class Recommender(nn.Module):
@@ -75,22 +83,23 @@ class Recommender(nn.Module):
     #: what the exported user/item vectors mean when the score is not their inner product (dglmm export)
     export_note: ClassVar[str] = ""
 
+    #: can serve as another model's CF backbone (:func:`build_backbone`): the class implements the backbone
+    #: protocol, :meth:`user_embedding_table`, :meth:`item_embedding_table` and :meth:`ego_embeddings`
+    can_be_backbone: ClassVar[bool] = False
+
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.n_users = dataset.n_users
         self.n_items = dataset.n_items
+        self.has_id_tables = False
 
-    def use_modalities(self, graph: dgl.DGLGraph, names: list[str] | None,
-                       relations: bool = False) -> dict[str, torch.Tensor]:
-        """Resolve the modalities a multimodal model uses (None: all the graph has) into ``self.modalities``
-        (and, with ``relations``, their kNN relations into ``self.modality_etypes``); returns the features."""
-        if relations:
-            feats, self.modality_etypes = modality_relations(graph, names)
-        else:
-            feats = item_features(graph, names)
-        self.modalities = list(feats)
-        return feats
+    def add_id_tables(self, dim: int) -> None:
+        """The layer-0 ID embeddings ``user_emb`` and ``item_emb`` (Xavier-uniform, as all the papers): what
+        :meth:`ego_embeddings` regularises and the backbone protocol's tables return."""
+        self.user_emb = xavier_embedding(self.n_users, dim)
+        self.item_emb = xavier_embedding(self.n_items, dim)
+        self.has_id_tables = True
 
     # -- the contract --------------------------------------------------------------------------------
     def forward(self, graph: dgl.DGLGraph) -> Representations:  # pragma: no cover - abstract
@@ -101,21 +110,55 @@ class Recommender(nn.Module):
         return self(graph)
 
     def loss(self, output: Any, batch: Batch) -> dict[str, torch.Tensor]:
-        """Default: BPR on inner products of the batch rows plus ``reg_weight`` x L2 on the ego embeddings."""
-        u, i, j = self.batch_rows(output, batch)
-        terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}
-        ego = self.ego_embeddings(batch)
-        if ego and self.config.reg_weight > 0:
-            terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
+        """The named loss terms of a batch: ``bpr`` on :meth:`pair_scores`, ``l2`` (``reg_weight`` x
+        :meth:`l2_term`) and the model's own terms (:meth:`model_terms`).  A phase batch (no BPR triples, e.g.
+        KGAT's TransR batches) has only the model's own terms.  Models extend the hooks, not this method."""
+        terms: dict[str, torch.Tensor] = {}
+        if len(batch.users):
+            rows = self.batch_rows(output, batch)
+            pos, neg = self.pair_scores(output, batch, rows)
+            terms["bpr"] = bpr_loss(pos, neg)
+            if self.config.reg_weight > 0:
+                l2 = self.l2_term(output, batch, rows)
+                if l2 is not None:
+                    terms["l2"] = self.config.reg_weight * l2
+        terms.update(self.model_terms(output, batch))
         return terms
 
-    def batch_rows(self, output: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pair_scores(self, output: Any, batch: Batch, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores ``y_ui`` and ``y_uj`` of the batch's triples (default: inner products of the batch ``rows``,
+        :meth:`batch_rows`)."""
+        u, i, j = rows
+        return (u * i).sum(-1), (u * j).sum(-1)
+
+    def l2_term(self, output: Any, batch: Batch, rows: Rows) -> torch.Tensor | None:
+        """The L2 penalty before ``reg_weight`` (default: on :meth:`ego_embeddings`; None: no L2 term); ``rows``
+        are the batch's final user, positive and negative rows, for models that regularise those."""
+        ego = self.ego_embeddings(batch)
+        return l2_penalty(*ego) if ego else None
+
+    def model_terms(self, output: Any, batch: Batch) -> dict[str, torch.Tensor]:
+        """The model's own weighted loss terms beside BPR and L2, by name (default: none)."""
+        return {}
+
+    def batch_rows(self, output: Any, batch: Batch) -> Rows:
         """The user, positive and negative rows of ``batch`` in the training output."""
         return output.user[batch.users], output.item[batch.pos], output.item[batch.neg]
 
     def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        """The layer-0 embeddings of a batch that the L2 term regularises (empty: no L2 term)."""
-        return ()
+        """The layer-0 embeddings of a batch that the L2 term regularises: the ID tables' rows when the model
+        has them (:meth:`add_id_tables`), else none (no L2 term)."""
+        if not self.has_id_tables:
+            return ()
+        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
+
+    def user_embedding_table(self) -> torch.Tensor:
+        """Backbone protocol: the user ID embeddings (layer 0)."""
+        return self.user_emb.weight
+
+    def item_embedding_table(self) -> torch.Tensor:
+        """Backbone protocol: the item ID embeddings (layer 0), e.g. the input of MICRO's item graphs."""
+        return self.item_emb.weight
 
     def score(self, reps: Representations, users: torch.Tensor) -> torch.Tensor:
         """Scores ``[len(users), n_items]`` from precomputed representations."""
@@ -127,13 +170,10 @@ class Recommender(nn.Module):
         :attr:`export_note`."""
         return type(self).score is Recommender.score
 
-    def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, Any]:
-        """Samplers beside the BPR one, by name; their states (``state_dict``/``load_state_dict``) are
-        checkpointed with the BPR sampler's.  A sampler with ``phase = False`` gives ``sample()`` to every BPR
-        batch (``Batch.extras[name]``); one with ``phase = True`` is iterated after the BPR batches of every
-        epoch, each of its samples a batch of its own (empty users/pos/neg), as KGAT alternates its CF and KG
-        losses; a phase sampler with ``own_optimizer = True`` is stepped by an Adam of its own (checkpointed
-        too), as KGAT's official code keeps one for each loss."""
+    def extra_samplers(self, dataset: Dataset, batch_size: int, seed: int) -> dict[str, ExtraSampler]:
+        """Samplers beside the BPR one, by name (:class:`dglmm.data.sampler.ExtraSampler`: its declared ``phase``
+        and ``own_optimizer`` say whether it feeds every BPR batch or runs a phase of its own after them, as
+        KGAT alternates its CF and KG losses); their states are checkpointed with the BPR sampler's."""
         return {}
 
     def load_pretrained(self) -> None:
@@ -141,6 +181,15 @@ class Recommender(nn.Module):
         nothing.  Called by :func:`dglmm.train.run.run_once` once before training from scratch, never on
         ``--resume`` (the checkpoint's parameters are kept) nor by ``dglmm evaluate`` (``best.pt`` is loaded),
         so neither needs the pretrained files."""
+
+    def bind_graphs(self, device: torch.device | str) -> None:
+        """The one place where the graphs the model keeps outside its parameters and buffers follow its device:
+        :meth:`~dglmm.nn.graph_state.GraphState.bind` of every submodule that holds one (learned item graphs,
+        added relations); a model with other holders extends it.  The trainer calls it once after moving the
+        model and after every epoch hook."""
+        for module in self.modules():
+            if isinstance(module, GraphState):
+                module.bind(torch.device(device))
 
     # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------
     def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
@@ -161,18 +210,20 @@ class Recommender(nn.Module):
         return {k: v for k, v in settings.items() if k in known}
 
 
+#: the registered models whose ``can_be_backbone`` is set (a test keeps the two equal); a tuple here because the
+#: configs that offer it as choices are defined while the models are still being imported
 BACKBONES = ("mf", "lightgcn", "ngcf")
 
 
 def build_backbone(name: str, dataset: Dataset, graph: dgl.DGLGraph, **settings: Any) -> Recommender:
     """A CF model (one of :data:`BACKBONES`) configured from common settings through its ``backbone_options``.
 
-    A backbone exposes ``forward(graph)``, ``user_embedding_table()``, ``item_embedding_table()`` (layer-0 ID
-    embeddings) and ``ego_embeddings(batch)``.
+    A backbone exposes ``forward(graph)`` and the backbone protocol of :class:`Recommender`
+    (``user_embedding_table()``, ``item_embedding_table()``, ``ego_embeddings(batch)``).
     """
-    if name not in BACKBONES:
-        raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
-    cls = REGISTRY[name]
+    cls = REGISTRY.get(name)
+    if cls is None or not cls.can_be_backbone:
+        raise InputError(f"backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
     return cls(dataset, graph, make_config(cls, cls.backbone_options(**settings)))
 
 
@@ -191,11 +242,13 @@ def register(cls: type[Recommender]) -> type[Recommender]:
 
 def config_fields(cls: type) -> list[tuple[str, Any, str]]:
     """(name, default, help) for every option of a model (``cls`` a model class) or of a config section
-    (``cls`` its dataclass, e.g. ``TrainConfig``), for ``dglmm models`` and ``dglmm options``."""
+    (``cls`` its dataclass, e.g. ``TrainConfig``), for ``dglmm models`` and ``dglmm options``; the help ends with
+    the option's search space and activity condition when it declares them (``[search: ...; when ...]``)."""
     out = []
     for f in dataclasses.fields(getattr(cls, "Config", cls)):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out.append((f.name, default, f.metadata.get("help", "")))
+        extra = describe(f.metadata)
+        out.append((f.name, default, f"{f.metadata.get('help', '')} {extra}".strip()))
     return out
 
 

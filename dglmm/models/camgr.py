@@ -40,8 +40,8 @@ paper's K/V is the image]; ``attention_axis`` [``channels``; ``nodes``]; with ``
 [``all``: exact attention in evaluation; ``sampled``: a fixed key sample]; ``knn_source`` [``raw`` features as
 MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
 ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's code; Fig. 3 sweeps 5-25];
-``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_similarity`` [``cosine`` as MGCN's code; ``dot`` as
-eq. 30 is printed]; ``cl_nodes`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
+``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_critic`` [``cosine`` as MGCN's code; ``dot`` as
+eq. 30 is printed]; ``cl_items`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
 sums of eq. 30]; ``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters
 as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``gat_transform`` [``learned``
 ``W^l`` as eq. 7; ``identity``: ``W^l = I``, the layers only attend, as MGCN's parameter-free user-item view];
@@ -57,23 +57,27 @@ from typing import Any
 import dgl
 import dgl.function as fn
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
-from dglmm.graph.features import apply_mask, feature_masks
-from dglmm.graph.knn import knn_graph_edges
-from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
+from dglmm.graph.cache import graph_key
+from dglmm.graph.features import apply_mask, item_features, item_modalities
+from dglmm.graph.knn import check_neighbours, knn_graph_edges
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
-from dglmm.nn.init import xavier_embedding
-from dglmm.nn.losses import bpr_loss, info_nce, l2_penalty
+from dglmm.nn.graph_state import GraphState
+from dglmm.nn.losses import CRITICS, info_nce, l2_penalty
+from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import item_mean, user_mean
-from dglmm.options import option
+from dglmm.options import MAX_DIM, MAX_LAYERS, Above, Categorical, IntRange, OptionError, Uniform, option
 
 VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
+_CROSS = {"variant": ("camgr", "w/o IUID")}                     # the cross-attention fusion (eqs. 15-26)
+_FEW_KEYS = {"token_set": ("sampled", "batch")}                  # attention over a subset of the tokens
+_INFO = {"cl_weight": Above(0.0)}                                 # the InfoNCE term of eqs. 29-30
 
 
 @dataclasses.dataclass
@@ -82,17 +86,21 @@ class CAmgrConfig(ModelConfig):
                           choices=VARIANTS)
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Fig. 2 subsets)")
     query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
-                                              "non-image one; K and V come from the others (eqs. 15, 17)")
+                                              "non-image one; K and V come from the others (eqs. 15, 17)",
+                                        active_when=_CROSS)
     id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
-                                         "H_i alone (MGCN's purifier)", choices=("item+users", "item"))
-    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2)", low=0)
+                                         "H_i alone (MGCN's purifier)", choices=("item+users", "item"),
+                           active_when={"variant": ("camgr", "w/o CAFF")})
+    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2; searched over "
+                           "the documented range 1-3)", low=0, high=MAX_LAYERS, space=IntRange(1, 3))
     gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
     gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
                                            "attention-weighted propagation as MGCN's user-item view)",
                                 choices=("learned", "identity"))
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
     gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)")
-    knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; Fig. 3 sweeps 5-25)", low=1)
+    knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; searched over Fig. 3's sweep 5-25)", low=1,
+                        space=IntRange(5, 25, step=5))
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
                            choices=("rw", "sym"))
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
@@ -100,28 +108,40 @@ class CAmgrConfig(ModelConfig):
     trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
     attention_axis: str = option("channels", "what QK^T of eq. 18 attends over: 'channels' (d x d: the paper's "
                                              "d x N matrices read literally) or 'nodes' (N x N over all user and "
-                                             "item tokens, chunked)", choices=("channels", "nodes"))
+                                             "item tokens, chunked)", choices=("channels", "nodes"),
+                                 active_when=_CROSS)
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
                                    "of n_key_tokens, or the 'batch' nodes (evaluation: eval_token_set)",
-                            choices=("all", "sampled", "batch"))
-    n_key_tokens: int = option(1024, "keys per forward when token_set='sampled' (or 'batch' with cl_nodes='all')",
-                               low=1)
+                            choices=("all", "sampled", "batch"), active_when={"attention_axis": ("nodes",)})
+    n_key_tokens: int = option(1024, "keys per forward when token_set='sampled' (or 'batch' with cl_items='all')",
+                               low=1, active_when=_FEW_KEYS)
     eval_token_set: str = option("all", "keys in evaluation when token_set is not 'all': 'all' tokens (exact) "
-                                        "or a fixed 'sampled' set of n_key_tokens", choices=("all", "sampled"))
-    eval_key_seed: int = option(0, "seed of the fixed evaluation key sample (eval_token_set='sampled')", low=0)
-    attention_chunk: int = option(1024, "query rows per attention block (memory chunk x N)", low=1)
-    mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1)
+                                        "or a fixed 'sampled' set of n_key_tokens", choices=("all", "sampled"),
+                                 active_when=_FEW_KEYS)
+    eval_key_seed: int = option(0, "seed of the fixed evaluation key sample (eval_token_set='sampled')", low=0,
+                                active_when={"eval_token_set": ("sampled",)})
+    attention_chunk: int = option(1024, "query rows per attention block (memory chunk x N)", low=1,
+                                  active_when=_CROSS)
+    mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1, high=MAX_DIM, active_when=_CROSS)
     mlp_init: str = option("default", "last layer of the MLPs of eqs. 20/23: PyTorch 'default' or 'zero' (H = R at "
-                                      "initialisation)", choices=("default", "zero"))
-    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01)", low=0.0)
-    cl_temperature: float = option(0.2, "tau of eq. 30", low=0.0, low_open=True)
-    cl_similarity: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
-                                choices=("cosine", "dot"))
-    cl_nodes: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
-                           choices=("batch", "all"))
+                                      "initialisation)", choices=("default", "zero"), active_when=_CROSS)
+    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01; searched over Table 4's grid)",
+                              low=0.0, space=Categorical((0.001, 0.01, 0.1)))
+    cl_temperature: float = option(0.2, "tau of eq. 30 (searched over the documented range 0.1-1.0)", low=0.0,
+                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_INFO)
+    cl_critic: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
+                            choices=CRITICS, active_when=_INFO, renamed_from="cl_similarity")
+    cl_items: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
+                           choices=("batch", "all"), renamed_from="cl_nodes")
     l2_on: str = option("final", "L2 (alpha_2) on the 'final' batch embeddings (MGCN code), the batch's 'ego' ID "
                                  "embeddings, or 'all' parameters (eq. 31 as printed)",
                         choices=("final", "ego", "all"))
+
+    def check_options(self, section: str = "model") -> None:
+        """``token_set`` chooses keys of the attention over nodes: with ``channels`` only ``all`` exists."""
+        if self.attention_axis == "channels" and self.token_set != "all":
+            raise OptionError(f"{section}.token_set chooses the keys of attention over nodes; with "
+                              f"{section}.attention_axis='channels' it must be 'all'")
 
 
 SELF_LOOP_ETYPES = ((USER, "self", USER), (ITEM, "self", ITEM))
@@ -149,7 +169,7 @@ class GATEncoder(nn.Module):
             return graph, etypes
         users, items = graph.edges(etype=INTERACT_ETYPE)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
-        key = (n_users, n_items, len(users), str(graph.device), int(users.sum()), int((users * items).sum()))
+        key = graph_key(graph, [INTERACT_ETYPE])
         if self._looped is None or self._looped[0] != key:
             loops = {SELF_LOOP_ETYPES[0]: (torch.arange(n_users, device=graph.device),) * 2,
                      SELF_LOOP_ETYPES[1]: (torch.arange(n_items, device=graph.device),) * 2}
@@ -171,7 +191,7 @@ class GATEncoder(nn.Module):
         return torch.stack(users).mean(0), torch.stack(items).mean(0)
 
 
-class SemanticGraph:
+class SemanticGraph(GraphState):
     """A cosine top-k item graph with normalised weights (eqs. 10-12) as a homogeneous DGL graph."""
 
     def __init__(self, features: torch.Tensor, k: int, norm: str, mask: torch.Tensor | None = None) -> None:
@@ -180,10 +200,11 @@ class SemanticGraph:
         self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
         self.graph.edata["w"] = edges.w
 
+    def bind(self, device: torch.device) -> None:
+        self.graph = self.graph.to(device)
+
     def propagate(self, h: torch.Tensor) -> torch.Tensor:
         """``S'' H`` (eq. 13)."""
-        if self.graph.device != h.device:
-            self.graph = self.graph.to(h.device)
         graph = self.graph
         with graph.local_scope():
             graph.ndata["h"] = h
@@ -202,33 +223,28 @@ class CAmgr(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: CAmgrConfig) -> None:
         super().__init__(dataset, graph, config)
         d = config.embedding_dim
-        feats = self.use_modalities(graph, config.modalities)
+        check_neighbours(config.knn_k, self.n_items, "model.knn_k", type(config).knn_k)
+        self.modalities = item_modalities(graph, config.modalities)
         self.query_modality = self._query_modality(config.query_modality)
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
-        self.user_emb = xavier_embedding(self.n_users, d)
-        self.item_emb = xavier_embedding(self.n_items, d)
-        self.features = nn.ParameterDict(  # fine-tuned copies (MGCN code); otherwise read from the graph
-            {m: nn.Parameter(f.float().clone()) for m, f in feats.items()} if config.trainable_features else {})
-        self.align = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in feats.items()})   # eq. 1
-        self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in feats})                         # eqs. 5-6
-        for lin in [*self.align.values(), *self.gate.values()]:
+        self.add_id_tables(d)
+        self.inputs = ModalityInputs(graph, self.modalities, d, config.trainable_features, init=None)  # eq. 1
+        self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})              # eqs. 5-6
+        self.inputs.init_projections("xavier")
+        for lin in self.gate.values():
             nn.init.xavier_uniform_(lin.weight)
         self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope,
                                   config.gat_transform, config.gat_self_loops)
-        if config.attention_axis == "channels" and config.token_set != "all":
-            raise InputError("model.token_set chooses the keys of attention over nodes; with "
-                             "model.attention_axis='channels' it must be 'all'")
         self.cross = CrossAttention(d, config.attention_chunk, config.attention_axis)         # eqs. 15-18
         zero = config.mlp_init == "zero"
         self.common_branch = ResidualMLP(d, config.mlp_hidden, zero)                         # eqs. 19-20
         self.distinct_branch = ResidualMLP(d, config.mlp_hidden, zero)                       # eqs. 22-23
         self.gate_common = nn.Linear(d, d)                                                    # eq. 24
         self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
-        self.masks = feature_masks(graph, self.modalities)   # items without a modality: zero features, no edges
         self._semantic: dict[str, SemanticGraph] = {}
-        if config.knn_source == "raw":
-            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm, self.masks[m])
-                              for m, f in feats.items()}
+        if config.knn_source == "raw":   # items without a modality: zero features, no edges
+            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm, self.inputs.mask(m))
+                              for m, f in item_features(graph, self.modalities).items()}
         self._rebuild = True
 
     def _query_modality(self, chosen: str | None) -> str:
@@ -241,6 +257,11 @@ class CAmgr(Recommender):
         others = [m for m in self.modalities if m != "image"]
         return others[0] if others else self.modalities[0]
 
+    def bind_graphs(self, device: torch.device) -> None:
+        super().bind_graphs(device)
+        for semantic in self._semantic.values():   # plain holders, not submodules
+            semantic.bind(device)
+
     # -- hooks: the purified semantic graphs are rebuilt on the first batch of each epoch ------------------
     def on_batch_start(self, batch_index: int) -> None:
         self._rebuild = self._rebuild or batch_index == 0
@@ -248,9 +269,7 @@ class CAmgr(Recommender):
     # -- eqs. 1-6 ---------------------------------------------------------------------------------------------
     def aligned(self, graph: dgl.DGLGraph, modality: str) -> torch.Tensor:
         """``H' = W_1 H + b_1`` (eq. 1)."""
-        if modality in self.features:
-            return self.align[modality](self.features[modality])
-        return self.align[modality](graph.nodes["item"].data[f"feat_{modality}"].to(self.item_emb.weight.dtype))
+        return self.inputs.project(graph, modality, masked=False)
 
     def purified(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
         """``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 2-6); ``H'`` itself for ``w/o IUID``."""
@@ -264,14 +283,12 @@ class CAmgr(Recommender):
 
     def _masked(self, h: torch.Tensor, modality: str) -> torch.Tensor:
         """Zero rows for the items that lack ``modality`` (they carry no information from it)."""
-        mask = self.masks[modality]
-        return apply_mask(h, None if mask is None else mask.to(h.device))
+        return apply_mask(h, self.inputs.mask(modality))
 
     # -- eqs. 10-14 -------------------------------------------------------------------------------------------
     def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
         if self.config.knn_source == "purified" and (self._rebuild or not self.training or not self._semantic):
-            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm,
-                                               None if self.masks[m] is None else self.masks[m].to(h.device))
+            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm, self.inputs.mask(m))
                               for m, h in purified.items()}
             self._rebuild = False
         return self._semantic
@@ -340,8 +357,8 @@ class CAmgr(Recommender):
         return Representations(parts["user_n"] + parts["user_m"], parts["item_n"] + parts["item_m"])
 
     def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> dict[str, Any]:
-        """``h_n`` and ``h_m`` of the batch's distinct users and items only (``cl_nodes="all"``: of all)."""
-        if self.config.cl_nodes == "all":
+        """``h_n`` and ``h_m`` of the batch's distinct users and items only (``cl_items="all"``: of all)."""
+        if self.config.cl_items == "all":
             parts = self.encode(graph)
             parts["user_index"], parts["item_index"] = batch.users, torch.cat([batch.pos, batch.neg])
             return parts
@@ -351,24 +368,30 @@ class CAmgr(Recommender):
         parts["user_index"], parts["item_index"] = user_index, item_index
         return parts
 
-    def loss(self, output: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
-        """``alpha_1 L_Info + L_BPR + alpha_2 L2`` (eq. 31) on one BPR batch."""
-        user_h = output["user_n"] + output["user_m"]                                         # eq. 27
+    def batch_rows(self, output: dict[str, Any], batch: Batch) -> Rows:
+        """``h = h_n + h_m`` (eq. 27) of the batch's users, positive and negative items (eq. 28 scores them)."""
+        user_h = output["user_n"] + output["user_m"]
         item_h = output["item_n"] + output["item_m"]
         n_pos = len(batch.pos)
         pos_index, neg_index = output["item_index"][:n_pos], output["item_index"][n_pos:]
-        u, i, j = user_h[output["user_index"]], item_h[pos_index], item_h[neg_index]
-        terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                          # eq. 28
-        if self.config.reg_weight > 0:
-            if self.config.l2_on == "all":  # alpha_2 ||w||^2 over every trainable parameter (eq. 31)
-                terms["l2"] = self.config.reg_weight * sum(p.pow(2).sum() for p in self.parameters()
-                                                           if p.requires_grad)
-            else:
-                ego = (u, i, j) if self.config.l2_on == "final" else self.ego_embeddings(batch)
-                terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
+        return user_h[output["user_index"]], item_h[pos_index], item_h[neg_index]
+
+    def l2_term(self, output: dict[str, Any], batch: Batch, rows: Rows) -> torch.Tensor | None:
+        """``||w||^2`` of eq. 31 over every trainable parameter (``l2_on="all"``), or L2 on the batch's final
+        (MGCN code) or ego embeddings."""
+        if self.config.l2_on == "all":
+            return sum(p.pow(2).sum() for p in self.parameters() if p.requires_grad)
+        if self.config.l2_on == "final":
+            return l2_penalty(*rows)
+        return super().l2_term(output, batch, rows)
+
+    def model_terms(self, output: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
+        """``alpha_1 (L_u + L_i)`` of eq. 31 (BPR of eq. 28 and the L2 term: the base loss)."""
+        terms = {}
         if self.config.cl_weight > 0:
+            pos_index = output["item_index"][:len(batch.pos)]
             users = slice(None)  # the batch's distinct users (or all users)
-            items = slice(None) if self.config.cl_nodes == "all" else torch.unique(pos_index)
+            items = slice(None) if self.config.cl_items == "all" else torch.unique(pos_index)
             terms["info"] = self.config.cl_weight * (                                        # eq. 29
                 self.info_nce(output["user_m"][users], output["user_n"][users])
                 + self.info_nce(output["item_m"][items], output["item_n"][items]))
@@ -376,10 +399,6 @@ class CAmgr(Recommender):
 
     def info_nce(self, modal: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Eq. 30, averaged over rows: positives ``(h_m, h_n)`` of the same node, negatives the other nodes' ``h_n``."""
-        if self.config.cl_similarity == "cosine":
-            return info_nce(modal, ids, self.config.cl_temperature, same_view_negatives=False)
-        logits = modal @ ids.T / self.config.cl_temperature
-        return F.cross_entropy(logits, torch.arange(len(modal), device=modal.device))
+        return info_nce(modal, ids, self.config.cl_temperature, same_view_negatives=False,
+                        critic=self.config.cl_critic)
 
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)

@@ -57,29 +57,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import USER
+from dglmm.data.sampler import KGTripleSampler
 from dglmm.graph.kg import knowledge_graph
-from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
+from dglmm.graph.schema import USER
+from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.models.mf import load_mf_embeddings
 from dglmm.nn.attention import RelationAttention
 from dglmm.nn.init import BIAS_INITS, init_linear
-from dglmm.nn.losses import bpr_loss, l2_penalty
+from dglmm.nn.losses import l2_penalty
 from dglmm.nn.propagation import FixedSparse
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import option
-from dglmm.train.sampler import KGTripleSampler
+from dglmm.options import MAX_DIM, Categorical, LogUniform, Uniform, check_size, option
 
 AGGREGATORS = ("bi", "gcn", "graphsage")
+_KG_LOSS = {"kg_loss": (True,)}  # where the TransR options act
 
 
 @dataclasses.dataclass
 class KGATConfig(ModelConfig):
-    reg_weight: float = option(1e-5, "L2 weight on the batch's final user/item embeddings (official 1e-5)", low=0.0)
+    reg_weight: float = option(1e-5, "L2 weight on the batch's final user/item embeddings (official 1e-5; searched "
+                               "over the paper's grid {1e-5, ..., 1e-1}, parameter settings)", low=0.0,
+                               space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)))
     layer_sizes: list[int] = option([64, 32, 16], "output size of each propagation layer (official [64, 32, 16])",
-                                    low=1)
-    relation_dim: int = option(64, "dimension d_r of relation embeddings and of the TransR space", low=1)
+                                    low=1, high=MAX_DIM)
+    relation_dim: int = option(64, "dimension d_r of relation embeddings and of the TransR space", low=1, high=MAX_DIM)
     aggregator: str = option("bi", "eqs. 6-8: bi-interaction, gcn or graphsage", choices=AGGREGATORS)
-    message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1)", low=0.0, high=1.0)
+    message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1; searched over the paper's "
+                                    "grid {0.0, 0.1, ..., 0.8}, parameter settings)", low=0.0, high=1.0,
+                                    space=Uniform(0.0, 0.8, step=0.1))
     attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
                             "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
                             choices=("epoch", "batch", "none"))
@@ -87,17 +92,21 @@ class KGATConfig(ModelConfig):
                              "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
     kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
     kg_schedule: str = option("alternate", "'alternate': all CF batches, then the TransR batches, every epoch "
-                              "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"))
+                              "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"),
+                              active_when=_KG_LOSS)
     kg_optimizer: str = option("separate", "alternate schedule: the TransR phase stepped by an Adam of its own "
                                "('separate', official opt2) or by the CF one ('shared')",
-                               choices=("separate", "shared"))
+                               choices=("separate", "shared"),
+                               active_when={**_KG_LOSS, "kg_schedule": ("alternate",)})
     kg_batch_size: int = option(2048, "TransR batch size (official --batch_size_kg 2048), n_triples // size + 1 "
                                 "batches per epoch (official n_A_batch); 0: as many batches as CF batches. Cost "
                                 "on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x LightGCN's; 0: "
-                                "21x; kg_loss=false: 13x", low=0)
+                                "21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
-                              choices=("head", "edge"))
-    kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5)", low=0.0)
+                              choices=("head", "edge"), active_when=_KG_LOSS)
+    kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
+                                  "the documented range 1e-6..1e-3)", low=0.0, space=LogUniform(1e-6, 1e-3),
+                                  active_when=_KG_LOSS)
     bias_init: str = option("xavier", "aggregator biases: 'xavier' over [1, d_out] (official b_gc/b_bi) or 'zero'",
                             choices=BIAS_INITS)
     embedding_init: str = option("per_table", "xavier bounds of the layer-0 embeddings: users and entities as two "
@@ -182,11 +191,16 @@ class KGAT(Recommender):
 
     # -- the collaborative KG ------------------------------------------------------------------------------
     def kg_graph(self) -> dgl.DGLGraph:
-        """The typed edge list (messages ``t -> h``) on the module's device, built once per device."""
-        if self._kg_graph is None or self._kg_graph.device != self.edge_src.device:
+        """The typed edge list (messages ``t -> h``) on the module's device (:meth:`bind_graphs`), built once."""
+        if self._kg_graph is None:
             self._kg_graph = dgl.graph((self.edge_src, self.edge_dst), num_nodes=self.n_nodes)
             self._kg_graph.edata["rel"] = self.edge_rel
         return self._kg_graph
+
+    def bind_graphs(self, device: torch.device) -> None:
+        super().bind_graphs(device)
+        if self._kg_graph is not None:
+            self._kg_graph = self._kg_graph.to(device)
 
     def _mean_weights(self) -> torch.Tensor:
         """``sum_r 1/|N_r(h)|`` per edge: the official initial (and ``attention="none"``) propagation matrix."""
@@ -235,16 +249,13 @@ class KGAT(Recommender):
         return self(graph) if len(batch.users) else None
 
     # -- losses -----------------------------------------------------------------------------------------------
-    def loss(self, output: Representations | None, batch: Batch) -> dict[str, torch.Tensor]:
-        terms: dict[str, torch.Tensor] = {}
-        if output is not None and len(batch.users):
-            u, i, j = self.batch_rows(output, batch)
-            terms["bpr"] = bpr_loss((u * i).sum(-1), (u * j).sum(-1))                 # eq. 12
-            if self.config.reg_weight > 0:
-                terms["l2"] = self.config.reg_weight * l2_penalty(u, i, j)
-        if "kg" in batch.extras:
-            terms.update(self.transr_loss(*batch.extras["kg"]))
-        return terms
+    def l2_term(self, output: Representations, batch: Batch, rows: Rows) -> torch.Tensor:
+        """L2 of the batch's final (concatenated) embeddings, as the official code (BPR is eq. 12)."""
+        return l2_penalty(*rows)
+
+    def model_terms(self, output: Representations | None, batch: Batch) -> dict[str, torch.Tensor]:
+        """``L_KG`` (eq. 2) on the batch's KG triples, if any (a TransR phase batch, or every batch with joint)."""
+        return self.transr_loss(*batch.extras["kg"]) if "kg" in batch.extras else {}
 
     def transr_loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
                     t_neg: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -267,6 +278,8 @@ class KGAT(Recommender):
             return {}
         n_cf_batches = -(-len(dataset.train) // batch_size)
         n_triples = len(self.edge_src)
+        check_size("model.kg_batch_size", self.config.kg_batch_size, n_triples, "KG triples",
+                   type(self.config).kg_batch_size)
         if self.config.kg_batch_size > 0:
             kg_batch, n_kg_batches = self.config.kg_batch_size, n_triples // self.config.kg_batch_size + 1
         else:
@@ -277,6 +290,3 @@ class KGAT(Recommender):
             mode=self.config.kg_sampling, phase=self.config.kg_schedule == "alternate",
             own_optimizer=self.config.kg_optimizer == "separate")
         return {"kg": sampler}
-
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return ()

@@ -10,12 +10,13 @@ from dglmm.data.dataset import Dataset
 from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
 from dglmm.nn.propagation import UserItemPropagation, layer_mean
-from dglmm.options import option
+from dglmm.options import MAX_LAYERS, IntRange, option
 
 
 @dataclasses.dataclass
 class LightGCNConfig(ModelConfig):
-    n_layers: int = option(3, "propagation layers K", low=0)
+    n_layers: int = option(3, "propagation layers K (searched over the 1-4 layers the LightGCN paper compares)",
+                           low=0, high=MAX_LAYERS, space=IntRange(1, 4))
     backend: str = option("csr", "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)", choices=("csr", "dgl"))
     adjacency: str = option("sym", "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)",
                             choices=("sym", "rw_self_loops"))

@@ -10,8 +10,7 @@ import torch
 from dglmm.data.dataset import Dataset
 from dglmm.errors import CheckpointError, InputError
 from dglmm.io import load_checkpoint, read_run_config, resolve_run_dir
-from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-from dglmm.nn.init import xavier_embedding
+from dglmm.models.base import ModelConfig, Recommender, Representations, register
 
 
 @register
@@ -20,25 +19,14 @@ class MF(Recommender):
 
     name = "mf"
     uses_every_parameter = True  # also LightGCN and NGCF, which build on it
+    can_be_backbone = True       # likewise
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: ModelConfig) -> None:
         super().__init__(dataset, graph, config)
-        self.user_emb = xavier_embedding(self.n_users, config.embedding_dim)
-        self.item_emb = xavier_embedding(self.n_items, config.embedding_dim)
+        self.add_id_tables(config.embedding_dim)
 
     def forward(self, graph: dgl.DGLGraph) -> Representations:
         return Representations(self.user_emb.weight, self.item_emb.weight)
-
-    def user_embedding_table(self) -> torch.Tensor:
-        """The user ID embeddings (layer 0)."""
-        return self.user_emb.weight
-
-    def item_embedding_table(self) -> torch.Tensor:
-        """The item ID embeddings (layer 0), e.g. the input of MICRO's item graph convolutions."""
-        return self.item_emb.weight
-
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
 
 
 MF_STATE_KEYS = frozenset({"user_emb.weight", "item_emb.weight"})

@@ -40,7 +40,7 @@ the official code uses 0.9], ``ui_adjacency`` [``sym`` as LightGCN; the official
 ``cl_modality_reduction`` [``mean`` as eq. 9; the official code sums], ``l2_on`` [``final`` embeddings as
 the official code; ``ego`` as LightGCN], ``orth_weight`` [0.01: the paper gives no value],
 ``graph_update`` [``epoch``: first batch of each epoch, as the official code; ``batch``; ``every_n``],
-``train_features`` [False: the raw modality features are fixed inputs, as the papers describe them; True:
+``trainable_features`` [False: the raw modality features are fixed inputs, as the papers describe them; True:
 fine-tuned by Adam like the official code's ``nn.Embedding.from_pretrained(features, freeze=False)``].
 
 The building blocks live in ``dglmm/nn``: the learned graph and its schedule (``item_graph``), relation
@@ -59,14 +59,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.build import similar_etype
-from dglmm.graph.features import apply_mask, feature_masks, item_features
+from dglmm.graph.knn import check_neighbours
+from dglmm.graph.schema import similar_etype
 from dglmm.models.base import (
     BACKBONES,
     Batch,
     ModelConfig,
     Recommender,
     Representations,
+    Rows,
     build_backbone,
     register,
 )
@@ -74,14 +75,14 @@ from dglmm.nn.attention import ModalityAttention, weighted_sum
 from dglmm.nn.item_graph import SCHEDULES, LearnedItemGraph, skip_connection
 from dglmm.nn.losses import (
     CONTRASTIVE_ITEMS,
-    bpr_loss,
     contrastive_items,
     l2_penalty,
     multiview_info_nce,
     orthogonality,
 )
+from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import ADJACENCIES, mixed_relation_propagate, relation_propagate, user_mean
-from dglmm.options import option
+from dglmm.options import MAX_LAYERS, Below, IntRange, LogUniform, Uniform, option
 
 VARIANTS: dict[str, dict[str, object]] = {
     "micro": dict(structure=True, graph_input="id", fusion="contrastive", specific=True, preference=True),
@@ -96,36 +97,53 @@ VARIANTS: dict[str, dict[str, object]] = {
     "official": dict(structure=True, graph_input="id", fusion="contrastive", specific=False, preference=False),
 }
 
+#: the variants with the contrastive fusion of eqs. 9-10 (where the cl_* options act)
+_CONTRASTIVE = {"variant": tuple(v for v, f in VARIANTS.items() if f["fusion"] == "contrastive")}
+#: the variants with item graphs (eqs. 1-6), and those whose learned graph A~ exists (lambda < 1, eq. 5)
+_STRUCTURE = {"variant": tuple(v for v, f in VARIANTS.items() if f["structure"])}
+_LEARNED = {**_STRUCTURE, "lambda_coeff": Below(1.0)}
+
 
 @dataclasses.dataclass
 class MICROConfig(ModelConfig):
     variant: str = option("micro", "Table 5 variant", choices=VARIANTS)
     backbone: str = option("lightgcn", "CF method the module plugs into (Table 5)", choices=BACKBONES)
-    cf_layers: int = option(2, "user-item propagation layers of the backbone", low=0)
+    cf_layers: int = option(2, "user-item propagation layers of the backbone (searched over 1-4, a documented "
+                            "range around the paper's 2)", low=0, high=MAX_LAYERS, space=IntRange(1, 4),
+                            active_when={"backbone": ("lightgcn", "ngcf")})
     ui_adjacency: str = option("sym", "backbone adjacency: 'sym' (LightGCN) or 'rw_self_loops' (official code)",
-                               choices=ADJACENCIES)
+                               choices=ADJACENCIES, active_when={"backbone": ("lightgcn",)})
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Table 6 subsets)")
-    item_layers: int = option(1, "item graph convolution layers L (eq. 6)", low=0)
-    knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k", low=1)
-    lambda_coeff: float = option(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9)",
-                                 low=0.0, high=1.0)
+    item_layers: int = option(1, "item graph convolution layers L (eq. 6)", low=0, high=MAX_LAYERS, active_when=_STRUCTURE)
+    knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k (searched "
+                        "over 5-20, a documented range around the paper's 10)", low=1, space=IntRange(5, 20, step=5),
+                        active_when=_LEARNED)
+    lambda_coeff: float = option(0.7, "skip connection lambda of eq. 5 (paper 0.7, official code 0.9; searched over "
+                                 "the documented range 0.1-0.9)", low=0.0, high=1.0,
+                                 space=Uniform(0.1, 0.9, step=0.1), active_when=_STRUCTURE)
     graph_update: str = option("epoch", "rebuild the learned graph: 'epoch' (batch 0), 'batch', 'every_n'",
-                               choices=SCHEDULES)
-    graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1)
-    train_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them fixed")
-    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03)", low=0.0)
-    cl_temperature: float = option(0.5, "tau of eq. 10", low=0.0, low_open=True)
+                               choices=SCHEDULES, active_when=_LEARNED)
+    graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1,
+                                     active_when={"graph_update": ("every_n",)})
+    trainable_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them "
+                                      "fixed", renamed_from="train_features")
+    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03; searched over the documented range "
+                              "1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1), active_when=_CONTRASTIVE)
+    cl_temperature: float = option(0.5, "tau of eq. 10 (searched over the documented range 0.1-1.0)", low=0.0,
+                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_CONTRASTIVE)
     cl_modality_reduction: str = option("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)",
-                                        choices=("mean", "sum"))
+                                        choices=("mean", "sum"), active_when=_CONTRASTIVE)
     cl_items: str = option("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items",
-                           choices=CONTRASTIVE_ITEMS)
+                           choices=CONTRASTIVE_ITEMS, active_when=_CONTRASTIVE)
     cl_max_items: int = option(
         1024, "InfoNCE over a random subset of at most this many of those items per batch; 0: over all of them "
               "(eq. 9 as written, O(n_items^2 d) per batch: one TikTok epoch 140-280x LightGCN's, 158-494 s, against 6x)",
-        low=0)
+        low=0, active_when=_CONTRASTIVE)
     cl_chunk_size: int = option(1024, "InfoNCE rows per chunk beyond this many items (memory O(chunk x n))",
-                                low=1)
-    orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value)", low=0.0)
+                                low=1, active_when=_CONTRASTIVE)
+    orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value; searched over the documented "
+                                "range 1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1),
+                                active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["specific"])})
     l2_on: str = option("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)",
                         choices=("final", "ego"))
 
@@ -153,20 +171,17 @@ class MICRO(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: MICROConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats = self.use_modalities(graph, config.modalities, relations=True)
+        check_neighbours(config.knn_k, self.n_items, "model.knn_k", type(config).knn_k)
         d = config.embedding_dim
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d,
                                        reg_weight=config.reg_weight, n_layers=config.cf_layers,
                                        adjacency=config.ui_adjacency)
-        self.projections = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in feats.items()})  # eq. 4
-        for lin in self.projections.values():
-            nn.init.xavier_uniform_(lin.weight)
-        self.modal_weights = nn.Parameter(torch.full((len(feats),), 1.0 / len(feats)))  # LATTICE fusion
+        self.inputs = ModalityInputs(graph, config.modalities, d, config.trainable_features, "xavier",
+                                     relations=True)                                     # e^m, W_m of eq. 4
+        self.modalities = self.inputs.names
+        self.modal_weights = nn.Parameter(torch.full((len(self.modalities),), 1.0 / len(self.modalities)))
         self.attention = ModalityAttention(d)                                            # eq. 7
         self.query_final = nn.Linear(d, 1, bias=False)                                   # q_2 of eq. 14
-        self.features = nn.ParameterDict(
-            {m: nn.Parameter(f.detach().float().clone()) for m, f in feats.items()} if config.train_features
-            else {})
         names = ["mixed"] if self.flags["fusion"] == "weights" else self.modalities
         self.learned = nn.ModuleDict({name: LearnedItemGraph(self.n_items, config.knn_k, config.graph_update,
                                                              config.graph_update_every) for name in names})
@@ -181,17 +196,9 @@ class MICRO(Recommender):
             learned.on_batch_start(batch_index)
 
     # -- structure (eqs. 1-6) ---------------------------------------------------------------------------------
-    def raw_features(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
-        """The modality features ``e^m``: the graph's (fixed) or the model's fine-tuned copies."""
-        if self.config.train_features:
-            return dict(self.features)
-        return item_features(graph, self.modalities)
-
     def projected_features(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
         """``e~^m = W_m e^m + b_m`` (eq. 4) for every modality; zero for items without that modality."""
-        feats, masks = self.raw_features(graph), feature_masks(graph, self.modalities)
-        return [apply_mask(self.projections[m](feats[m].to(self.modal_weights.dtype)), masks[m])
-                for m in self.modalities]
+        return self.inputs.projected(graph)
 
     def _refresh_learned(self, graph: dgl.DGLGraph, projected: list[torch.Tensor] | None) -> None:
         """Rebuild the learned graphs (eqs. 1-4) when their schedule or evaluation asks for it, else detach."""
@@ -202,7 +209,7 @@ class MICRO(Recommender):
         def inputs() -> list[torch.Tensor]:  # projected once, only if a graph is rebuilt
             if "p" not in cache:
                 cache["p"] = projected if projected is not None else self.projected_features(graph)
-                cache["masks"] = list(feature_masks(graph, self.modalities).values())
+                cache["masks"] = [self.inputs.mask(m) for m in self.modalities]
             return cache["p"]
 
         if self.flags["fusion"] == "weights":  # LATTICE: per-modality top-k mixed by the modal weights
@@ -261,13 +268,19 @@ class MICRO(Recommender):
             user = user + F.normalize(user_mean(graph, views.fused), dim=1)           # eqs. 16-17
         return Representations(user, item, {"views": views})
 
-    def loss(self, output: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return self.backbone.ego_embeddings(batch)
+
+    def l2_term(self, output: Representations, batch: Batch, rows: Rows) -> torch.Tensor | None:
+        """L2 on the batch's final embeddings (``l2_on="final"``, official code) or the backbone's ego ones."""
+        if self.config.l2_on == "final":
+            return l2_penalty(*rows)
+        return super().l2_term(output, batch, rows)
+
+    def model_terms(self, output: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+        """``beta_C L_C`` and ``beta_S L_S`` of eq. 19 (BPR of eq. 18 and L2 come from the base loss)."""
         views: ItemViews = output.extras["views"]
-        u, i, j = self.batch_rows(output, batch)
-        terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                  # eq. 18
-        if self.config.reg_weight > 0:
-            ego = (u, i, j) if self.config.l2_on == "final" else self.backbone.ego_embeddings(batch)
-            terms["l2"] = self.config.reg_weight * l2_penalty(*ego)
+        terms = {}
         if self.flags["fusion"] == "contrastive" and self.config.cl_weight > 0:
             items = contrastive_items(self.n_items, batch.pos, batch.neg, self.config.cl_items,
                                       self.config.cl_max_items)

@@ -15,13 +15,15 @@ from dglmm.models.base import ModelConfig, Representations, register
 from dglmm.models.mf import MF
 from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.propagation import UserItemPropagation
-from dglmm.options import option
+from dglmm.options import MAX_LAYERS, IntRange, Uniform, option
 
 
 @dataclasses.dataclass
 class NGCFConfig(ModelConfig):
-    n_layers: int = option(3, "embedding propagation layers L", low=0)
-    message_dropout: float = option(0.1, "dropout on each layer output", low=0.0, high=1.0)
+    n_layers: int = option(3, "embedding propagation layers L (searched over the paper's 1-4, sec. 4.4)", low=0, high=MAX_LAYERS,
+                           space=IntRange(1, 4))
+    message_dropout: float = option(0.1, "dropout on each layer output (searched over the paper's grid "
+                                    "{0.0, 0.1, ..., 0.8})", low=0.0, high=1.0, space=Uniform(0.0, 0.8, step=0.1))
     normalize_layers: bool = option(True, "L2-normalise each layer output before concatenation (official code)")
     backend: str = option("csr", "'csr' or 'dgl' propagation", choices=("csr", "dgl"))
     layer_combination: str = option("concat", "'concat' the layer outputs (paper) or 'mean' (d-dimensional)",

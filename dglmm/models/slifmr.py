@@ -7,7 +7,7 @@ The computation, with the paper's equation numbers:
 * **Item feature graph** (eqs. 2-5): the ``similar_<m>`` relations of the heterograph are ``S^m`` (cosine
   top-k on raw features, ``D^-1/2 S D^-1/2``); ``S = sum_m alpha_m S^m`` with learnable ``alpha``
   (``alpha_param``: softmax of logits [default] or raw weights), through ``mixed_relation_propagate``.
-* **Degree-sensitive pruning** (eq. 6, ``dglmm.nn.pruning``): a share ``prune_ratio`` of the training
+* **Degree-sensitive pruning** (eq. 6, ``dglmm.graph.ops``): a share ``prune_ratio`` of the training
   interactions (user-item pairs, both directions together) and of the KG triples (both directions together)
   is dropped, keep probability proportional to ``1/sqrt(d_m d_n)``; the interaction weights are renormalised
   on the pruned graph (FREEDOM's code).  ``prune_schedule``: ``epoch`` resamples at every epoch start,
@@ -35,12 +35,12 @@ The computation, with the paper's equation numbers:
   (``layer0``, KGAT's) or from each layer's input (``per_layer``); ``kg_item_embedding``: the items' KG
   embedding is their ID embedding (``shared``) or a separate table (``separate``).
 * **AILF** (eqs. 14-15): ``alpha_i = softmax((W [x_bar | x_tilde | x_hat] + b) / sqrt(d))``,
-  ``x_i = sum alpha_i^v x^v_i``.  ``aggregation`` (Fig. 5): ``ailf``, ``concat`` (concatenation then a
+  ``x_i = sum alpha_i^v x^v_i``.  ``aggregator`` (Fig. 5): ``ailf``, ``concat`` (concatenation then a
   linear map back to ``d`` so that users, which have one view, can score), ``sum``, ``attention`` (the shared
   view attention ``q^T tanh(W h + b)``, MICRO/TMFUN).  Users are ``x_bar_u``; ``y_ui = x_bar_u . x_i``.
 * **SGE** (eqs. 16-18, ``on_epoch_end``): cosine top-``sge_top_n`` over the fused ``x_i`` (evaluation-mode
   forward, unpruned graphs), negative cosines clamped to 0, the item itself excluded (``sge_keep_self``),
-  ``D^-1/2 G D^-1/2``; rebuilt after the first epoch and every ``update_interval`` epochs after; stored in an
+  ``D^-1/2 G D^-1/2``; rebuilt after the first epoch and every ``graph_update_every`` epochs after; stored in an
   ``AddedRelation(("item", "correlate", "item"))`` (module state: checkpoints, ``best.pt``, evaluate).
   ``sge_mode``: ``replace`` (``G^n`` replaces ``G^(n-1)``) or ``keep`` (``[G^(n-1) | G^n]`` read as the
   average of the last two graphs on the union of their edges: the literal concatenation would grow the
@@ -76,28 +76,27 @@ from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
-from dglmm.graph.features import apply_mask, feature_masks, item_features
+from dglmm.graph.cache import graph_key
 from dglmm.graph.kg import knowledge_graph
-from dglmm.graph.knn import cosine_knn, normalize_edge_weights
+from dglmm.graph.knn import check_neighbours, cosine_knn, normalize_edge_weights
+from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, pruning_generator
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-from dglmm.nn.added_relation import AddedRelation, relations_key
+from dglmm.nn.added_relation import AddedRelation
 from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_sum
 from dglmm.nn.init import xavier_embedding
 from dglmm.nn.losses import (
     CONTRASTIVE_ITEMS,
     PRECISIONS,
-    bpr_loss,
     contrastive_items,
     info_nce_to_target,
-    l2_penalty,
     mean_squared_distance,
     uniformity,
 )
+from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import FixedSparse, UserItemPropagation, relation_propagate
-from dglmm.nn.pruning import degree_keep_weights, prune_edges, pruning_generator
 from dglmm.nn.relation_matmul import FastRelationAttention
-from dglmm.options import option
+from dglmm.options import MAX_DIM, MAX_LAYERS, Categorical, IntRange, Uniform, check_size, option
 
 CORRELATE = (ITEM, "correlate", ITEM)
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -111,60 +110,88 @@ VARIANTS: dict[str, dict[str, bool]] = {
 AGGREGATIONS = ("ailf", "concat", "sum", "attention")
 
 
+def _with(flag: str) -> dict[str, tuple[str, ...]]:
+    """The ``active_when`` condition "a variant that has ``flag``" (kg, mm, sge, cl)."""
+    return {"variant": tuple(v for v, f in VARIANTS.items() if f[flag])}
+
+
+_PRUNING = {"prune_schedule": ("epoch", "once")}
+
+
 @dataclasses.dataclass
 class SLIFMRConfig(ModelConfig):
     variant: str = option("slifmr", "Table III variant", choices=VARIANTS)
-    aggregation: str = option("ailf", "fusion of the item views (Fig. 5): AILF eqs. 14-15, concat, sum, attention",
-                              choices=AGGREGATIONS)
-    modalities: list[str] | None = option(None, "modalities of the feature graph (None: all the graph has)")
-    ui_layers: int = option(2, "L_b: LightGCN layers on the interaction graph (eqs. 7-8)", low=0)
-    mm_layers: int = option(1, "L_m: layers on the item feature graph S (eq. 9)", low=0)
-    kg_layers: int = option(2, "L_k: KG attention layers (eqs. 10-13)", low=0)
+    aggregator: str = option("ailf", "fusion of the item views (Fig. 5): AILF eqs. 14-15, concat, sum, attention",
+                             choices=AGGREGATIONS, renamed_from="aggregation")
+    modalities: list[str] | None = option(None, "modalities of the feature graph (None: all the graph has)",
+                                          active_when=_with("mm"))
+    ui_layers: int = option(2, "L_b: LightGCN layers on the interaction graph (eqs. 7-8; searched over the "
+                            "documented range 1-3)", low=0, high=MAX_LAYERS, space=IntRange(1, 3))
+    mm_layers: int = option(1, "L_m: layers on the item feature graph S (eq. 9; searched over the documented "
+                            "range 1-2)", low=0, high=MAX_LAYERS, space=IntRange(1, 2),
+                            active_when=_with("mm"))
+    kg_layers: int = option(2, "L_k: KG attention layers (eqs. 10-13; searched over the documented range 1-3)",
+                            low=0, high=MAX_LAYERS, space=IntRange(1, 3),
+                            active_when=_with("kg"))
     mm_input: str = option("id", "x_tilde^0 of eq. 9: item ID embedding or projected raw 'features'",
-                           choices=("id", "features"))
-    mm_exclude_self: bool = option(True, "eq. 9 sums over j != i: drop the kNN graphs' self edges")
+                           choices=("id", "features"), active_when=_with("mm"))
+    mm_exclude_self: bool = option(True, "eq. 9 sums over j != i: drop the kNN graphs' self edges",
+                                   active_when=_with("mm"))
     alpha_param: str = option("softmax", "alpha_m of eq. 5: 'softmax' of learnable logits or 'raw' weights",
-                              choices=("softmax", "raw"))
+                              choices=("softmax", "raw"), active_when=_with("mm"))
     kg_item_embedding: str = option("shared", "items' KG embedding: their ID embedding or a 'separate' table",
-                                    choices=("shared", "separate"))
-    kg_relation_dim: int = option(0, "rows of W_r (eq. 11); 0: the embedding size (W_r is d x d)", low=0)
+                                    choices=("shared", "separate"), active_when=_with("kg"))
+    kg_relation_dim: int = option(0, "rows of W_r (eq. 11); 0: the embedding size (W_r is d x d)", low=0, high=MAX_DIM,
+                                  active_when=_with("kg"))
     kg_projection: str = option("blocks", "W_r x of eq. 11: per distinct (node, relation) in relation "
                                 "'blocks' (fast on CPU) or dgl 'gather_mm' per edge (RelationAttention)",
-                                choices=("blocks", "gather_mm"))
+                                choices=("blocks", "gather_mm"), active_when=_with("kg"))
     kg_attention_update: str = option("batch", "eq. 11 scores recomputed with gradient in every forward ('batch') "
                                       "or once per epoch without gradient ('epoch', KGAT's schedule)",
-                                      choices=("batch", "epoch"))
+                                      choices=("batch", "epoch"), active_when=_with("kg"))
     kg_attention: str = option("layer0", "eq. 11 scores from layer-0 embeddings or from each layer's input",
-                               choices=("layer0", "per_layer"))
+                               choices=("layer0", "per_layer"),
+                               active_when={**_with("kg"), "kg_attention_update": ("batch",)})
     prune_ratio: float = option(0.1, "share of interactions and KG triples dropped in training (eq. 6)",
-                                low=0.0, high=1.0, high_open=True)
+                                low=0.0, high=1.0, high_open=True, active_when=_PRUNING)
     prune_schedule: str = option("epoch", "resample the pruned graphs every 'epoch', 'once', or 'none'",
                                  choices=("epoch", "once", "none"))
-    prune_kg: bool = option(True, "prune the KG triples as well as the interactions (eq. 6)")
-    prune_seed: int = option(0, "seed of the pruning draws (with the epoch: pruned graphs are re-derivable)")
-    sge_top_n: int = option(10, "N of eq. 17: correlate edges per item", low=1)
-    update_interval: int = option(1, "epochs between correlate rebuilds (Table IV); first after epoch 1", low=1)
+    prune_kg: bool = option(True, "prune the KG triples as well as the interactions (eq. 6)",
+                            active_when={**_with("kg"), **_PRUNING})
+    prune_seed: int = option(0, "seed of the pruning draws (with the epoch: pruned graphs are re-derivable)",
+                             active_when=_PRUNING)
+    sge_top_n: int = option(10, "N of eq. 17: correlate edges per item", low=1, active_when=_with("sge"))
+    graph_update_every: int = option(1, "epochs between correlate rebuilds (Table IV); first after epoch 1",
+                                     low=1, active_when=_with("sge"), renamed_from="update_interval")
     sge_mode: str = option("replace", "eq. 18: G^n 'replace's G^(n-1) or 'keep' = mean of the last two",
-                           choices=("replace", "keep"))
-    sge_keep_self: bool = option(False, "an item may be its own correlate neighbour")
-    inter_weight: float = option(0.1, "beta of eq. 24 (paper grid 0.1-0.9)", low=0.0)
-    inter_temperature: float = option(0.2, "tau of eq. 19", low=0.0, low_open=True)
+                           choices=("replace", "keep"), active_when=_with("sge"))
+    sge_keep_self: bool = option(False, "an item may be its own correlate neighbour",
+                                 active_when=_with("sge"))
+    inter_weight: float = option(0.1, "beta of eq. 24 (searched over the paper's grid 0.1-0.9, Fig. 6)",
+                                 low=0.0, space=Uniform(0.1, 0.9, step=0.1),
+                                 active_when=_with("cl"))
+    inter_temperature: float = option(0.2, "tau of eq. 19", low=0.0, low_open=True, active_when=_with("cl"))
     inter_denominator: str = option("others", "eq. 19 denominator: j != i ('others', as written) or 'all'",
-                                    choices=("others", "all"))
+                                    choices=("others", "all"), active_when=_with("cl"))
     inter_items: str = option("all", "L_inter anchors: 'all' items (eq. 19) or the 'batch' items",
-                              choices=CONTRASTIVE_ITEMS)
-    inter_max_items: int = option(0, "if > 0, at most this many random anchors per batch", low=0)
+                              choices=CONTRASTIVE_ITEMS, active_when=_with("cl"))
+    inter_max_items: int = option(0, "if > 0, at most this many random anchors per batch", low=0,
+                                  active_when=_with("cl"))
     inter_negatives: int = option(0, "0: every anchor's negatives are all anchors (eq. 19); k > 0: k sampled",
-                                  low=0)
-    inter_chunk_size: int = option(256, "L_inter anchor rows per chunk (memory O(chunk x negatives))", low=1)
+                                  low=0, active_when=_with("cl"))
+    inter_chunk_size: int = option(256, "L_inter anchor rows per chunk (memory O(chunk x negatives))", low=1,
+                                   active_when=_with("cl"))
     inter_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
                                   "'bfloat16' (sums in float32; ~2x faster with AVX512-BF16, ~1e-3 relative error)",
-                                  choices=PRECISIONS)
-    intra_weight: float = option(0.01, "gamma of eq. 24 (paper grid 1e-5 - 1e-1)", low=0.0)
+                                  choices=PRECISIONS, active_when=_with("cl"))
+    intra_weight: float = option(0.01, "gamma of eq. 24 (searched over the paper's grid 1e-5 - 1e-1, Fig. 6)",
+                                 low=0.0, space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)),
+                                 active_when=_with("cl"))
     intra_loss: str = option("uniformity", "eq. 21: 'uniformity' (log mean exp) or the 'literal' formula",
-                             choices=("uniformity", "literal"))
-    intra_t: float = option(2.0, "t of eq. 21", low=0.0, low_open=True)
-    intra_max_items: int = option(1024, "uniformity over this many sampled items (0: all; O(n^2))", low=0)
+                             choices=("uniformity", "literal"), active_when=_with("cl"))
+    intra_t: float = option(2.0, "t of eq. 21", low=0.0, low_open=True, active_when=_with("cl"))
+    intra_max_items: int = option(1024, "uniformity over this many sampled items (0: all; O(n^2))", low=0,
+                                  active_when=_with("cl"))
 
 
 class ItemViews(NamedTuple):
@@ -193,24 +220,21 @@ class SLIFMR(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: SLIFMRConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
+        check_neighbours(config.sge_top_n, self.n_items, "model.sge_top_n", type(config).sge_top_n)
+        check_size("model.inter_negatives", config.inter_negatives, self.n_items, "items")
         d = config.embedding_dim
-        self.user_emb = xavier_embedding(self.n_users, d)
-        self.item_emb = xavier_embedding(self.n_items, d)
+        self.add_id_tables(d)
         self.propagation = UserItemPropagation("csr", "sym")
         self.correlate = AddedRelation(CORRELATE)
         self.view_names = ["interaction"]
         self.modalities: list[str] = []
         if self.flags["mm"]:
-            self.modalities = list(item_features(graph, config.modalities))
-            for m in self.modalities:
-                if similar_etype(m) not in graph.canonical_etypes:
-                    raise InputError(f"the graph has no {similar_etype(m)[1]} relation for modality {m!r}")
+            self.inputs = ModalityInputs(graph, config.modalities, d if config.mm_input == "features" else None,
+                                         relations=True)                                  # mm_input="features"
+            self.modalities = self.inputs.names
             n_mix = len(self.modalities) + int(self.flags["sge"])
             start = torch.zeros(n_mix) if config.alpha_param == "softmax" else torch.full((n_mix,), 1.0 / n_mix)
             self.alpha = nn.Parameter(start)                                          # eq. 5 (+ G^n, eq. 18)
-            if config.mm_input == "features":
-                feats = item_features(graph, self.modalities)
-                self.projections = nn.ModuleDict({m: nn.Linear(f.shape[1], d) for m, f in feats.items()})
             self.view_names.append("feature")
         self.n_kg_relations = len(dataset.relation_names)
         if self.flags["kg"]:
@@ -225,11 +249,11 @@ class SLIFMR(Recommender):
             self.kg_attention = attention(n_rel, d, config.kg_relation_dim or d)                 # eqs. 11-12
             self.view_names.append("kg")
         n_views = len(self.view_names)
-        if config.aggregation == "ailf":
+        if config.aggregator == "ailf":
             self.ailf = nn.Linear(n_views * d, n_views)                                   # eq. 14
-        elif config.aggregation == "concat":
+        elif config.aggregator == "concat":
             self.concat = nn.Linear(n_views * d, d)
-        elif config.aggregation == "attention":
+        elif config.aggregator == "attention":
             self.view_attention = ModalityAttention(d)
         self._epoch = 0
         self._working: dict[bool, tuple[tuple, Working]] = {}
@@ -241,8 +265,8 @@ class SLIFMR(Recommender):
 
     @torch.no_grad()
     def on_epoch_end(self, epoch: int, graph: dgl.DGLGraph) -> None:
-        """SGE (eqs. 16-18): rebuild ``correlate`` after epoch 0 and every ``update_interval`` epochs."""
-        if self.flags["sge"] and epoch % self.config.update_interval == 0:
+        """SGE (eqs. 16-18): rebuild ``correlate`` after the first epoch and every ``graph_update_every`` epochs."""
+        if self.flags["sge"] and epoch % self.config.graph_update_every == 0:
             self.rebuild_correlate(graph)
 
     @torch.no_grad()
@@ -254,7 +278,7 @@ class SLIFMR(Recommender):
         src, dst, sim = cosine_knn(fused, self.config.sge_top_n, keep_self=self.config.sge_keep_self)  # eq. 16
         weight = normalize_edge_weights(src, dst, sim, self.n_items, "sym")                              # eq. 17
         if self.config.sge_mode == "keep" and self.correlate.built:
-            src, dst, weight = _average_graphs((self.correlate.src, self.correlate.dst, self.correlate.weight),
+            src, dst, weight = average_graphs((self.correlate.src, self.correlate.dst, self.correlate.weight),
                                                (src, dst, weight), self.n_items)
         self.correlate.set(src, dst, weight)
 
@@ -267,7 +291,7 @@ class SLIFMR(Recommender):
 
     def working(self, graph: dgl.DGLGraph) -> Working:
         stream = self._prune_stream()
-        key = (relations_key(graph), stream, self.correlate.version)
+        key = (graph_key(graph), stream, self.correlate.version)
         cached = self._working.get(stream is not None)
         if cached is None or cached[0] != key:
             cached = (key, self._build_working(graph, stream))
@@ -280,7 +304,7 @@ class SLIFMR(Recommender):
         gen = pruning_generator(self.config.prune_seed, stream) if stream is not None else None
         users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
         if gen is not None:                                                            # eq. 6 on A
-            keep = prune_edges(degree_keep_weights(users, items, self.n_users, self.n_items),
+            keep = prune_edges(degree_weights(users, items, self.n_users, self.n_items),
                                self.config.prune_ratio, gen).to(users.device)
             users, items = users[keep], items[keep]
         edges = {INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)}
@@ -288,9 +312,7 @@ class SLIFMR(Recommender):
             edges[CORRELATE] = aug.edges(etype=CORRELATE, order="eid")
         cf = dgl.heterograph(edges, {USER: self.n_users, ITEM: self.n_items}, idtype=graph.idtype,
                              device=graph.device)
-        deg_u = torch.bincount(users, minlength=self.n_users).float()
-        deg_i = torch.bincount(items, minlength=self.n_items).float()
-        w = (deg_u[users] * deg_i[items]).rsqrt()                                       # eq. 7 on the pruned A
+        w = degree_weights(users, items, self.n_users, self.n_items)                    # eq. 7 on the pruned A
         cf.edges[INTERACT_ETYPE].data["w"] = w
         cf.edges[INTERACTED_BY_ETYPE].data["w"] = w
         if sge:
@@ -324,7 +346,7 @@ class SLIFMR(Recommender):
         t_head = torch.zeros_like(triples).scatter_(0, inverse, head)
         t_tail = torch.zeros_like(triples).scatter_(0, inverse, tail)
         real = triples >= 0
-        weights = degree_keep_weights(t_head[real], t_tail[real], n)
+        weights = degree_weights(t_head[real], t_tail[real], n)
         kept = torch.zeros(len(triples), dtype=torch.bool, device=src.device)
         kept_real = torch.zeros(int(real.sum()), dtype=torch.bool, device=src.device)
         kept_real[prune_edges(weights, self.config.prune_ratio, gen).to(src.device)] = True
@@ -351,14 +373,8 @@ class SLIFMR(Recommender):
 
     def projected_features(self, graph: dgl.DGLGraph) -> torch.Tensor:
         """``mm_input="features"``: the mean over an item's modalities of ``W_m x^m + b_m``; an item without a
-        modality's features (all-zero row, ``feature_masks``) averages over the modalities it has (0 if none)."""
-        feats, masks = item_features(graph, self.modalities), feature_masks(graph, self.modalities)
-        total = self.item_emb.weight.new_zeros(self.n_items, self.config.embedding_dim)
-        count = self.item_emb.weight.new_zeros(self.n_items, 1)
-        for m in self.modalities:  # one term per modality (two or three), not per item
-            total = total + apply_mask(self.projections[m](feats[m].to(total)), masks[m])
-            count = count + (1.0 if masks[m] is None else masks[m].to(count).unsqueeze(1))
-        return total / count.clamp_min(1.0)
+        modality's features averages over the modalities it has (0 if none)."""
+        return self.inputs.mean_projection(graph)
 
     def mixing_weights(self) -> torch.Tensor:
         """``alpha`` of eq. 5 (the last entry weighs ``G^n`` when SGE is on)."""
@@ -407,7 +423,7 @@ class SLIFMR(Recommender):
     def _fixed_kg_hop(self, work: Working, h: torch.Tensor) -> FixedSparse:
         """``kg_attention_update="epoch"``: eq. 11-12 scores from layer-0 embeddings, computed without gradient
         once per epoch and graph (every forward in evaluation), then CSR hops (``FixedSparse``)."""
-        key = (id(work.kg), self._epoch, self.training)
+        key = (graph_key(work.kg, data=("rel",)), self._epoch, self.training)
         if not self.training or self._fixed_kg is None or self._fixed_kg[0] != key:
             with torch.no_grad():
                 weights = self.kg_attention(work.kg, h.detach())
@@ -420,7 +436,7 @@ class SLIFMR(Recommender):
         """Eqs. 14-15 (AILF) or the aggregators of Fig. 5."""
         if len(views) == 1:
             return views[0]
-        agg = self.config.aggregation
+        agg = self.config.aggregator
         if agg == "ailf":
             return weighted_sum(self.ailf_weights(views), views)
         if agg == "concat":
@@ -448,14 +464,9 @@ class SLIFMR(Recommender):
         views = self.item_views(graph)
         return Representations(views.user, views.fused, {"views": views})
 
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
-
-    def loss(self, output: Representations, batch: Batch) -> dict[str, torch.Tensor]:
-        u, i, j = self.batch_rows(output, batch)
-        terms = {"bpr": bpr_loss((u * i).sum(-1), (u * j).sum(-1))}                   # eq. 23
-        if self.config.reg_weight > 0:
-            terms["l2"] = self.config.reg_weight * l2_penalty(*self.ego_embeddings(batch))
+    def model_terms(self, output: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+        """``beta L_inter + gamma L_intra`` of eq. 24 (BPR of eq. 23 and the L2 term: the base loss)."""
+        terms = {}
         if not self.flags["cl"]:
             return terms
         views: ItemViews = output.extras["views"]
@@ -490,13 +501,3 @@ class SLIFMR(Recommender):
             rows = torch.randperm(self.n_items, device=views.fused.device)[: c.intra_max_items]
         return sum(uniformity(v if rows is None else v[rows], c.intra_t) for v in views.views)
 
-
-def _average_graphs(old: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...],
-                    n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(G_old + G_new) / 2`` on the union of their edges (``sge_mode="keep"``)."""
-    src = torch.cat([old[0], new[0]])
-    dst = torch.cat([old[1], new[1]])
-    weight = torch.cat([old[2], new[2]]) * 0.5
-    key, inverse = torch.unique(dst * n + src, return_inverse=True)
-    merged = weight.new_zeros(len(key)).index_add_(0, inverse, weight)
-    return key % n, key // n, merged

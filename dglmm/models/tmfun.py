@@ -42,27 +42,26 @@ import math
 
 import dgl
 import torch
-from torch import nn
 
 from dglmm.data.dataset import Dataset
-from dglmm.graph.features import apply_mask, feature_masks, item_features
 from dglmm.models.base import (
     BACKBONES,
     Batch,
     ModelConfig,
     Recommender,
     Representations,
+    Rows,
     build_backbone,
     register,
 )
 from dglmm.nn.attention import weighted_sum
 from dglmm.nn.frozen_item_graph import BACKENDS as ITEM_BACKENDS
 from dglmm.nn.frozen_item_graph import FrozenItemGraphs
-from dglmm.nn.init import init_linear
-from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce, l2_penalty
+from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce
+from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import user_mean
 from dglmm.nn.view_attention import LearnedQueryViewAttention, attended_scores, pair_view_attention
-from dglmm.options import option
+from dglmm.options import MAX_LAYERS, IntRange, LogUniform, OptionError, Uniform, option
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "tmfun": dict(features=True, attention=True),
@@ -70,47 +69,75 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "tmfun-att": dict(features=True, attention=False),
 }
 
+#: the variants with the modality branch (where the MMBPR and contrastive terms of eq. 11 act)
+_FEATURES = {"variant": tuple(v for v, f in VARIANTS.items() if f["features"])}
+#: the variants with the view attention of eqs. 2-3
+_ATTENTION = {"variant": tuple(v for v, f in VARIANTS.items() if f["attention"])}
+
 
 @dataclasses.dataclass
 class TMFUNConfig(ModelConfig):
     variant: str = option("tmfun", "Table 2 variant", choices=tuple(VARIANTS))
     backbone: str = option("lightgcn", "CF model giving x~u, x~i (Table 2: mf, ngcf, lightgcn)", choices=BACKBONES)
-    cf_layers: int = option(2, "user-item propagation layers of the backbone (MF ignores it)", low=0)
+    cf_layers: int = option(2, "user-item propagation layers of the backbone (MF ignores it; searched over 1-4, a "
+                            "documented range around the paper's 2)", low=0, high=MAX_LAYERS, space=IntRange(1, 4),
+                            active_when={"backbone": ("lightgcn", "ngcf")})
     modalities: list[str] | None = option(None, "modalities used (None: every one the graph has)")
     graph_input: str = option("id", "what the item graphs convolve: item 'id' embeddings (as MICRO's and FREEDOM's "
-                              "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"))
-    item_layers: int = option(1, "propagation layers on S^m and G_M", low=1)
+                              "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"),
+                              active_when=_FEATURES)
+    item_layers: int = option(1, "propagation layers on S^m and G_M", low=1, high=MAX_LAYERS)
     item_backend: str = option("csr", "item graph propagation: 'csr' (torch.sparse, fixed weights, faster) or "
                                "'dgl' (update_all); proven equal in the tests", choices=ITEM_BACKENDS)
     graph_weights: list[float] | None = option(
         None, "lambda_m of eq. 4 per modality, normalised to sum 1 (None: equal)", low=0.0)
     fusion_weights: list[float] | None = option(
-        None, "mu_m of h^f (eq. 5) per modality, normalised to sum 1 (None: equal)", low=0.0)
+        None, "mu_m of h^f (eq. 5) per modality, normalised to sum 1 (None: equal)", low=0.0,
+                                                active_when=_FEATURES)
     fusion_input: str = option("graph", "h^m of eqs. 5, 8, 10: modality 'graph' outputs x~^m or 'projected' "
-                               "features W_m x^m", choices=("graph", "projected"))
+                               "features W_m x^m", choices=("graph", "projected"), active_when=_FEATURES)
     attention: str = option("user", "eq. 2 query: 'user' x~u (per interaction) or 'item' (one learned query)",
-                            choices=("user", "item"))
+                            choices=("user", "item"), active_when=_ATTENTION)
     user_rep: str = option("cf", "y^u of eqs. 7, 10: 'cf' x~u or 'cf+items' x~u + mean h^f of the user's items",
-                           choices=("cf", "cf+items"))
-    mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3)", low=0.0)
-    cl_weight: float = option(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3)", low=0.0)
-    cl_temperature: float = option(0.5, "InfoNCE temperature of MI in eq. 8 (paper: none; MICRO's 0.5)",
-                                   low=0.0, low_open=True)
+                           choices=("cf", "cf+items"), active_when=_FEATURES)
+    mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3; searched over the documented "
+                                 "range 1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1),
+                                 active_when=_FEATURES)
+    cl_weight: float = option(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3; searched over the documented range "
+                              "1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1), active_when=_FEATURES)
+    cl_temperature: float = option(0.5, "InfoNCE temperature of MI in eq. 8 (paper: none; MICRO's 0.5; searched "
+                                   "over the documented range 0.1-1.0)", low=0.0, low_open=True,
+                                   space=Uniform(0.1, 1.0, step=0.1), active_when=_FEATURES)
     cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
-                            choices=("cf", "fusion"))
-    cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=CONTRASTIVE_ITEMS)
+                            choices=("cf", "fusion"), active_when=_FEATURES)
+    cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=CONTRASTIVE_ITEMS,
+                           active_when=_FEATURES)
     cl_max_items: int = option(
         1024, "eq. 8 over a random subset of at most this many of those items per batch; 0: over all of them (as "
-              "written, O(n_items^2 d) per batch: one TikTok epoch 157 s, 140x LightGCN's, against 7x)", low=0)
-    cl_same_view_negatives: bool = option(False, "MI of eq. 8 also uses same-view negatives (MICRO eq. 10)")
+              "written, O(n_items^2 d) per batch: one TikTok epoch 157 s, 140x LightGCN's, against 7x)", low=0,
+        active_when=_FEATURES)
+    cl_same_view_negatives: bool = option(False, "MI of eq. 8 also uses same-view negatives (MICRO eq. 10)",
+                                          active_when=_FEATURES)
+
+    def check_options(self, section: str = "model") -> None:
+        """Per-modality weights: one per listed modality, with a positive sum."""
+        for name in ("graph_weights", "fusion_weights"):
+            weights = getattr(self, name)
+            if weights is None:
+                continue
+            if sum(weights) <= 0:
+                raise OptionError(f"{section}.{name} needs a positive sum, got {weights}")
+            if self.modalities is not None and len(weights) != len(self.modalities):
+                raise OptionError(f"{section}.{name} needs one weight per modality of {section}.modalities "
+                                  f"({len(self.modalities)}), got {len(weights)}")
 
 
 def _normalised(weights: list[float] | None, n: int, name: str) -> torch.Tensor:
     """Per-modality weights summing to 1 (equal when None)."""
     if weights is None:
         return torch.full((n,), 1.0 / n)
-    if len(weights) != n or sum(weights) <= 0:
-        raise ValueError(f"model.{name} needs {n} non-negative weights with a positive sum, got {weights}")
+    if len(weights) != n:
+        raise OptionError(f"model.{name} needs one weight per modality used ({n}), got {len(weights)}")
     w = torch.tensor(weights, dtype=torch.float32)
     return w / w.sum()
 
@@ -134,32 +161,27 @@ class TMFUN(Recommender):
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: TMFUNConfig) -> None:
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
-        feats = self.use_modalities(graph, config.modalities, relations=True)
-        self.etypes = self.modality_etypes
         d = config.embedding_dim
         self.scale = math.sqrt(d)
         self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
                                        reg_weight=config.reg_weight)
+        self.graph_input = config.graph_input if self.flags["features"] else "id"
+        self.uses_projections = self.flags["features"] and (
+            self.graph_input == "features" or config.fusion_input == "projected")
+        self.inputs = ModalityInputs(graph, config.modalities, d if self.uses_projections else None,
+                                     init="xavier+zero_bias", relations=True)            # W_m x^m
+        self.modalities, self.etypes = self.inputs.names, self.inputs.etypes
         n_m = len(self.modalities)
         self.register_buffer("graph_weights", _normalised(config.graph_weights, n_m, "graph_weights"))  # eq. 4
         self.register_buffer("fusion_weights", _normalised(config.fusion_weights, n_m, "fusion_weights"))  # eq. 5
         self.item_graphs = FrozenItemGraphs(self.etypes, self.graph_weights, config.item_backend)
-        self.graph_input = config.graph_input if self.flags["features"] else "id"
-        self.uses_projections = self.flags["features"] and (
-            self.graph_input == "features" or config.fusion_input == "projected")
-        self.projections = nn.ModuleDict(
-            {m: nn.Linear(f.shape[1], d) for m, f in feats.items()} if self.uses_projections else {})
-        for lin in self.projections.values():
-            init_linear(lin)
         self.item_query = LearnedQueryViewAttention(d) if config.attention == "item" else None
         self.per_interaction = self.flags["attention"] and config.attention == "user"
 
     # -- views (sections 2.1-2.2, eq. 4) --------------------------------------------------------------------
     def projected(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
         """``W_m x^m`` for every modality; zero for items without the modality (all-zero feature row)."""
-        feats, masks = item_features(graph, self.modalities), feature_masks(graph, self.modalities)
-        dtype = self.graph_weights.dtype
-        return [apply_mask(self.projections[m](feats[m].to(dtype)), masks[m]) for m in self.modalities]
+        return self.inputs.projected(graph)
 
     def convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: int | None) -> torch.Tensor:
         """``item_layers`` hops over ``S^m`` (``modality`` index) or over ``G_M = sum_m lambda_m S^m`` (None)."""
@@ -205,7 +227,7 @@ class TMFUN(Recommender):
             extras["fusion"] = fusion
         return Representations(user, item, extras)
 
-    def pair_scores(self, reps: Representations, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def pair_score(self, reps: Representations, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``y^u . y^i`` (eq. 7) for aligned (user, item) pairs, the attention per pair (eqs. 2-3)."""
         y_u = reps.user[users]
         score = (y_u * reps.item[items]).sum(-1)
@@ -228,12 +250,17 @@ class TMFUN(Recommender):
         """Only without the per-interaction attention (``variant`` tmfun-att, or ``attention="item"``)."""
         return not self.per_interaction
 
-    def loss(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
-        """Eq. 11: ``L_BPR + alpha L_mmbpr + beta L_C`` plus L2 on the backbone's ego embeddings."""
+    def pair_scores(self, reps: Representations, batch: Batch, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y_ui``, ``y_uj`` of eq. 9's BPR, the attention per pair."""
+        return self.pair_score(reps, batch.users, batch.pos), self.pair_score(reps, batch.users, batch.neg)
+
+    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        return self.backbone.ego_embeddings(batch)
+
+    def model_terms(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
+        """``alpha L_mmbpr + beta L_C`` of eq. 11 (BPR and L2 on the backbone's ego embeddings: the base loss)."""
         users, pos, neg = batch.users, batch.pos, batch.neg
-        terms = {"bpr": bpr_loss(self.pair_scores(reps, users, pos), self.pair_scores(reps, users, neg))}  # eq. 9
-        if self.config.reg_weight > 0:
-            terms["l2"] = self.config.reg_weight * l2_penalty(*self.backbone.ego_embeddings(batch))
+        terms = {}
         if self.flags["features"] and self.config.mmbpr_weight > 0:
             terms["mmbpr"] = self.config.mmbpr_weight * self.mmbpr_loss(reps, users, pos, neg)
         if self.flags["features"] and self.config.cl_weight > 0:

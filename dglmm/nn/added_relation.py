@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from dglmm.graph.build import add_edge_type
+from dglmm.graph.cache import graph_key
+from dglmm.nn.graph_state import GraphState
 
 
-class AddedRelation(nn.Module):
+class AddedRelation(nn.Module, GraphState):
     """Edges of one relation ``etype`` that a model derives during training; see the module docstring."""
 
     def __init__(self, etype: tuple[str, str, str]) -> None:
@@ -41,11 +43,17 @@ class AddedRelation(nn.Module):
         self.weight = weight.detach().to(device)
         self.version += 1
 
+    def bind(self, device: torch.device) -> None:
+        """The edges and weights on ``device`` (:class:`~dglmm.nn.graph_state.GraphState`)."""
+        if self.built and self.src.device != torch.device(device):
+            self.src, self.dst, self.weight = self.src.to(device), self.dst.to(device), self.weight.to(device)
+            self._cache = None
+
     def attach(self, graph: dgl.DGLGraph) -> dgl.DGLGraph:
         """``graph`` with the relation added (or ``graph`` itself while no edges were set)."""
         if not self.built:
             return graph
-        key = (self.version, relations_key(graph))
+        key = (self.version, graph_key(graph))
         if self._cache is None or self._cache[0] != key:
             augmented = add_edge_type(graph, self.etype, self.src, self.dst, {"w": self.weight.to(graph.device)})
             self._cache = (key, augmented)
@@ -63,12 +71,3 @@ class AddedRelation(nn.Module):
             self.src = self.dst = self.weight = None
         self.version = int(state["version"])
         self._cache = None
-
-
-def relations_key(graph: dgl.DGLGraph) -> tuple:
-    """A content key of a heterograph: sizes and an endpoint checksum of every relation (O(E), no object id)."""
-    key: list = [graph.device.type]
-    for etype in graph.canonical_etypes:
-        src, dst = graph.edges(etype=etype)
-        key += [etype, graph.num_edges(etype), int(src.sum()), int((dst * (src % 7 + 1)).sum())]
-    return tuple(key)

@@ -4,7 +4,7 @@
 over the frozen fusion ``sum_r weights[r] S_r`` (TMFUN eq. 4, FREEDOM's frozen graph) with two backends:
 ``"dgl"`` (:func:`~dglmm.nn.propagation.relation_propagate` per relation, ``fn.u_mul_e`` + ``fn.sum`` in
 ``local_scope``) and ``"csr"`` (:class:`~dglmm.nn.propagation.FixedSparse` matrices built once per graph
-content (``relation_fingerprint``); the mixture is ONE sparse matrix: the relations' edge lists concatenated
+content (:func:`dglmm.graph.cache.graph_key`); the mixture is ONE sparse matrix: the relations' edge lists concatenated
 with weights ``weights[r] w_e``, duplicate pairs summed; about 1.4x faster per TMFUN training step on CPU).
 ``tests/test_tmfun.py`` proves both equal a dense product, gradients included.
 """
@@ -14,10 +14,10 @@ from __future__ import annotations
 import dgl
 import torch
 
+from dglmm.graph.cache import graph_key
 from dglmm.nn.propagation import (
     FixedSparse,
     mixed_relation_propagate,
-    relation_fingerprint,
     relation_propagate,
 )
 
@@ -40,7 +40,7 @@ class FrozenItemGraphs(torch.nn.Module):
 
     def _matrices(self, graph: dgl.DGLGraph) -> list[FixedSparse]:
         """``S_r`` per relation, then the mixture; rebuilt when the relations' content changes."""
-        key = relation_fingerprint(graph, self.etypes)
+        key = graph_key(graph, self.etypes, ("w",))
         if self._key != key:
             edges = [(*graph.edges(etype=et), graph.edges[et].data["w"]) for et in self.etypes]
             n = graph.num_nodes("item")

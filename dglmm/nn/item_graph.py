@@ -6,7 +6,7 @@ official code), every batch (``batch``) or the first batch of every N-th epoch (
 mode it is rebuilt from the current parameters.  Only the forward pass that rebuilt it carries gradient to the
 projections through the edge weights; later batches reuse it detached.  The edges and weights are the
 module's ``extra_state``: they are saved in ``state_dict()`` (``checkpoint.pt``, ``best.pt``) and restored by
-``load_state_dict``.  :func:`skip_connection` is eq. 5, the mix with a frozen graph.
+``load_state_dict``; :meth:`LearnedItemGraph.bind` keeps them on the model's device.  :func:`skip_connection` is eq. 5, the mix with a frozen graph.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from dglmm.graph.knn import cosine_knn, drop_masked, normalize_edge_weights
+from dglmm.nn.graph_state import GraphState
 
 SCHEDULES = ("epoch", "batch", "every_n")
 
 
-class LearnedItemGraph(nn.Module):
+class LearnedItemGraph(nn.Module, GraphState):
     """The learned graph ``A~`` over ``n_items`` with ``k`` neighbours per item; see the module docstring."""
 
     def __init__(self, n_items: int, k: int, schedule: str = "epoch", every: int = 1) -> None:
@@ -104,12 +105,11 @@ class LearnedItemGraph(nn.Module):
         else:
             self._graph, self.weight = None, None
 
-    def _apply(self, fn_, *args, **kwargs):  # keep the graph on the module's device under .to(device)
-        module = super()._apply(fn_, *args, **kwargs)
-        if self.built:
+    def bind(self, device: torch.device) -> None:
+        """The graph and its weights on ``device`` (:class:`~dglmm.nn.graph_state.GraphState`)."""
+        if self.built and self.weight.device != torch.device(device):
             src, dst = self._graph.edges()
-            self._set(fn_(src), fn_(dst), fn_(self.weight))
-        return module
+            self._set(src.to(device), dst.to(device), self.weight.to(device))
 
 
 def skip_connection(frozen: torch.Tensor, learned: torch.Tensor | float, lam: float) -> torch.Tensor:

@@ -18,9 +18,13 @@ def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
     return sum(t.pow(2).sum() for t in tensors) / (2 * batch)
 
 
+CRITICS = ("cosine", "dot")
+
+
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
-             same_view_negatives: bool = True) -> torch.Tensor:
-    """InfoNCE with cosine critic (MICRO eq. 10), averaged over rows.
+             same_view_negatives: bool = True, critic: str = "cosine") -> torch.Tensor:
+    """InfoNCE, averaged over rows, with a ``cosine`` critic (MICRO eq. 10) or a ``dot`` product one (CAmgr
+    eq. 30 as printed: the rows are not normalised).
 
     Row ``i`` of ``anchor`` is pulled towards row ``i`` of ``positive``; the negatives are the other rows of
     ``positive`` and, when ``same_view_negatives``, the other rows of ``anchor`` itself.  Computed as a
@@ -28,8 +32,9 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     as ``-log(e^pos / (e^pos + sum of e^neg))`` but stable and with fewer passes over the ``n x n`` matrices.
     Memory is ``O(n^2)``; :func:`info_nce_chunked` gives the same value in ``O(chunk x n)``.
     """
-    a = F.normalize(anchor, dim=-1)
-    p = F.normalize(positive, dim=-1)
+    if critic not in CRITICS:
+        raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
+    a, p = (F.normalize(anchor, dim=-1), F.normalize(positive, dim=-1)) if critic == "cosine" else (anchor, positive)
     logits = a @ p.T / temperature
     if same_view_negatives:
         same = a @ a.T / temperature

@@ -20,7 +20,8 @@ import dgl
 import dgl.function as fn
 import torch
 
-from dglmm.graph.build import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+from dglmm.graph.cache import graph_key
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE
 
 Etype = tuple[str, str, str]
 
@@ -106,22 +107,6 @@ def relation_csr(graph: dgl.DGLGraph, etype: Etype, weight: str = "w") -> torch.
         return torch.sparse_csr_tensor(indptr.long(), indices.long(), values, size=shape)
 
 
-def relation_fingerprint(graph: dgl.DGLGraph, etypes: list[Etype], weight: str = "w") -> tuple:
-    """A cheap content key of relations (sizes, edge endpoints and weights): caches key on it, not on ``id``.
-
-    O(E) reductions; two graphs with the same relations, endpoints and weights give the same key.
-    """
-    key: list = [graph.device.type]
-    for etype in etypes:
-        src, dst = graph.edges(etype=etype)
-        w = graph.edges[etype].data[weight].detach().double()
-        position = torch.arange(1, len(src) + 1, device=src.device, dtype=torch.float64)
-        key += [etype, graph.num_nodes(etype[0]), graph.num_nodes(etype[2]), len(src),
-                float((src.double() * position).sum()), float((dst.double() * position).sum()),
-                float((w * position).sum())]
-    return tuple(key)
-
-
 class FixedSparse:
     """``A @ x`` for a fixed weighted edge list (``A[dst, src] = weight``) through CSR ``torch.sparse.mm``.
 
@@ -145,7 +130,7 @@ class BipartiteCSR:
     """Fixed user<->item propagation with the CSR fast path (matrices and their transposes)."""
 
     def __init__(self, graph: dgl.DGLGraph, forward: Etype, backward: Etype, weight: str = "w") -> None:
-        self.key = relation_fingerprint(graph, [forward, backward], weight)
+        self.key = graph_key(graph, [forward, backward], (weight,))
         self.to_item = relation_csr(graph, forward, weight)    # [n_items, n_users]
         self.to_user = relation_csr(graph, backward, weight)   # [n_users, n_items]
         self.to_item_t = self._transpose(self.to_item)
@@ -213,7 +198,7 @@ class UserItemPropagation(torch.nn.Module):
 
     def _csr_for(self, graph: dgl.DGLGraph, weight: str) -> BipartiteCSR:
         """The cached CSR matrices when ``graph`` has the same interaction content, else new ones."""
-        key = relation_fingerprint(graph, [INTERACT, INTERACTED_BY], weight)
+        key = graph_key(graph, [INTERACT, INTERACTED_BY], (weight,))
         if self._csr is None or self._csr.key != key:
             self._csr = BipartiteCSR(graph, INTERACT, INTERACTED_BY, weight)
         return self._csr

@@ -15,6 +15,7 @@ import dgl
 import torch
 from dgl.ops import edge_softmax
 
+from dglmm.graph.cache import graph_key
 from dglmm.nn.attention import RelationAttention
 
 
@@ -46,15 +47,6 @@ def relation_matmul(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> t
     return project_pairs(x, weights, plan).index_select(0, plan.inverse)
 
 
-def typed_edges_key(graph: dgl.DGLGraph) -> tuple:
-    """A content key of a typed edge list (sizes, endpoints, relation ids): O(E) reductions, no object id."""
-    tails, heads = graph.edges()
-    position = torch.arange(1, len(tails) + 1, device=tails.device, dtype=torch.float64)
-    rel = graph.edata["rel"].double()
-    return (graph.num_nodes(), graph.num_edges(), str(graph.device), float((tails.double() * position).sum()),
-            float((heads.double() * position).sum()), float((rel * position).sum()))
-
-
 class FastRelationAttention(RelationAttention):
     """:class:`RelationAttention` computed on the distinct ``(node, relation)`` pairs, without per-edge vectors.
 
@@ -73,7 +65,7 @@ class FastRelationAttention(RelationAttention):
     def _plan(self, graph: dgl.DGLGraph) -> tuple[PairPlan, PairPlan, dgl.DGLGraph]:
         """The tail and head pair plans and the pair graph (tail pair -> head pair, one edge per triple, in edge
         order)."""
-        key = typed_edges_key(graph)
+        key = graph_key(graph, data=("rel",))
         if self._plans is None or self._plans[0] != key:
             tails, heads = graph.edges()
             rel = graph.edata["rel"].long()

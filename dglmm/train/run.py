@@ -20,8 +20,9 @@ from dglmm.config import DataConfig, TrainConfig, expand_grid, instantiate, reso
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.build import GraphConfig, build_graph
-from dglmm.io import load_checkpoint, read_run_config, write_json, write_text
+from dglmm.io import load_checkpoint, load_model_state, make_folder, read_run_config, write_json, write_text
 from dglmm.models import REGISTRY, Recommender, make_config
+from dglmm.options import inactive_options
 from dglmm.train import distributed
 from dglmm.train.trainer import Trainer, seed_everything
 
@@ -98,7 +99,7 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
     """Train and test one config with ``config['train']['seed']``; returns the results dict."""
     prepared = prepare_run(model_name, dataset, config, run_dir, graph_cache)
     if run_dir is not None and distributed.is_main():  # under torchrun only rank 0 writes
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(run_dir)
         write_text(run_dir / "config.yaml", yaml.safe_dump(
             {"model_name": model_name, "dataset": dataset.source or dataset.name, **_plain(config)}))
         write_text(run_dir / "resolved.yaml", yaml.safe_dump(resolved_config(model_name, prepared, config)))
@@ -115,14 +116,17 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
 
 def resolved_config(model_name: str, prepared: PreparedRun, config: dict) -> dict:
     """Every option of a run, defaults included, and the dglmm version: the record of what ran, which stays
-    true when a later version changes a default (``config.yaml`` holds only what was set, and rebuilds the run)."""
+    true when a later version changes a default (``config.yaml`` holds only what was set, and rebuilds the run).
+    ``inactive`` maps each option that had no effect in this run (its ``active_when`` condition failed) to why."""
     sections = {"model": prepared.model.config, "train": prepared.trainer.config,
                 "data": instantiate(DataConfig, config.get("data", {})),
                 "graph": instantiate(GraphConfig, config.get("graph", {}))}
     from dglmm import __version__
 
+    inactive = inactive_options(sections)
     return {"model_name": model_name, "dglmm_version": __version__,
-            **_plain({name: dataclasses.asdict(section) for name, section in sections.items()})}
+            **_plain({name: dataclasses.asdict(section) for name, section in sections.items()}),
+            "inactive": {key: f"no effect: {reason}" for key, reason in sorted(inactive.items())}}
 
 
 def _plain(config: dict) -> dict:
@@ -149,6 +153,8 @@ def summarize_runs(runs: list[dict], seeds: list[int]) -> dict:
 def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path | None,
                    seeds: int = 1, graph_cache: Path | bool | None = None) -> dict:
     """Grid search on validation (first seed), then ``seeds`` runs of the selected point."""
+    if out_dir is not None and distributed.is_main():
+        make_folder(out_dir.parent)  # a bad --out fails now, before any graph is built or model trained
     points = expand_grid(config, model_sections(model_name))
     metrics = {instantiate(TrainConfig, cfg.get("train", {})).metric for _, cfg in points}
     if len(metrics) > 1:
@@ -200,5 +206,5 @@ def evaluate_run(run_dir: Path, split: str = "test", dataset_spec: str | None = 
     model_name, source = config.pop("model_name"), config.pop("dataset")
     prepared = prepare_run(model_name, load_dataset(dataset_spec or source), config)
     state = load_checkpoint(best_path, map_location=prepared.trainer.device)
-    prepared.model.load_state_dict(state["model"])
+    load_model_state(prepared.model, state, best_path, prepared.dataset.name)
     return prepared.trainer.evaluate(split)

@@ -25,6 +25,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dgl
@@ -34,13 +35,13 @@ from tqdm import tqdm
 
 from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
+from dglmm.data.sampler import BPRSampler, CFSampler, ExtraSampler
 from dglmm.errors import CheckpointError, Interrupted
-from dglmm.io import load_checkpoint, save_torch, write_json, write_npz
+from dglmm.io import load_checkpoint, make_folder, save_torch, write_json, write_npz
 from dglmm.models.base import Batch, Recommender
 from dglmm.options import validate
 from dglmm.train import distributed
 from dglmm.train.evaluate import PerUser, evaluate_full_ranking, summarize
-from dglmm.train.sampler import BPRSampler
 
 __all__ = ["TrainConfig", "Trainer", "negative_pool", "seed_everything"]  # TrainConfig lives in dglmm.config
 
@@ -91,18 +92,22 @@ class Trainer:
         self.candidates = candidates or {}
         self.device = self.dist.device(config.device) if self.dist else torch.device(config.device)
         self.model = model.to(self.device)
+        self.model.bind_graphs(self.device)
         self.graph = graph.to(self.device)
         self.dataset = dataset
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.sampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
+        self.sampler: CFSampler = BPRSampler(dataset.train, dataset.n_users, dataset.n_items, config.batch_size,
                                   seed=config.seed, item_pool=negative_pool(dataset, config.negative_pool))
         self.extra_samplers = model.extra_samplers(dataset, config.batch_size, config.seed + 1)
+        for name, s in self.extra_samplers.items():
+            if not isinstance(s, ExtraSampler):
+                raise TypeError(f"{type(model).__name__}.extra_samplers()[{name!r}] is a {type(s).__name__}, "
+                                "not a dglmm.data.sampler.ExtraSampler")
         # a phase sampler with ``own_optimizer`` gets an Adam of its own (KGAT's official opt2 for L_KG)
         self.phase_optimizers = {
             name: torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-            for name, s in self.extra_samplers.items()
-            if getattr(s, "phase", False) and getattr(s, "own_optimizer", False)}
+            for name, s in self.extra_samplers.items() if s.phase and s.own_optimizer}
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best = {"epoch": 0, "score": -float("inf"), "valid": {}}  # epoch 0: none validated yet
@@ -110,6 +115,9 @@ class Trainer:
         self.bad_evals = 0
         self._snapshot: dict | None = None
         self._parallel = distributed.DataParallelStep(self.model, self.dist) if self.dist else None
+        #: called as ``on_validation(epoch, best validation metric so far)`` after every validation; it may
+        #: raise to stop training (``dglmm tune``'s pruning)
+        self.on_validation: Callable[[int, float], None] | None = None
 
     # -- one epoch --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -117,10 +125,11 @@ class Trainer:
         each phase sampler (e.g. KGAT's TransR phase), each an optimiser step; returns the mean of each term."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.graph)
+        self.model.bind_graphs(self.device)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        per_batch = {n: s for n, s in self.extra_samplers.items() if not getattr(s, "phase", False)}
-        phases = {n: s for n, s in self.extra_samplers.items() if getattr(s, "phase", False)}
+        per_batch = {n: s for n, s in self.extra_samplers.items() if not s.phase}
+        phases = {n: s for n, s in self.extra_samplers.items() if s.phase}
         bar = tqdm(self.sampler, total=len(self.sampler), desc=f"epoch {epoch}", leave=False,
                    disable=not self._show_bar())
         for batch_index, (users, pos, neg) in enumerate(bar):
@@ -135,6 +144,7 @@ class Trainer:
                 self._step(Batch(empty, empty, empty, {name: sample}).to(self.device), epoch, sums, counts,
                            optimizer)
         self.model.on_epoch_end(epoch, self.graph)
+        self.model.bind_graphs(self.device)
         return {name: value / counts[name] for name, value in sums.items()}
 
     def _step(self, batch: Batch, epoch: int, sums: dict[str, float], counts: dict[str, int],
@@ -197,6 +207,16 @@ class Trainer:
                                           f"with torchrun ... -m dglmm train --resume {self.run_dir}") from None
         return self._finish(time.time() - started)
 
+    def fit_validation(self) -> dict:
+        """Train until early stopping like :meth:`fit` but never look at the test split: the search trials of
+        ``dglmm tune`` select on validation only.  Returns the best validation epoch and metrics."""
+        started = time.time()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            if self._run_epoch(epoch):
+                break
+        return {"best_epoch": self.best["epoch"], "epochs_run": len(self.history), "valid": self.best["valid"],
+                "train_seconds": round(time.time() - started, 2)}
+
     def _run_epoch(self, epoch: int) -> bool:
         """Train, validate, record; returns True when early stopping triggers."""
         tic = time.time()
@@ -207,6 +227,8 @@ class Trainer:
             valid = self.evaluate("valid")
             record["valid"] = valid
             stop = self._track_best(epoch + 1, valid)
+            if self.on_validation is not None:
+                self.on_validation(epoch + 1, self.best["score"])
         if self.config.progress and not self._show_bar():
             print(self._epoch_line(record), file=sys.stderr, flush=True)
         self.history.append(record)
@@ -318,7 +340,7 @@ class Trainer:
 
     def _append_metrics(self, record: dict) -> None:
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(self.run_dir)
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 

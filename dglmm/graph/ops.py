@@ -1,6 +1,10 @@
-"""Degree-sensitive edge pruning (FREEDOM, Zhou & Shen MM'23; SLIF-MR eq. 6).
+"""Graph operations shared by the graph builder and the models: symmetric degree weights, degree-sensitive
+pruning and the average of two weighted graphs.
 
-Every edge ``e = (m, n)`` gets the keep weight ``p_e = 1 / (sqrt(d_m) sqrt(d_n))`` (eq. 6): edges between
+:func:`degree_weights` is ``1 / sqrt(d_src d_dst)`` per edge: LightGCN's normalisation of the interaction graph
+(the builder's ``interact`` weights, SLIF-MR's pruned graph) and FREEDOM's keep weight.
+
+Degree-sensitive edge pruning (FREEDOM, Zhou & Shen MM'23; SLIF-MR eq. 6): every edge ``e = (m, n)`` gets the keep weight ``p_e = 1 / (sqrt(d_m) sqrt(d_n))`` (eq. 6): edges between
 popular nodes are dropped more often.  :func:`prune_edges` keeps ``round((1 - ratio) * E)`` edges drawn without
 replacement with probabilities proportional to ``p_e`` (``torch.multinomial``, as FREEDOM's code), from a
 ``torch.Generator`` the caller seeds, so a pruned graph is a deterministic function of (edges, ratio, seed):
@@ -12,9 +16,10 @@ from __future__ import annotations
 import torch
 
 
-def degree_keep_weights(src: torch.Tensor, dst: torch.Tensor, n_nodes: int | None = None,
-                        n_dst: int | None = None) -> torch.Tensor:
-    """``p_e = 1 / sqrt(d_src d_dst)`` per edge (eq. 6).
+def degree_weights(src: torch.Tensor, dst: torch.Tensor, n_nodes: int | None = None,
+                   n_dst: int | None = None) -> torch.Tensor:
+    """``1 / sqrt(d_src d_dst)`` per edge (float32, computed in float64): LightGCN's symmetric normalisation and
+    FREEDOM's keep weight ``p_e`` (SLIF-MR eq. 6).
 
     With ``n_dst`` None, ``src`` and ``dst`` index one node set of ``n_nodes`` nodes and a node's degree counts
     the edges at either end (an undirected edge list, e.g. KG triples); with ``n_dst`` given, the two ends are
@@ -50,3 +55,16 @@ def pruning_generator(seed: int, stream: int) -> torch.Generator:
     """A CPU generator for ``(seed, stream)`` (stream = epoch, or 0 for prune-once), independent of the
     global RNG so that pruning never shifts the run's other random draws."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(stream))
+
+
+def average_graphs(old: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...],
+                   n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(G_old + G_new) / 2`` on the union of their edges, each graph ``(src, dst, weight)`` over ``n`` nodes
+    (SLIF-MR's ``sge_mode="keep"``); the result's edges are sorted by ``(dst, src)``."""
+    src = torch.cat([old[0], new[0]])
+    dst = torch.cat([old[1], new[1]])
+    weight = torch.cat([old[2], new[2]]) * 0.5
+    key, inverse = torch.unique(dst * n + src, return_inverse=True)
+    merged = weight.new_zeros(len(key)).index_add_(0, inverse, weight)
+    return key % n, key // n, merged
+

@@ -1,0 +1,603 @@
+"""``dglmm tune``: an equal-budget search on Optuna, durable in its storage, shared by any number of workers.
+
+A study is the search of one model on one dataset.  Its settings (model, dataset, ``--set`` overrides, search
+space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are recorded in the storage and in
+``study.yaml``; a worker that opens the study with other settings is refused.  Each worker loops:
+
+1. fail the trials of dead workers (same host: the process is gone; any host: no heartbeat for
+   ``stale_after`` seconds), so that their slots are run again;
+2. stop when finished + running trials reach the budget, else ``ask`` a trial and keep it only if fewer than
+   ``budget`` live trials have a lower number (trial numbers are assigned atomically by the storage, so two
+   workers never both take the last slot: the loser's trial is closed as a ``surplus`` failure, never run);
+3. draw the trial's configuration (:func:`dglmm.tune.space.sample`, TPE seeded with ``seed + trial number``),
+   train it on the train split and select on validation (:meth:`dglmm.train.trainer.Trainer.fit_validation`:
+   test metrics are never computed), reporting the best validation metric so far after every validation to
+   the pruner;
+4. rewrite ``trials.csv`` and ``config.yaml`` (the best configuration so far, for ``dglmm train -c``).
+
+When every trial is finished, one worker (a claim file decides which) re-runs the best trial with ``seeds``
+seeds into ``best-trial<N>/seed<i>`` (run folders that ``dglmm compare`` reads) and writes the PNGs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dglmm.config import TrainConfig, instantiate, parse_override
+from dglmm.errors import InputError
+from dglmm.io import write_json, write_text
+from dglmm.tune.space import Dimension, sample, search_space, split_ranges
+
+JOURNAL = "journal.log"
+PRUNERS = ("median", "hyperband", "none")
+#: the settings that define a study; a worker with other values is refused (``trials``/``seeds`` may change)
+DEFINING = ("model", "dataset", "overrides", "space", "metric", "epochs", "patience", "seed", "pruner",
+            "startup_trials")
+
+
+@dataclasses.dataclass
+class TuneSettings:
+    """What ``dglmm tune`` was asked to do (recorded in ``study.yaml`` and in the storage)."""
+
+    model: str
+    dataset: str
+    trials: int
+    seeds: int = 3
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    study: str | None = None
+    storage: str | None = None
+    out: str = "runs/tune"
+    seed: int = 2024
+    pruner: str = "median"
+    prune_startup_trials: int = 5
+    prune_warmup_epochs: int = 10
+    startup_trials: int = 10
+    stale_after: float = 3600.0
+
+    def check(self) -> None:
+        """One-line InputErrors for impossible budgets and pruner settings."""
+        if self.trials < 1:
+            raise InputError(f"--trials must be at least 1, got {self.trials}")
+        if self.seeds < 0:
+            raise InputError(f"--seeds must be 0 or more, got {self.seeds}")
+        if self.pruner not in PRUNERS:
+            raise InputError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        for name in ("prune_startup_trials", "prune_warmup_epochs", "startup_trials"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(self, name)}")
+        if self.stale_after <= 0:
+            raise InputError(f"--stale-after must be positive, got {self.stale_after}")
+        if self.study is not None and (not self.study or "/" in self.study or self.study.startswith(".")):
+            raise InputError(f"--study {self.study!r}: a study name is a plain folder name")
+
+    @property
+    def name(self) -> str:
+        return self.study or f"{self.model}-{Path(self.dataset).name}"
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out) / self.name
+
+
+@dataclasses.dataclass
+class Plan:
+    """A resolved study: base config, dimensions and the recorded definition."""
+
+    settings: TuneSettings
+    config: dict
+    sections: dict[str, type]
+    dims: list[Dimension]
+    definition: dict
+
+    @property
+    def metric(self) -> str:
+        return self.definition["metric"]
+
+
+def plan_study(settings: TuneSettings, dataset_name: str) -> Plan:
+    """Check the settings and resolve the config and the search space; raises before anything is written."""
+    from dglmm.train.run import model_sections, resolve_model_config
+
+    settings.check()
+    sections = model_sections(settings.model)
+    plain, ranges = split_ranges(settings.overrides, sections)
+    config = resolve_model_config(settings.model, dataset_name, [], plain)
+    set_keys = {parse_override(text, sections)[:2] for text in plain}
+    dims = search_space(config, sections, set_keys, ranges)
+    if not dims:
+        raise InputError("nothing to search: every option with a search space is fixed by --set")
+    train = instantiate(TrainConfig, {k: v for k, v in config["train"].items() if not isinstance(v, list)})
+    if any(d.key in ("train.metric", "train.seed", "train.epochs") for d in dims):
+        raise InputError("train.metric, train.seed and train.epochs cannot be searched: they define the budget")
+    pruner = {"name": settings.pruner}
+    if settings.pruner != "none":
+        pruner.update(startup_trials=settings.prune_startup_trials, warmup_epochs=settings.prune_warmup_epochs)
+    definition = {"model": settings.model, "dataset": dataset_name, "overrides": list(settings.overrides),
+                  "space": [str(d) for d in dims], "metric": train.metric, "epochs": train.epochs,
+                  "patience": train.patience, "seed": train.seed, "pruner": pruner,
+                  "startup_trials": settings.startup_trials}
+    return Plan(settings, config, sections, dims, definition)
+
+
+# -- storage and study ------------------------------------------------------------------------------------
+def open_storage(settings: TuneSettings) -> Any:
+    """The Optuna storage: a journal file (default ``<study folder>/journal.log``, or a path given with
+    ``--storage``) or an RDB URL (``sqlite:///...``, ``postgresql://...``, ``mysql+pymysql://...``)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    url = settings.storage
+    try:
+        if url is None or "://" not in url:
+            path = Path(url) if url else settings.folder / JOURNAL
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach a storage is a problem of the given URL
+        shown = url or str(settings.folder / JOURNAL)
+        raise InputError(f"--storage {shown}: cannot open it ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def _engine_kwargs(url: str) -> dict:
+    """SQLite: wait for the other workers' transactions instead of failing at once."""
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+
+def open_study(plan: Plan, storage: Any) -> Any:
+    """Create the study or load it; refuse one defined by other settings (another model or dataset above all)."""
+    import optuna
+
+    name = plan.settings.name
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(plan, 0))
+    except KeyError:
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                        sampler=_sampler(plan, 0), pruner=_pruner(plan))
+            study.set_user_attr("dglmm", plan.definition)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker created it in the meantime
+            study = optuna.load_study(study_name=name, storage=storage, sampler=_sampler(plan, 0))
+    recorded = study.user_attrs.get("dglmm")
+    for _ in range(50):  # the creating worker sets the definition just after creating the study
+        if recorded is not None:
+            break
+        time.sleep(0.1)
+        recorded = optuna.load_study(study_name=name, storage=storage).user_attrs.get("dglmm")
+    _check_definition(name, recorded, plan.definition)
+    study.pruner = _pruner(plan)
+    return study
+
+
+def _check_definition(name: str, recorded: dict | None, wanted: dict) -> None:
+    if recorded is None:
+        raise InputError(f"study {name!r} exists in this storage but was not created by dglmm tune")
+    for key in ("model", "dataset"):
+        if recorded.get(key) != wanted[key]:
+            raise InputError(f"study {name!r} belongs to {key} {recorded.get(key)!r}, not {wanted[key]!r}; "
+                             "choose another --study name")
+    differ = [k for k in DEFINING if recorded.get(k) != wanted.get(k)]
+    if differ:
+        raise InputError(f"study {name!r} was created with other settings ({', '.join(differ)}: "
+                         f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ)}); resume it with the same "
+                         "--set and pruner options, or choose another --study name")
+
+
+def _sampler(plan: Plan, offset: int) -> Any:
+    """TPE seeded with the study's seed + ``offset``; ``constant_liar`` keeps parallel workers apart."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=plan.definition["seed"] + offset, constant_liar=True,
+                                          n_startup_trials=plan.definition["startup_trials"])
+
+
+def _pruner(plan: Plan) -> Any:
+    """Median pruning of the best-so-far validation metric suits early-stopped training: a trial stops when
+    its best at an epoch is below the median of earlier trials' bests at that epoch (after ``warmup`` epochs
+    and ``startup`` finished trials); Hyperband with the epoch cap as maximum resource; or no pruning."""
+    import optuna
+
+    pruner = plan.definition["pruner"]
+    if pruner["name"] == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner["startup_trials"],
+                                           n_warmup_steps=pruner["warmup_epochs"])
+    if pruner["name"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, pruner["warmup_epochs"]),
+                                              max_resource=plan.definition["epochs"])
+    return optuna.pruners.NopPruner()
+
+
+# -- the worker ---------------------------------------------------------------------------------------------
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(worker: str | None) -> bool | None:
+    """Whether a worker ``host:pid`` still runs (None: it runs on another host, unknown)."""
+    if not worker or ":" not in worker:
+        return None
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def reclaim_stale(study: Any, stale_after: float) -> int:
+    """Fail the RUNNING trials of dead workers (their slots are run again); returns how many."""
+    from optuna.trial import TrialState
+
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        alive = _alive(worker)
+        beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0)
+        if alive is False or (alive is None and time.time() - beat > stale_after):
+            study._storage.set_trial_user_attr(trial._trial_id, "interrupted", f"worker {worker} stopped")
+            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                count += 1
+    return count
+
+
+def _live(trials: list) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+
+
+class Worker:
+    """One process working on a study until its budget is spent."""
+
+    def __init__(self, plan: Plan, study: Any, dataset: Any, progress: bool = True) -> None:
+        self.plan, self.study, self.dataset = plan, study, dataset
+        self.progress = progress
+        self.folder = plan.settings.folder
+        self.ran = 0
+
+    def run(self) -> int:
+        """Run trials until finished + running ones reach the budget; returns how many this worker ran."""
+        from tqdm import tqdm
+
+        budget = self.plan.settings.trials
+        bar = tqdm(total=budget, desc=f"tune {self.plan.settings.name}", unit="trial", leave=False,
+                   disable=not (self.progress and sys.stderr.isatty()))
+        try:
+            while True:
+                reclaim_stale(self.study, self.plan.settings.stale_after)
+                done = _finished(self.study)
+                bar.n = min(done, budget)
+                bar.refresh()
+                if len(_live(self.study.get_trials(deepcopy=False))) >= budget:
+                    break
+                trial = self.study.ask()
+                before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+                if len(_live(before)) >= budget:  # another worker took the last slot first
+                    self._close_surplus(trial)
+                    break
+                self._run_trial(trial, bar)
+                self.ran += 1
+                write_outputs(self.plan, self.study, plots=False)
+        finally:
+            bar.close()
+        return self.ran
+
+    def _close_surplus(self, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        trial.set_user_attr("surplus", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _run_trial(self, trial: Any, bar: Any) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        from dglmm.train.run import prepare_run
+
+        self.study.sampler = _sampler(self.plan, trial.number)  # reproducible draws, whatever ran before
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("heartbeat", time.time())
+        started = time.time()
+        config = sample(trial, self.plan.config, self.plan.dims, self.plan.sections)
+        config["train"]["progress"] = False
+        trial.set_user_attr("config", _plain(config))
+        prepared = prepare_run(self.plan.settings.model, self.dataset, config)
+        trainer = prepared.trainer
+        epochs = [0]  # epochs validated, the pruned one included
+        trainer.on_validation = self._reporter(trial, epochs)
+        state, note = TrialState.COMPLETE, ""
+        try:
+            result = trainer.fit_validation()
+        except optuna.TrialPruned:
+            state, note = TrialState.PRUNED, "pruned"
+        except FloatingPointError as error:  # a diverging configuration is a finished, hopeless trial
+            state, note = TrialState.PRUNED, f"diverged: {' '.join(str(error).split())[:120]}"
+        except BaseException as error:  # interrupted or broken: the slot is freed for a later run
+            trial.set_user_attr("interrupted", f"{type(error).__name__}: {error}"[:200])
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        best = trainer.best
+        trial.set_user_attr("epochs_run", max(epochs[0], len(trainer.history)))
+        trial.set_user_attr("best_epoch", best["epoch"])
+        trial.set_user_attr("seconds", round(time.time() - started, 2))
+        if note:
+            trial.set_user_attr("note", note)
+        if state == TrialState.COMPLETE:
+            self.study.tell(trial, result["valid"][self.plan.metric])
+        else:
+            self.study.tell(trial, state=state)
+        self._line(trial.number, bar)
+
+    def _reporter(self, trial: Any, epochs: list[int]):
+        import optuna
+
+        last_beat = [time.time()]
+
+        def report(epoch: int, best: float) -> None:
+            epochs[0] = epoch + 1
+            trial.report(best, epoch)
+            if time.time() - last_beat[0] > 30:
+                trial.set_user_attr("heartbeat", time.time())
+                last_beat[0] = time.time()
+            if self.plan.settings.pruner != "none" and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+        return report
+
+    def _line(self, number: int, bar: Any) -> None:
+        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, number))
+        best = _best(self.study)
+        value = "-" if frozen.value is None else f"{frozen.value:.4f}"
+        params = "  ".join(f"{k}={_short(v)}" for k, v in frozen.params.items())
+        line = (f"trial {number} {frozen.state.name.lower():8s} valid {self.plan.metric} {value}  "
+                f"epochs {frozen.user_attrs.get('epochs_run')}  {frozen.user_attrs.get('seconds')} s  "
+                f"best {'-' if best is None else f'{best.value:.4f} (trial {best.number})'}  {params}")
+        bar.update(0)
+        if self.progress:
+            if bar.disable:
+                print(f"[{_finished(self.study)}/{self.plan.settings.trials}] {line}", file=sys.stderr, flush=True)
+            else:
+                bar.write(line, file=sys.stderr)
+
+
+def _finished(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _best(study: Any) -> Any:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _plain(config: dict) -> dict:
+    return {s: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+            for s, values in config.items()}
+
+
+# -- outputs --------------------------------------------------------------------------------------------------
+def trials_table(study: Any) -> list[dict]:
+    """One row per trial: number, state, validation metric, epochs run, best epoch, seconds, parameters."""
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.params})
+    rows = []
+    for t in trials:
+        if t.user_attrs.get("surplus"):
+            continue
+        state = t.state.name.lower()
+        rows.append({"number": t.number, "state": state, "value": t.value,
+                     "pruned": state == "pruned", "epochs_run": t.user_attrs.get("epochs_run"),
+                     "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
+                     **{k: t.params.get(k) for k in keys},
+                     "note": t.user_attrs.get("note") or t.user_attrs.get("interrupted") or ""})
+    return rows
+
+
+def write_outputs(plan: Plan, study: Any, plots: bool = True) -> None:
+    """``trials.csv``, ``config.yaml`` (the best trial's configuration) and, with ``plots``, the PNGs."""
+    import pandas as pd
+
+    folder = plan.settings.folder
+    rows = trials_table(study)
+    if rows:
+        frame = pd.DataFrame(rows)
+        write_text(folder / "trials.csv", frame.to_csv(index=False))
+    best = _best(study)
+    if best is not None:
+        header = (f"# dglmm tune: best of study {plan.settings.name} (trial {best.number}, valid {plan.metric} "
+                  f"{best.value:.4f}); reproduce with:\n# dglmm train -m {plan.settings.model} "
+                  f"-d {plan.definition['dataset']} -c config.yaml\n")
+        config = {s: v for s, v in best.user_attrs["config"].items() if v}
+        write_text(folder / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
+    if plots:
+        plot_study(study, folder)
+
+
+def plot_study(study: Any, folder: Path) -> list[str]:
+    """``history.png`` and ``importances.png`` (Optuna's matplotlib plots); returns what could not be drawn."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    skipped = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, draw in (("history.png", ovm.plot_optimization_history),
+                           ("importances.png", ovm.plot_param_importances)):
+            try:
+                axes = draw(study)
+            except (ValueError, RuntimeError) as error:  # e.g. importances need two finished trials
+                skipped.append(f"{name}: {' '.join(str(error).split())[:120]}")
+                continue
+            figure = axes.figure
+            figure.tight_layout()
+            tmp = folder / f".{name}.tmp.png"
+            figure.savefig(tmp, dpi=120)
+            os.replace(tmp, folder / name)
+            plt.close(figure)
+    return skipped
+
+
+# -- the best trial's seeds -------------------------------------------------------------------------------------
+def run_seeds(plan: Plan, study: Any, dataset: Any) -> dict | None:
+    """Re-run the best trial with ``seeds`` seeds (base seed + 0..seeds-1) into ``best-trial<N>/seed<i>``,
+    resuming a seed that has a checkpoint and skipping one with ``results.json``; writes ``summary.json``
+    with the test metrics as mean and std.  Returns None when another worker holds the claim."""
+    from dglmm.train.run import aggregate, run_once
+
+    best = _best(study)
+    if best is None or plan.settings.seeds == 0:
+        return None
+    out = plan.settings.folder / f"best-trial{best.number}"
+    if not _claim(out / "claim"):
+        return None
+    try:
+        runs = []
+        for index in range(plan.settings.seeds):
+            run_dir = out / f"seed{index}"
+            if (run_dir / "results.json").is_file():
+                runs.append(json.loads((run_dir / "results.json").read_text()))
+                continue
+            config = json.loads(json.dumps(best.user_attrs["config"]))
+            config["train"]["seed"] = plan.definition["seed"] + index
+            config["train"]["progress"] = False
+            result = run_once(plan.settings.model, dataset, config, run_dir,
+                              resume=(run_dir / "checkpoint.pt").is_file())
+            runs.append(result)
+            print(f"best trial {best.number}, seed {config['train']['seed']}: test {plan.metric} "
+                  f"{result['test'][plan.metric]:.4f}", file=sys.stderr, flush=True)
+        summary = {"study": plan.settings.name, "model": plan.settings.model, "dataset": plan.definition["dataset"],
+                   "trial": best.number, "params": best.params, "valid_trial": best.value,
+                   "metric": plan.metric, "seeds": [plan.definition["seed"] + i for i in range(len(runs))],
+                   "valid": aggregate(runs, "valid"), "test": aggregate(runs, "test"),
+                   "best_epochs": [r["best_epoch"] for r in runs]}
+        write_json(out / "summary.json", summary)
+        return summary
+    finally:
+        (out / "claim").unlink(missing_ok=True)
+
+
+def _claim(path: Path) -> bool:
+    """Create ``path`` exclusively (holding this worker's id); take it over when its worker is dead."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _alive(path.read_text().strip() if path.exists() else None) is False:
+                path.unlink(missing_ok=True)
+                continue
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(worker_id())
+        return True
+    return False
+
+
+# -- the command -------------------------------------------------------------------------------------------------
+def tune(settings: TuneSettings, dataset: Any, progress: bool = True) -> dict:
+    """Plan, open and work on a study, then (when every trial is finished) run the best trial's seeds."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    plan = plan_study(settings, dataset.name)
+    _check_folder(plan)
+    storage = open_storage(settings)
+    study = open_study(plan, storage)
+    _record(plan)
+    started = time.time()
+    ran = Worker(plan, study, dataset, progress).run()
+    seconds = time.time() - started
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    write_outputs(plan, study, plots=not running)
+    summary = None if running else run_seeds(plan, study, dataset)
+    return {"folder": str(settings.folder), "ran": ran, "seconds": round(seconds, 1),
+            "finished": _finished(study), "running": len(running), "best": _best(study), "summary": summary,
+            "metric": plan.metric}
+
+
+def _check_folder(plan: Plan) -> None:
+    """An existing study folder must hold this study (same model and dataset), else nothing is touched."""
+    path = plan.settings.folder / "study.yaml"
+    if path.is_file():
+        recorded = (yaml.safe_load(path.read_text()) or {}).get("definition", {})
+        for key in ("model", "dataset"):
+            if recorded.get(key) != plan.definition[key]:
+                raise InputError(f"{plan.settings.folder}: holds study {plan.settings.name!r} of {key} "
+                                 f"{recorded.get(key)!r}, not {plan.definition[key]!r}; choose another --study")
+
+
+def _record(plan: Plan) -> None:
+    settings = dataclasses.asdict(plan.settings)
+    write_text(plan.settings.folder / "study.yaml",
+               yaml.safe_dump({"settings": settings, "definition": plan.definition}, sort_keys=False))
+
+
+def load_settings(folder: Path) -> TuneSettings:
+    """The settings recorded in a study folder (``dglmm tune --resume FOLDER``)."""
+    path = Path(folder) / "study.yaml"
+    if not path.is_file():
+        raise InputError(f"{path}: not found (is {folder} a dglmm tune study folder?)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        settings = TuneSettings(**data["settings"])
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a study record ({type(exc).__name__})") from None
+    settings.out = str(Path(folder).parent)
+    settings.study = Path(folder).name
+    return settings
+
+
+def format_result(result: dict) -> str:
+    """The closing lines of ``dglmm tune``."""
+    lines = [f"study folder: {result['folder']} ({result['finished']} trials finished, {result['ran']} run by "
+             f"this worker in {result['seconds']:.0f} s)"]
+    best = result["best"]
+    if best is not None:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
+        lines.append(f"best trial {best.number}: valid {result['metric']} {best.value:.4f} ({params})")
+    if result["running"]:
+        lines.append(f"{result['running']} trial(s) still running in other workers; the last one to finish "
+                     "writes the plots and runs the seeds")
+    summary = result["summary"]
+    if summary:
+        test = summary["test"]
+        shown = [k for k in test if k.endswith("@20")] or list(test)[:4]
+        lines.append(f"best trial, {len(summary['seeds'])} seeds, test: " + "  ".join(
+            f"{k} {test[k]['mean']:.4f} ± {test[k]['std']:.4f}" for k in shown))
+    return "\n".join(lines)
+
+
+__all__ = ["TuneSettings", "format_result", "load_settings", "plan_study", "tune", "write_outputs"]
