@@ -112,7 +112,8 @@ def cmd_options(args: argparse.Namespace) -> None:
     if "model" in wanted and cls is None:
         raise InputError("the model section depends on the model: dglmm options model -m NAME (dglmm models)")
     for section in wanted:
-        print(f"{section}: {summary_line(classes[section])}")
+        title = f"the options of {args.model}" if section == "model" else summary_line(classes[section])
+        print(f"{section}: {title}")
         for name, default, help_text in config_fields(cls if section == "model" else classes[section]):
             layered = shipped.get(section, {}).get(name, default)
             note = "" if layered == default else f" [dglmm/configs for {args.dataset}; built-in {default!r}]"
