@@ -307,19 +307,11 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose help shows defaults (:class:`HelpFormatter`); its sub-commands' parsers are of
-    this class too, so every command added with ``add_parser`` gets the same help."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from dglmm import __version__
 
-    parser = Parser(prog="dglmm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dglmm", description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"dglmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -327,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (grid over list values, several seeds)",
                            description="Train a model: a grid over every list value of -c/--set, each point "
                                        "with the first seed, the best on validation with the others. Prints "
-                                       "the run folder first and again with the test results.")
+                                       "the run folder first and again with the test results.",
+                           formatter_class=HelpFormatter)
     train.add_argument("-m", "--model", help="the model to train (dglmm models lists them); with --resume, "
                                              "read from the run folder")
     train.add_argument("-d", "--dataset", help="a known name (synthetic, or a folder in $DGLMM_DATA or "
@@ -349,13 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="under torchrun: seconds a rank waits for the others before the run stops")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a run's best model")
+    evaluate = sub.add_parser("evaluate", help="evaluate a run's best model", formatter_class=HelpFormatter)
     evaluate.add_argument("run_dir", help="the folder train printed (one seed), or one seed* folder in it")
     evaluate.add_argument("--split", default="test", choices=["valid", "test"], help="the split to rank")
     evaluate.add_argument("-d", "--dataset", help="dataset path (default: the one in config.yaml)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    compare = sub.add_parser("compare", help="paired significance tests of runs against the first (baseline)")
+    compare = sub.add_parser("compare", help="paired significance tests of runs against the first (baseline)",
+                             formatter_class=HelpFormatter)
     compare.add_argument("runs", nargs="+", metavar="RUN",
                          help="run folders as train prints them (all their seeds), or single seed* folders")
     compare.add_argument("--metrics", nargs="+", default=["recall@20", "ndcg@20", "precision@20"],
@@ -365,24 +359,25 @@ def build_parser() -> argparse.ArgumentParser:
                                         "folder that holds the runs)")
     compare.set_defaults(func=cmd_compare)
 
-    models = sub.add_parser("models", help="list models and their options")
+    models = sub.add_parser("models", help="list models and their options", formatter_class=HelpFormatter)
     models.add_argument("name", nargs="?", help="one model: its options with their defaults")
     models.add_argument("-v", "--verbose", action="store_true", help="every model's options")
     models.set_defaults(func=cmd_models)
 
     options = sub.add_parser("options", help="every data, graph and train option with its default (and a "
-                                             "model's with -m)")
+                                             "model's with -m)", formatter_class=HelpFormatter)
     options.add_argument("sections", nargs="*", metavar="SECTION",
                          help="data, graph, model or train (default: all; model needs -m)")
     options.add_argument("-m", "--model", help="also the options of this model")
     options.add_argument("-d", "--dataset", help="show the defaults dglmm/configs ships for this dataset")
     options.set_defaults(func=cmd_options)
 
-    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
-    info = data.add_parser("info", help="dataset summary")
+    data = sub.add_parser("data", help="inspect datasets", formatter_class=HelpFormatter).add_subparsers(dest="data_command", required=True)
+    info = data.add_parser("info", help="dataset summary", formatter_class=HelpFormatter)
     info.add_argument("dataset", help="a known name or a path")
     info.set_defaults(func=cmd_data_info)
-    graph = data.add_parser("graph", help="build the heterograph and print its schema")
+    graph = data.add_parser("graph", help="build the heterograph and print its schema",
+                            formatter_class=HelpFormatter)
     graph.add_argument("dataset", help="a known name or a path")
     graph.add_argument("--k", type=int, default=10, help="neighbours per item in the kNN feature graphs")
     graph.add_argument("--norm", default="sym", choices=["sym", "rw", "none"], help="kNN edge normalisation")
@@ -390,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--no-cache", action="store_true", help="build anew, neither read nor write the cache")
     graph.set_defaults(func=cmd_data_graph)
 
-    kg_check = data.add_parser("kg-check", help="permutation test: do items that share a KG entity share users?")
+    kg_check = data.add_parser("kg-check", help="permutation test: do items that share a KG entity share users?",
+                               formatter_class=HelpFormatter)
     kg_check.add_argument("dataset", help="a dataset with a knowledge graph (name or path)")
     kg_check.add_argument("--max-pairs", type=int, default=20_000, help="item pairs sampled per relation")
     kg_check.add_argument("--permutations", type=int, default=99, help="null draws with permuted item links")
@@ -398,16 +394,19 @@ def build_parser() -> argparse.ArgumentParser:
     kg_check.set_defaults(func=cmd_data_kg_check)
 
     relink = data.add_parser("relink-movielens", help="re-key a RecBole MovieLens .link file (MovieLens-wide movie "
-                                                      "ids) to the dataset's own items by title and year")
+                                                      "ids) to the dataset's own items by title and year",
+                             formatter_class=HelpFormatter)
     relink.add_argument("dataset", help="RecBole dataset directory or .inter file (with .item and .link)")
     relink.add_argument("--movies", required=True, help="a MovieLens movies.dat (ML-1M) or movies.csv (ml-latest)")
     relink.add_argument("--out", required=True, help="directory for the re-linked copy")
     relink.add_argument("--min-similarity", type=float, default=0.8, help="fuzzy title match threshold")
     relink.set_defaults(func=cmd_data_relink)
 
-    features = sub.add_parser("features", help="compute modality features").add_subparsers(
+    features = sub.add_parser("features", help="compute modality features",
+                              formatter_class=HelpFormatter).add_subparsers(
         dest="features_command", required=True)
-    text = features.add_parser("text", help="text_feat.npy from item text with all-MiniLM-L6-v2 (dglmm[text])")
+    text = features.add_parser("text", help="text_feat.npy from item text with all-MiniLM-L6-v2 (dglmm[text])",
+                               formatter_class=HelpFormatter)
     text.add_argument("dataset", help="a known name or a path")
     text.add_argument("--table", help="CSV/TSV with an item id column and text columns (default: the dataset's "
                                       "own item text, e.g. RecBole .item titles and genres)")
@@ -420,7 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--device", default="cpu", help="torch device of the encoder")
     text.set_defaults(func=cmd_features_text)
 
-    demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it")
+    demo = sub.add_parser("demo", help="summarise the synthetic data and train a few models on it",
+                          formatter_class=HelpFormatter)
     demo.add_argument("--models", nargs="+", default=["lightgcn", "vbpr"], help="models to train")
     demo.add_argument("--epochs", type=int, default=60, help="epoch cap (early stopping after 10 evaluations "
                                                              "without improvement)")
