@@ -307,15 +307,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class Parser(argparse.ArgumentParser):
-    """A parser whose help shows defaults (:class:`HelpFormatter`), given to ``add_subparsers`` so that every
-    sub-command gets it, also one added without ``formatter_class``."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from dglmm import __version__
 
@@ -435,6 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "without improvement)")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose help shows defaults (:class:`HelpFormatter`), given to ``add_subparsers`` so that every
+    sub-command gets it, also one added without ``formatter_class``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
