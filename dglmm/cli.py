@@ -112,7 +112,8 @@ def cmd_options(args: argparse.Namespace) -> None:
     if "model" in wanted and cls is None:
         raise InputError("the model section depends on the model: dglmm options model -m NAME (dglmm models)")
     for section in wanted:
-        print(f"{section}: {summary_line(classes[section])}")
+        title = f"the options of {args.model}" if section == "model" else summary_line(classes[section])
+        print(f"{section}: {title}")
         for name, default, help_text in config_fields(cls if section == "model" else classes[section]):
             layered = shipped.get(section, {}).get(name, default)
             note = "" if layered == default else f" [dglmm/configs for {args.dataset}; built-in {default!r}]"
@@ -396,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"dglmm {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = sub.add_parser("train", help="train a model (grid over list values, several seeds)",
                            description="Train a model: a grid over every list value of -c/--set, each point "
@@ -564,6 +565,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds without heartbeat after which another host's running trial counts as dead")
     tune.set_defaults(func=cmd_tune)
     return parser
+
+
+class Parser(argparse.ArgumentParser):
+    """A parser whose help shows defaults (:class:`HelpFormatter`), given to ``add_subparsers`` so that every
+    sub-command gets it, also one added without ``formatter_class``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

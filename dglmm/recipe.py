@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dglmm.config import parse_override, sweep_axes
 from dglmm.data.readers import load_dataset
 from dglmm.io import write_text
 from dglmm.report import format_table
 from dglmm.train import distributed
-from dglmm.train.run import resolve_model_config, run_experiment
+from dglmm.train.run import model_sections, resolve_model_config, run_experiment
 
 #: The rest of the recipe kit: ``from dglmm.recipe import format_table`` (each loaded on first use, so that
 #: importing this module does not start matplotlib).  A recipe imports only ``dglmm`` and ``dglmm.recipe``.
@@ -56,7 +57,8 @@ class Recipe:
         if self.args.only and label not in self.args.only:
             return None
         if self.args.quick:  # a smoke run of every table: short training, the grid reduced to its lr axis
-            overrides = [o for o in overrides if "=[" not in o or o.startswith("train.lr=")]
+            sections = model_sections(model)
+            overrides = [o for o in overrides if o.startswith("train.lr=") or not defines_sweep(o, sections)]
             overrides += [f"train.epochs={self.args.quick_epochs}", "train.patience=5"]
         sets = ["train.progress=false", *self.args.set, *overrides]
         config = resolve_model_config(model, self.dataset.name, self.args.config, sets)
@@ -70,6 +72,13 @@ class Recipe:
                   flush=True)
             write_text(self.out / "summaries.json", json.dumps(self.summaries, indent=1, default=str))
         return summary
+
+
+def defines_sweep(override: str, sections: dict[str, type]) -> bool:
+    """Whether ``section.key=value`` sweeps a grid (a list for a scalar option, a list of lists for a list
+    option such as ``model.modalities``), as :func:`dglmm.config.sweep_axes` reads it."""
+    section, key, value = parse_override(override, sections)
+    return bool(sweep_axes({section: {key: value}}, sections)) if section in sections else False
 
 
 def cell(summary: dict, metric: str, group: str = "test", baseline: dict | None = None) -> str:
@@ -138,7 +147,7 @@ def paper_table(head: list[str], rows: list[list[str]], metric: str = "R@20") ->
     ranked = [[*r, str(ours_rank.get(i, "-")), str(paper_rank.get(i, "-"))] for i, r in enumerate(rows)]
     table = format_table([*head, f"rank {metric}", f"paper rank {metric}"], ranked)
     n_label = next(i for i, h in enumerate(head) if "@" in h)  # the columns that name a row
-    labels = [" ".join(rows[i][:n_label]) for i, _, _ in pairs]
+    labels = [" ".join(c for c in rows[i][:n_label] if c) for i, _, _ in pairs]
     return table + "\n" + ordering_agreement(labels, [a for _, a, _ in pairs], [b for _, _, b in pairs], metric)
 
 
@@ -152,11 +161,14 @@ def ordering_agreement(labels: list[str], ours: list[float], paper: list[float],
         return f"ordering by {metric}: fewer than two rows with paper numbers, nothing to compare"
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     same = sum((ours[i] - ours[j]) * (paper[i] - paper[j]) > 0 for i, j in pairs)
+    tied = sum(ours[i] == ours[j] or paper[i] == paper[j] for i, j in pairs)
     tau = stats.kendalltau(ours, paper).statistic
     best_ours, best_paper = labels[max(range(n), key=ours.__getitem__)], labels[max(range(n), key=paper.__getitem__)]
     verdict = "agrees with" if same == len(pairs) else "differs from"
-    return (f"ordering by {metric} {verdict} the paper's: {same} of {len(pairs)} pairs in the same order "
-            f"(Kendall tau {tau:+.2f}); best: {best_ours} here, {best_paper} in the paper")
+    ties = f", {tied} tied on one side" if tied else ""
+    tau_text = "undefined: one side all tied" if tau != tau else f"{tau:+.2f}"  # NaN when a side is constant
+    return (f"ordering by {metric} {verdict} the paper's: {same} of {len(pairs)} pairs in the same order{ties} "
+            f"(Kendall tau {tau_text}); best: {best_ours} here, {best_paper} in the paper")
 
 
 def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),

@@ -36,3 +36,21 @@ def test_tables_without_paper_numbers_are_unchanged():
 
     rows = [["MF", "0.1", "0.05"]]
     assert paper_table(["model", "R@20", "NDCG@20"], rows) == format_table(["model", "R@20", "NDCG@20"], rows)
+
+
+def test_ties_are_counted_and_a_constant_side_has_no_tau():
+    line = ordering_agreement(["image", "text", "both"], [0.38, 0.38, 0.38], [0.077, 0.084, 0.090], "R@20")
+    assert "0 of 3 pairs in the same order, 3 tied on one side" in line
+    assert "Kendall tau undefined: one side all tied" in line
+
+
+def test_quick_keeps_list_options_that_are_not_sweeps():
+    from dglmm.recipe import defines_sweep
+    from dglmm.train.run import model_sections
+
+    sections = model_sections("micro")
+    assert defines_sweep("train.lr=[0.01,0.001]", sections)
+    assert defines_sweep("model.lambda_coeff=[0.7,0.9]", sections)
+    assert defines_sweep("model.modalities=[[image],[text]]", sections)
+    assert not defines_sweep("model.modalities=[image]", sections)  # one subset, not a grid
+    assert not defines_sweep("model.lambda_coeff=0.7", sections)
