@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "without improvement)")
     demo.set_defaults(func=cmd_demo)
     recommend = sub.add_parser(
-        "recommend", formatter_class=HelpFormatter, help="top-K items per user from a finished run, in the dataset's own ids",
+        "recommend", help="top-K items per user from a finished run, in the dataset's own ids",
         description="Top-K items per user from a run's best model: the evaluator's full-ranking scores, training "
                     "items excluded (unless --include-seen), ties to the lower item id; users and items in the "
                     "dataset's own ids (RecBole tokens; MMRec, LATTICE and KGAT integer ids).  Output: CSV "
@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.set_defaults(func=cmd_recommend)
 
     export = sub.add_parser(
-        "export", formatter_class=HelpFormatter, help="final user and item vectors (.npy) and id maps, for a nearest-neighbour index",
+        "export", help="final user and item vectors (.npy) and id maps, for a nearest-neighbour index",
         description="Write user_embeddings.npy [n_users, d], item_embeddings.npy [n_items, d] (float32), "
                     "user_ids.txt and item_ids.txt (row r = the id on line r) and export.json.  For every model "
                     "the score is the inner product of the two vectors, except TMFUN with attention=user (its "
@@ -544,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "with a seeded TPE sampler and pruning, select on validation only, then re-run the best "
                           "trial with --seeds seeds. Run the same command in more processes or hosts (same "
                           "--storage) to share the budget; run it again to resume.")
-    tune.add_argument("-m", "--model")
+    tune.add_argument("-m", "--model", help="the model to tune (dglmm models lists them); with --resume, read from "
+                                            "the study")
     tune.add_argument("-d", "--dataset", default="synthetic", help="a known name or a path")
     tune.add_argument("--trials", type=int, help="trial budget, finished by all workers together")
     tune.add_argument("--seeds", type=int, default=3, help="seeds of the best trial's final runs (0: none)")
