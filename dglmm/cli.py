@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from dglmm.errors import InputError, PeerFailure
+from dglmm.report import HelpFormatter
 
 
 def _load(spec: str):
@@ -358,15 +359,6 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a run folder (a seed's, the one train prints, or a grid's)")
     parser.add_argument("--seed", type=int, help="which seed folder (N of seedN) when the folder holds several")
     parser.add_argument("-d", "--dataset", help="dataset name or path (default: the one in config.yaml)")
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, except flags and options without one (None or [])."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default == [] or action.nargs == 0:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def cmd_tune(args: argparse.Namespace) -> None:

@@ -185,7 +185,7 @@ def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -
     """The command line every recipe shares (a recipe may add its own arguments to it): the first line of the
     recipe's docstring ``doc`` describes it, and its paragraph that starts with ``Expected time:`` (what
     ``--quick`` took, measured) ends ``--help``."""
-    from dglmm.cli import HelpFormatter
+    from dglmm.report import HelpFormatter
 
     timing = [" ".join(p.replace("``", "").split()) for p in doc.split("\n\n")
               if p.strip().startswith("Expected time:")]

@@ -1,6 +1,9 @@
-"""Plain-text tables of experiment summaries (what the CLI, the demo and the recipes print)."""
+"""Plain-text tables of experiment summaries (what the CLI, the demo and the recipes print), and the help
+formatter every dglmm command line (the CLI's and the recipes') shares."""
 
 from __future__ import annotations
+
+import argparse
 
 DEFAULT_COLUMNS = ("recall@20", "ndcg@20", "precision@20", "map@20")
 
@@ -32,3 +35,12 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, except flags and options without one (None or [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == [] or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
