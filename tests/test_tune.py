@@ -167,12 +167,12 @@ def test_seeded_tune_reproduces_the_same_trials(tmp_path):
 
 def test_pruner_prunes_and_none_turns_it_off(tmp_path):
     dataset = tiny_dataset(40, 30, 400, seed=1)
-    overrides = ["train.epochs=8", "train.batch_size=64", "train.patience=8", "train.lr=1e-5..1e-1"]
-    tune(_settings(tmp_path / "on", trials=8, overrides=overrides), dataset, progress=False)
+    overrides = ["train.epochs=6", "train.batch_size=64", "train.patience=6", "train.lr=1e-5..1e-1"]
+    tune(_settings(tmp_path / "on", trials=6, overrides=overrides), dataset, progress=False)
     on = pd.read_csv(tmp_path / "on" / "lightgcn-tiny" / "trials.csv")
     assert on["pruned"].any()
-    assert (on.loc[on["pruned"], "epochs_run"] < 8).all()
-    tune(_settings(tmp_path / "off", trials=8, overrides=overrides, pruner="none"), dataset, progress=False)
+    assert (on.loc[on["pruned"], "epochs_run"] < 6).all()
+    tune(_settings(tmp_path / "off", trials=4, overrides=overrides, pruner="none"), dataset, progress=False)
     off = pd.read_csv(tmp_path / "off" / "lightgcn-tiny" / "trials.csv")
     assert not off["pruned"].any() and (off["state"] == "complete").all()
 

@@ -182,9 +182,10 @@ def _journal_lock(path: str) -> Any:
                 raise RuntimeError("Error: did not possess lock") from None
 
         def _break_if_stale(self) -> None:
-            try:
-                owner = Path(self.lock_file).read_text().strip()
-                age = time.time() - os.stat(self.lock_file).st_mtime
+            try:  # Optuna's own lock (optuna-dashboard, a plain JournalFileBackend) is a symlink: age only
+                link = os.path.islink(self.lock_file)
+                owner = "" if link else Path(self.lock_file).read_text().strip()
+                age = time.time() - os.lstat(self.lock_file).st_mtime
             except OSError:
                 return
             alive = _alive(owner) if owner else None
@@ -194,7 +195,7 @@ def _journal_lock(path: str) -> Any:
                     os.rename(self.lock_file, aside)
                 except OSError:
                     return
-                if Path(aside).read_text().strip() != owner:  # a live worker's fresh lock: give it back
+                if not link and Path(aside).read_text().strip() != owner:  # a fresh lock: give it back
                     try:
                         os.link(aside, self.lock_file)
                     except OSError:
@@ -417,8 +418,7 @@ class Worker:
         return report
 
     def _line(self, number: int, bar: Any) -> None:
-        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number))
+        frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
         best = _best(self.study)
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         params = "  ".join(f"{k}={_short(v)}" for k, v in frozen.params.items())
