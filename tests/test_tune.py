@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -298,3 +299,27 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_overwritten(small_study, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dglmm: error:") and message in err[0], err
     assert _snapshot(folder) == before
+
+
+def test_a_journal_lock_left_by_a_killed_worker_is_broken(tmp_path):
+    from dglmm.tune.study import _journal_lock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    journal = tmp_path / "journal.log"
+    (tmp_path / "journal.log.lock").write_text(f"{socket.gethostname()}:{dead.pid}")
+    lock = _journal_lock(str(journal))
+    started = time.time()
+    assert lock.acquire() and time.time() - started < 5
+    lock.release()
+    assert not (tmp_path / "journal.log.lock").exists()
+
+
+def test_sqlite_storage_holds_the_study(tmp_path):
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    result = tune(_settings(tmp_path, trials=2, storage=url), tiny_dataset(40, 30, 400, seed=1), progress=False)
+    assert result["finished"] == 2
+    assert len(optuna.load_study(study_name="lightgcn-tiny", storage=url).trials) == 2
+    assert not (tmp_path / "lightgcn-tiny" / "journal.log").exists()
