@@ -96,7 +96,7 @@ def test_declared_spaces_stay_inside_each_options_range_and_choices():
 def test_models_verbose_shows_each_options_space(capsys):
     assert main(["models", "-v", "micro"]) == 0
     out = capsys.readouterr().out
-    assert "model.lambda_coeff" in out and "[search: uniform 0.1..0.9 step 0.1]" in out
+    assert "model.lambda_coeff" in out and "[search: uniform 0.1..0.9 step 0.1" in out
     assert "when variant in micro" in out
 
 

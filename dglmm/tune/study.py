@@ -377,8 +377,7 @@ class Worker:
         trial.set_user_attr("config", _plain(config))
         prepared = prepare_run(self.plan.settings.model, self.dataset, config)
         trainer = prepared.trainer
-        epochs = [0]  # epochs validated, the pruned one included
-        trainer.on_validation = self._reporter(trial, epochs)
+        trainer.on_validation = self._reporter(trial)
         state, note = TrialState.COMPLETE, ""
         try:
             result = trainer.fit_validation()
@@ -391,7 +390,8 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         best = trainer.best
-        trial.set_user_attr("epochs_run", max(epochs[0], len(trainer.history)))
+        # a pruned or diverged trial stops inside an epoch that the history does not hold yet
+        trial.set_user_attr("epochs_run", len(trainer.history) + (state != TrialState.COMPLETE))
         trial.set_user_attr("best_epoch", best["epoch"])
         trial.set_user_attr("seconds", round(time.time() - started, 2))
         if note:
@@ -402,13 +402,12 @@ class Worker:
             self.study.tell(trial, state=state)
         self._line(trial.number, bar)
 
-    def _reporter(self, trial: Any, epochs: list[int]):
+    def _reporter(self, trial: Any):
         import optuna
 
         last_beat = [time.time()]
 
         def report(epoch: int, best: float) -> None:
-            epochs[0] = epoch + 1
             trial.report(best, epoch)
             if time.time() - last_beat[0] > 30:
                 trial.set_user_attr("heartbeat", time.time())
