@@ -379,7 +379,14 @@ def cmd_tune(args: argparse.Namespace) -> None:
         settings.trials = args.trials
     if settings.trials is None:
         raise InputError("dglmm tune needs --trials N (the budget: trials finished by all workers together)")
-    print(format_result(tune(settings, _load(settings.dataset))))
+    dataset = _load(settings.dataset)
+    try:
+        result = tune(settings, dataset)
+    except KeyboardInterrupt:  # the running trial is marked failed; its slot is run again on resume
+        print(f"dglmm: interrupted; finished trials are kept in the study's storage: run the same command, or "
+              f"dglmm tune --resume {settings.folder}, to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    print(format_result(result))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,8 @@ from dglmm.io import write_json, write_text
 from dglmm.tune.space import Dimension, sample, search_space, split_ranges
 
 JOURNAL = "journal.log"
+#: seconds after which another host's journal lock counts as abandoned
+LOCK_STALE = 60.0
 PRUNERS = ("median", "hyperband", "none")
 #: the settings that define a study; a worker with other values is refused (``trials``/``seeds`` may change)
 DEFINING = ("model", "dataset", "overrides", "space", "metric", "epochs", "patience", "seed", "pruner",
@@ -141,12 +143,66 @@ def open_storage(settings: TuneSettings) -> Any:
         if url is None or "://" not in url:
             path = Path(url) if url else settings.folder / JOURNAL
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=_journal_lock(str(path))))
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - any failure to reach a storage is a problem of the given URL
         shown = url or str(settings.folder / JOURNAL)
         raise InputError(f"--storage {shown}: cannot open it ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def _journal_lock(path: str) -> Any:
+    """Optuna's journal file lock (``O_EXCL`` on ``<journal>.lock``, NFSv3-safe) that also breaks the lock of
+    a killed worker: same host, its process is gone; another host, held for more than ``LOCK_STALE`` seconds
+    (a journal write takes milliseconds).  Optuna's own locks wait forever for a SIGKILLed holder."""
+    from optuna.storages.journal._file import BaseJournalFileLock  # not re-exported by optuna 4.1
+
+    class StaleBreakingLock(BaseJournalFileLock):
+        def __init__(self, target: str) -> None:
+            self.lock_file = target + ".lock"
+
+        def acquire(self) -> bool:
+            pause = 0.001
+            while True:
+                try:
+                    fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    self._break_if_stale()
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.2)
+                    continue
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(worker_id())
+                return True
+
+        def release(self) -> None:
+            try:
+                os.unlink(self.lock_file)
+            except OSError:
+                raise RuntimeError("Error: did not possess lock") from None
+
+        def _break_if_stale(self) -> None:
+            try:  # Optuna's own lock (optuna-dashboard, a plain JournalFileBackend) is a symlink: age only
+                link = os.path.islink(self.lock_file)
+                owner = "" if link else Path(self.lock_file).read_text().strip()
+                age = time.time() - os.lstat(self.lock_file).st_mtime
+            except OSError:
+                return
+            alive = _alive(owner) if owner else None
+            if alive is False or (alive is None and age > LOCK_STALE):
+                aside = f"{self.lock_file}.{worker_id()}.stale"
+                try:
+                    os.rename(self.lock_file, aside)
+                except OSError:
+                    return
+                if not link and Path(aside).read_text().strip() != owner:  # a fresh lock: give it back
+                    try:
+                        os.link(aside, self.lock_file)
+                    except OSError:
+                        pass
+                os.unlink(aside)
+
+    return StaleBreakingLock(path)
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -321,8 +377,7 @@ class Worker:
         trial.set_user_attr("config", _plain(config))
         prepared = prepare_run(self.plan.settings.model, self.dataset, config)
         trainer = prepared.trainer
-        epochs = [0]  # epochs validated, the pruned one included
-        trainer.on_validation = self._reporter(trial, epochs)
+        trainer.on_validation = self._reporter(trial)
         state, note = TrialState.COMPLETE, ""
         try:
             result = trainer.fit_validation()
@@ -335,7 +390,8 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         best = trainer.best
-        trial.set_user_attr("epochs_run", max(epochs[0], len(trainer.history)))
+        # a pruned or diverged trial stops inside an epoch that the history does not hold yet
+        trial.set_user_attr("epochs_run", len(trainer.history) + (state != TrialState.COMPLETE))
         trial.set_user_attr("best_epoch", best["epoch"])
         trial.set_user_attr("seconds", round(time.time() - started, 2))
         if note:
@@ -346,13 +402,12 @@ class Worker:
             self.study.tell(trial, state=state)
         self._line(trial.number, bar)
 
-    def _reporter(self, trial: Any, epochs: list[int]):
+    def _reporter(self, trial: Any):
         import optuna
 
         last_beat = [time.time()]
 
         def report(epoch: int, best: float) -> None:
-            epochs[0] = epoch + 1
             trial.report(best, epoch)
             if time.time() - last_beat[0] > 30:
                 trial.set_user_attr("heartbeat", time.time())
@@ -362,8 +417,7 @@ class Worker:
         return report
 
     def _line(self, number: int, bar: Any) -> None:
-        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-            self.study._study_id, number))
+        frozen = next(t for t in self.study.get_trials(deepcopy=False) if t.number == number)
         best = _best(self.study)
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         params = "  ".join(f"{k}={_short(v)}" for k, v in frozen.params.items())
@@ -418,8 +472,9 @@ def trials_table(study: Any) -> list[dict]:
     return rows
 
 
-def write_outputs(plan: Plan, study: Any, plots: bool = True) -> None:
-    """``trials.csv``, ``config.yaml`` (the best trial's configuration) and, with ``plots``, the PNGs."""
+def write_outputs(plan: Plan, study: Any, plots: bool = True) -> list[str]:
+    """``trials.csv``, ``config.yaml`` (the best trial's configuration) and, with ``plots``, the PNGs; returns
+    the plots that could not be drawn, with the reason."""
     import pandas as pd
 
     folder = plan.settings.folder
@@ -434,8 +489,7 @@ def write_outputs(plan: Plan, study: Any, plots: bool = True) -> None:
                   f"-d {plan.definition['dataset']} -c config.yaml\n")
         config = {s: v for s, v in best.user_attrs["config"].items() if v}
         write_text(folder / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
-    if plots:
-        plot_study(study, folder)
+    return plot_study(study, folder) if plots else []
 
 
 def plot_study(study: Any, folder: Path) -> list[str]:
@@ -541,9 +595,9 @@ def tune(settings: TuneSettings, dataset: Any, progress: bool = True) -> dict:
     from optuna.trial import TrialState
 
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    write_outputs(plan, study, plots=not running)
+    skipped = write_outputs(plan, study, plots=not running)
     summary = None if running else run_seeds(plan, study, dataset)
-    return {"folder": str(settings.folder), "ran": ran, "seconds": round(seconds, 1),
+    return {"folder": str(settings.folder), "ran": ran, "seconds": round(seconds, 1), "skipped_plots": skipped,
             "finished": _finished(study), "running": len(running), "best": _best(study), "summary": summary,
             "metric": plan.metric}
 
@@ -555,7 +609,7 @@ def _check_folder(plan: Plan) -> None:
         recorded = (yaml.safe_load(path.read_text()) or {}).get("definition", {})
         for key in ("model", "dataset"):
             if recorded.get(key) != plan.definition[key]:
-                raise InputError(f"{plan.settings.folder}: holds study {plan.settings.name!r} of {key} "
+                raise InputError(f"study {plan.settings.name!r} ({plan.settings.folder}) belongs to {key} "
                                  f"{recorded.get(key)!r}, not {plan.definition[key]!r}; choose another --study")
 
 
@@ -588,6 +642,7 @@ def format_result(result: dict) -> str:
     if best is not None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in best.params.items())
         lines.append(f"best trial {best.number}: valid {result['metric']} {best.value:.4f} ({params})")
+    lines += [f"not drawn: {text}" for text in result.get("skipped_plots", [])]
     if result["running"]:
         lines.append(f"{result['running']} trial(s) still running in other workers; the last one to finish "
                      "writes the plots and runs the seeds")
