@@ -242,7 +242,9 @@ def test_two_processes_on_one_journal_finish_exactly_n_trials(tmp_path):
 def test_killed_tune_resumes_to_n_trials_without_rerunning_finished_ones(tmp_path):
     data = _write_mmrec(tmp_path / "toy")
     folder = tmp_path / "out" / "lightgcn-toy"
-    first = _cli(_common(data, tmp_path / "out", 6))
+    # trials long enough (no early stop, no pruning) that the kill lands between the 2nd and the 6th on any machine
+    slow = ["--pruner", "none", "--set=train.epochs=150", "--set=train.patience=150"]
+    first = _cli(_common(data, tmp_path / "out", 6) + slow)
     deadline = time.time() + 300
     while time.time() < deadline and first.poll() is None:
         if (folder / "trials.csv").is_file() and len(pd.read_csv(folder / "trials.csv")) >= 2:
