@@ -79,6 +79,7 @@ def test_resume_from_a_legacy_checkpoint(case, tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes((HERE / f"{case}.pt").read_bytes())
     run.trainer.resume(tmp_path / "checkpoint.pt")
     assert run.trainer.start_epoch == 1                                  # the second epoch is next
+    assert set(run.trainer.best_state) == set(run.model.state_dict())    # current names, for best.pt
     run.trainer.fit()
     assert [r["epoch"] for r in run.trainer.history] == [1, 2]
     resumed = torch.load(tmp_path / "checkpoint.pt", weights_only=True)

@@ -342,6 +342,8 @@ class Trainer:
             raise CheckpointError(f"{path}: does not fit this run's model or trainer: "
                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
         self.best, self.best_state = state["best"], state["best_state"]
+        if self.best_state is not None:  # under the parameters' current names (best.pt, the final test)
+            self.best_state = self.model.upgrade_state_dict(self.best_state)
         self.bad_evals, self.history = state["bad_evals"], state["history"]
         if state.get("epoch_numbering", 0) != EPOCH_NUMBERING:  # written when epochs were counted from 0
             shift = EPOCH_NUMBERING - state.get("epoch_numbering", 0)
