@@ -64,6 +64,16 @@ class ModelConfig:
                                "over LightGCN sec. 4.1's range 1e-6..1e-2", low=0.0, space=LogUniform(1e-6, 1e-2))
 
 
+def _upgrade_legacy_keys(model: Recommender, state: dict, prefix: str, *args: Any) -> None:
+    """Load pre-hook: :meth:`Recommender.upgrade_state_dict` in place, before strict loading checks the keys."""
+    if prefix or not model.legacy_prefixes():  # nested (a backbone): the outer model renamed its keys
+        return
+    upgraded = model.upgrade_state_dict(state)
+    if list(upgraded) != list(state):
+        state.clear()
+        state.update(upgraded)
+
+
 class Recommender(nn.Module):
     """Base class of every model.
 
@@ -93,6 +103,31 @@ class Recommender(nn.Module):
         self.n_users = dataset.n_users
         self.n_items = dataset.n_items
         self.has_id_tables = False
+        self._register_load_state_dict_pre_hook(_upgrade_legacy_keys, with_module=True)
+
+    # -- checkpoints written before a parameter was renamed -----------------------------------------------
+    def legacy_prefixes(self) -> dict[str, str]:
+        """Former key prefix -> current one, from every submodule declaring ``legacy_names`` (its attributes'
+        former names on its parent, e.g. :data:`dglmm.nn.modality.LEGACY_NAMES`)."""
+        out = {}
+        for name, module in self.named_modules():
+            parent = name.rpartition(".")[0]
+            for old, new in getattr(module, "legacy_names", {}).items():
+                out[f"{parent}.{old}." if parent else f"{old}."] = f"{name}.{new}."
+        return out
+
+    def upgrade_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with every key this model no longer has but once had (:meth:`legacy_prefixes`) renamed,
+        in its order; other keys are kept, so that loading stays strict about them."""
+        current = {k for k, _ in self.named_parameters()} | {k for k, _ in self.named_buffers()}
+        prefixes = self.legacy_prefixes()
+
+        def rename(key: str) -> str:
+            for old, new in prefixes.items():
+                if key.startswith(old) and key not in current and new + key[len(old):] in current:
+                    return new + key[len(old):]
+            return key
+        return {rename(k): v for k, v in state.items()}
 
     def add_id_tables(self, dim: int) -> None:
         """The layer-0 ID embeddings ``user_emb`` and ``item_emb`` (Xavier-uniform, as all the papers): what

@@ -228,7 +228,8 @@ class CAmgr(Recommender):
         self.query_modality = self._query_modality(config.query_modality)
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
         self.add_id_tables(d)
-        self.inputs = ModalityInputs(graph, self.modalities, d, config.trainable_features, init=None)  # eq. 1
+        self.inputs = ModalityInputs(graph, self.modalities, d, config.trainable_features, init=None,  # eq. 1
+                                     legacy_names={"align": "projections", "features": "features"})
         self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})              # eqs. 5-6
         self.inputs.init_projections("xavier")
         for lin in self.gate.values():

@@ -21,6 +21,11 @@ from dglmm.nn.init import init_linear
 #: ``xavier+zero_bias`` (:func:`dglmm.nn.init.init_linear`)
 PROJECTION_INITS = ("default", "xavier", "xavier+zero_bias")
 
+#: the names this block's parameters had on the model that mounts it before the block existed (checkpoints of
+#: MICRO/LATTICE, TMFUN and SLIF-MR held ``projections.*`` and ``features.*``), by the block's attribute now;
+#: :meth:`dglmm.models.base.Recommender.upgrade_state_dict` renames them when an older checkpoint is loaded
+LEGACY_NAMES = {"projections": "projections", "features": "features"}
+
 
 class ModalityInputs(nn.Module):
     """The modalities ``names`` of a graph (None: all it has) as model inputs; see the module docstring.
@@ -31,11 +36,14 @@ class ModalityInputs(nn.Module):
         init: one of :data:`PROJECTION_INITS`, or ``None`` to leave it to :meth:`init_projections` (a model
             that must draw other parameters between creating and initialising the projections).
         relations: also require each modality's kNN relation ``similar_<m>`` (``self.etypes``).
+        legacy_names: former attribute names on the mounting model -> this block's (see :data:`LEGACY_NAMES`).
     """
 
     def __init__(self, graph: dgl.DGLGraph, names: list[str] | None, dim: int | None = None,
-                 trainable: bool = False, init: str | None = "default", relations: bool = False) -> None:
+                 trainable: bool = False, init: str | None = "default", relations: bool = False,
+                 legacy_names: dict[str, str] = LEGACY_NAMES) -> None:
         super().__init__()
+        self.legacy_names = dict(legacy_names)
         if relations:
             feats, self.etypes = modality_relations(graph, names)
         else:

@@ -77,6 +77,20 @@ CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "sampler", "extra_samplers", "
                    "python_rng", "best", "best_state", "bad_evals", "history")
 
 
+def legacy_optimizer_state(model: Recommender, model_state: dict, optimizer_state: dict) -> dict:
+    """An optimiser state over ``model.parameters()`` written when some parameters had former names
+    (:meth:`Recommender.upgrade_state_dict`) and so possibly another order: its per-parameter state (Adam's
+    moments) moved to the positions the parameters have now.  Other states are returned unchanged."""
+    upgraded = list(model.upgrade_state_dict(model_state))
+    names = [k for k, _ in model.named_parameters()]
+    old = [k for k in upgraded if k in set(names)]
+    if upgraded == list(model_state) or old == names or sorted(old) != sorted(names):
+        return optimizer_state  # current, or not this model's (load_state_dict refuses it)
+    position = {name: i for i, name in enumerate(names)}
+    moved = {position[old[i]]: value for i, value in optimizer_state["state"].items()}
+    return {**optimizer_state, "state": moved}
+
+
 class Trainer:
     """Trains one model on one dataset split and tests it with the best-validation state."""
 
@@ -313,10 +327,11 @@ class Trainer:
             raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)})")
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(legacy_optimizer_state(self.model, state["model"], state["optimizer"]))
             for name, optimizer in self.phase_optimizers.items():  # absent from checkpoints before they existed
                 if name in state.get("phase_optimizers", {}):
-                    optimizer.load_state_dict(state["phase_optimizers"][name])
+                    optimizer.load_state_dict(
+                        legacy_optimizer_state(self.model, state["model"], state["phase_optimizers"][name]))
             self.sampler.load_state_dict(state["sampler"])
             for name, sampler in self.extra_samplers.items():
                 sampler.load_state_dict(state["extra_samplers"][name])
@@ -327,6 +342,8 @@ class Trainer:
             raise CheckpointError(f"{path}: does not fit this run's model or trainer: "
                                   f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
         self.best, self.best_state = state["best"], state["best_state"]
+        if self.best_state is not None:  # under the parameters' current names (best.pt, the final test)
+            self.best_state = self.model.upgrade_state_dict(self.best_state)
         self.bad_evals, self.history = state["bad_evals"], state["history"]
         if state.get("epoch_numbering", 0) != EPOCH_NUMBERING:  # written when epochs were counted from 0
             shift = EPOCH_NUMBERING - state.get("epoch_numbering", 0)
