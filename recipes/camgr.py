@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.compare import compare_sides, load_side
-from dglmm.errors import InputError
-from dglmm.models.camgr import LADDER
+import dglmm
 from dglmm.recipe import (
+    LADDER,
     Recipe,
     cell,
     format_table,
@@ -184,14 +183,13 @@ def compared(summary: dict, reference: dict | None) -> list[str]:
     a, b = (selected_runs(reference), selected_runs(summary)) if reference else (None, None)
     if a is None or b is None:
         return ["-"] * 4
-    metrics = ["recall@20", "ndcg@20"]
     try:
-        results = compare_sides(load_side(a, metrics), load_side(b, metrics), metrics)
-    except InputError:
+        table = dglmm.compare_runs(a, b, metrics=("recall@20", "ndcg@20"))
+    except dglmm.InputError:
         return ["-"] * 4
-    out = [f"{c.diff:+.4f}{'*' if c.significant() else ''}" for c in results]
-    recall = results[0]
-    return [*out, f"{recall.p_wilcoxon:.3g}", "-" if recall.p_ttest is None else f"{recall.p_ttest:.3g}"]
+    out = [f"{row.diff:+.4f}{'*' if row.significant else ''}" for row in table.itertuples()]
+    recall = next(table.itertuples())
+    return [*out, f"{recall.p_wilcoxon:.3g}", "-" if recall.p_ttest is None or recall.p_ttest != recall.p_ttest else f"{recall.p_ttest:.3g}"]
 
 
 def ladder(r: Recipe) -> str:
