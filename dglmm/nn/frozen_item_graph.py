@@ -6,7 +6,7 @@ over the frozen fusion ``sum_r weights[r] S_r`` (TMFUN eq. 4, FREEDOM's frozen g
 ``local_scope``) and ``"csr"`` (:class:`~dglmm.nn.propagation.FixedSparse` matrices built once per graph
 content (:func:`dglmm.graph.cache.graph_key`); the mixture is ONE sparse matrix: the relations' edge lists concatenated
 with weights ``weights[r] w_e``, duplicate pairs summed; about 1.4x faster per TMFUN training step on CPU).
-``tests/test_tmfun.py`` proves both equal a dense product, gradients included.
+``tests/models/test_tmfun.py`` proves both equal a dense product, gradients included.
 """
 
 from __future__ import annotations

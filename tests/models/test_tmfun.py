@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
-from dglmm.nn.view_attention import attended_scores
 from tests.helpers import build_model, dense_adjacency, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
@@ -98,17 +97,6 @@ def test_chunked_full_ranking_equals_per_pair_formula(options):
     users = torch.arange(data.n_users).repeat_interleave(data.n_items)
     items = torch.arange(data.n_items).repeat(data.n_users)
     torch.testing.assert_close(scores.reshape(-1), model.pair_score(reps, users, items), rtol=1e-4, atol=1e-5)
-
-
-def test_attended_scores_never_need_per_pair_items():
-    torch.manual_seed(0)
-    q, y, views = torch.randn(3, 4), torch.randn(3, 4), torch.randn(5, 6, 4)
-    expected = torch.zeros(3, 6)
-    for b in range(3):
-        for j in range(6):
-            a = torch.softmax(torch.stack([q[b] @ views[v, j] for v in range(5)]) / 2.0, 0)
-            expected[b, j] = y[b] @ sum(a[v] * views[v, j] for v in range(5))
-    torch.testing.assert_close(attended_scores(q, views, 2.0, y), expected)
 
 
 def test_mmbpr_and_contrastive_equal_hand_written_formulas():
@@ -222,9 +210,9 @@ def test_single_modality_and_bad_options():
 
 
 def test_tmfun_beats_lightgcn_on_synthetic_data():
-    """End to end (as tests/test_end_to_end.py): the planted features carry signal LightGCN cannot use."""
+    """End to end (as tests/train/test_end_to_end.py): the planted features carry signal LightGCN cannot use."""
     from dglmm.data.synthetic import make_synthetic
-    from tests.test_end_to_end import train
+    from tests.train.test_end_to_end import train
 
     data = make_synthetic()
     light = train("lightgcn", data)["test"]["recall@20"]
