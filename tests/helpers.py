@@ -70,13 +70,16 @@ def train_terms(model, graph, users, pos, neg) -> dict:
     return model.loss(model.training_forward(graph, batch), batch)
 
 
-def dense_knn(x: torch.Tensor, k: int, norm: str = "sym") -> torch.Tensor:
+def dense_knn(x: torch.Tensor, k: int, norm: str = "sym", binary: bool = False) -> torch.Tensor:
     """The one dense kNN reference (MICRO eqs. 1-3, CAmgr eqs. 10-12): cosine, top-k per row (self included),
-    clamp >= 0, then ``D^-1/2 S D^-1/2`` (``sym``) or ``D^-1 S`` (``rw``); zero degrees give zero rows."""
+    clamp >= 0 (1 per kept entry when ``binary``, FREEDOM's code), then ``D^-1/2 S D^-1/2`` (``sym``),
+    ``D^-1 S`` (``rw``) or nothing (``none``); zero degrees give zero rows."""
     xn = x / x.norm(dim=1, keepdim=True)
     sim = xn @ xn.T
     top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
+    s = torch.zeros_like(sim).scatter(1, top.indices, torch.ones_like(top.values) if binary else top.values.clamp_min(0))
+    if norm == "none":
+        return s
     d = s.sum(1)
     if norm == "rw":
         return torch.where(d > 0, 1 / d, torch.zeros_like(d))[:, None] * s

@@ -222,7 +222,7 @@ def test_keep_mode_averages_the_last_two_graphs(data, graph):
 def small_config(**options):
     return resolve_model_config("slifmr", "small", [], [
         "train.epochs=3", "train.patience=50", "train.batch_size=128", "train.lr=0.01", "train.checkpoint_every=1",
-        "train.progress=false", "model.inter_max_items=64", "model.embedding_dim=16",
+        "train.progress=false", "model.cl_max_items=64", "model.embedding_dim=16",
         *(f"model.{k}={v}" for k, v in options.items())])
 
 
@@ -266,7 +266,7 @@ def test_interrupted_run_resumes_to_identical_results(state_data, tmp_path, monk
                          + [("slifmr", a) for a in AGGREGATIONS if a != "ailf"]
                          + [("slifmr", "ailf")])
 def test_every_variant_and_aggregation_trains_a_step(data, graph, variant, aggregation):
-    model = model_for(data, graph, variant=variant, aggregator=aggregation, inter_negatives=16,
+    model = model_for(data, graph, variant=variant, aggregator=aggregation, cl_negatives=16,
                       intra_loss="literal" if aggregation == "sum" else "uniformity")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -323,7 +323,7 @@ def test_items_without_features_are_masked():
     g = build_graph(noisy, GraphConfig(knn_k=K), cache_dir=False)
     model = model_for(noisy, g, mm_input="features").eval()
     with torch.no_grad():
-        x0 = model.projected_features(g)
+        x0 = model.inputs.mean_projection(g)
         assert missing.any() and not x0[missing].any()                   # no modality: no projection term
         expected = torch.stack([model.inputs.projections[m](g.nodes["item"].data[f"feat_{m}"]) for m in ("image", "text")])
         torch.testing.assert_close(x0[~missing], expected.mean(0)[~missing])

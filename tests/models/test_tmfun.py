@@ -128,21 +128,6 @@ def test_mmbpr_and_contrastive_equal_hand_written_formulas():
     torch.testing.assert_close(model.contrastive_loss(reps, items), -sub / len(side), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("relation", [0, 1, None])
-def test_csr_and_dgl_item_propagation_have_equal_gradients(relation):
-    _, graph, model = setup(graph_weights=[0.3, 0.7])
-    h = torch.randn(15, D, requires_grad=True)
-    grads = []
-    for backend in ("csr", "dgl"):
-        model.item_graphs.backend = backend
-        out = model.item_graphs(graph, h, relation)
-        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
-        grads.append((out.detach(), h.grad.clone()))
-        h.grad = None
-    torch.testing.assert_close(grads[0][0], grads[1][0])
-    torch.testing.assert_close(grads[0][1], grads[1][1])
-
-
 def test_loss_terms_of_eq_11():
     data, graph, model = setup(mmbpr_weight=0.1, cl_weight=0.2, reg_weight=0.01)
     b = batch()
@@ -192,7 +177,7 @@ def test_items_without_a_modality_get_zero_projected_features():
     cls = REGISTRY["tmfun"]
     model = cls(data, graph, make_config(cls, {"embedding_dim": D, "graph_input": "features"}))
     torch.nn.init.normal_(model.inputs.projections["image"].bias)
-    image, text = model.projected(graph)
+    image, text = model.inputs.projected(graph)
     assert image[[2, 9]].abs().sum() == 0 and image.abs().sum(1).gt(0).sum() == 13 and text.abs().sum(1).gt(0).all()
 
 
