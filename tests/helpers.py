@@ -78,6 +78,12 @@ def dense_knn(x: torch.Tensor, k: int, norm: str = "sym", binary: bool = False) 
     sim = xn @ xn.T
     top = sim.topk(k, dim=1)
     s = torch.zeros_like(sim).scatter(1, top.indices, torch.ones_like(top.values) if binary else top.values.clamp_min(0))
+    return dense_normalise(s, norm)
+
+
+def dense_normalise(s: torch.Tensor, norm: str) -> torch.Tensor:
+    """``D^-1/2 S D^-1/2`` (``sym``), ``D^-1 S`` (``rw``) or ``S`` (``none``) with ``D`` the row sums of the
+    dense ``s``; zero degrees give zero rows."""
     if norm == "none":
         return s
     d = s.sum(1)
