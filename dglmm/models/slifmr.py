@@ -79,8 +79,8 @@ from dglmm.errors import InputError
 from dglmm.graph.cache import graph_key
 from dglmm.graph.kg import knowledge_graph, prune_triples
 from dglmm.graph.knn import check_neighbours, cosine_knn, normalize_edge_weights
-from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, pruning_generator
-from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
+from dglmm.graph.ops import average_graphs, interaction_graph, pruned_interactions, pruning_generator
+from dglmm.graph.schema import ITEM, similar_etype
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.added_relation import AddedRelation
 from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_sum
@@ -295,21 +295,9 @@ class SLIFMR(Recommender):
         sge = self.flags["sge"] and self.correlate.built
         aug = self.correlate.attach(graph) if sge else graph
         gen = pruning_generator(self.config.prune_seed, stream) if stream is not None else None
-        users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
-        if gen is not None:                                                            # eq. 6 on A
-            keep = prune_edges(degree_weights(users, items, self.n_users, self.n_items),
-                               self.config.prune_ratio, gen).to(users.device)
-            users, items = users[keep], items[keep]
-        edges = {INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)}
-        if sge:
-            edges[CORRELATE] = aug.edges(etype=CORRELATE, order="eid")
-        cf = dgl.heterograph(edges, {USER: self.n_users, ITEM: self.n_items}, idtype=graph.idtype,
-                             device=graph.device)
-        w = degree_weights(users, items, self.n_users, self.n_items)                    # eq. 7 on the pruned A
-        cf.edges[INTERACT_ETYPE].data["w"] = w
-        cf.edges[INTERACTED_BY_ETYPE].data["w"] = w
-        if sge:
-            cf.edges[CORRELATE].data["w"] = aug.edges[CORRELATE].data["w"]
+        users, items = pruned_interactions(graph, self.config.prune_ratio, gen)          # eq. 6 on A
+        extra = {CORRELATE: (*aug.edges(etype=CORRELATE, order="eid"), aug.edges[CORRELATE].data["w"])} if sge else None
+        cf = interaction_graph(users, items, graph, extra)                               # eq. 7 on the pruned A
         sim_weights = {}
         for m in self.modalities:
             src, dst = graph.edges(etype=similar_etype(m), order="eid")
