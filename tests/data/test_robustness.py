@@ -59,7 +59,7 @@ def test_dropped_features_give_no_knn_edges_and_models_mask_them(data):
     model.eval()
     model(graph)                                                        # evaluation rebuilds the learned graphs
     for learned in model.learned.values():
-        src, dst = learned._graph.edges()
+        src, dst, _ = learned.relations[0]
         assert not missing[src.numpy()].any() and not missing[dst.numpy()].any()
     vbpr = REGISTRY["vbpr"]
     v = vbpr(noisy, graph, make_config(vbpr, {"embedding_dim": 8}))
