@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--inter-precision", default="float32", choices=["float32", "bfloat16"],
-                        help="model.inter_precision for every setting")
+                        help="model.cl_precision for every setting")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,9 +149,9 @@ def main() -> None:
     print(f"data: {dataset.n_users} users, {dataset.n_items} items, {len(dataset.train)} training interactions, "
           f"{len(dataset.kg)} triples / {len(dataset.relation_names)} relations, {dataset.n_entities} entities; "
           f"built in {time.perf_counter() - tic:.0f} s; peak RSS {peak_mb():.0f} MB", flush=True)
-    sampled = {"inter_max_items": args.sampled_anchors, "inter_negatives": args.sampled_negatives}
+    sampled = {"cl_max_items": args.sampled_anchors, "cl_negatives": args.sampled_negatives}
     epoch_attention = {"kg_attention_update": "epoch"}
-    common = {"inter_precision": args.inter_precision}
+    common = {"cl_precision": args.inter_precision}
     settings = {"as-written": {}, "as-written+kg-epoch": epoch_attention, "sampled": sampled,
                 "sampled+kg-epoch": {**sampled, **epoch_attention}}
     for name in args.settings:

@@ -60,14 +60,14 @@ PAPER_TABLE4 = {  # interval: dataset: (R@20, NDCG@20)
 }
 TABLE2_ROWS = [("MF", "mf"), ("NGCF", "ngcf"), ("LightGCN", "lightgcn"), ("KGAT", "kgat"), ("VBPR", "vbpr"),
                ("LATTICE", "lattice"), ("MICRO", "micro"), ("FREEDOM", "freedom"), ("SLIF-MR", "slifmr")]
-FIG6 = {"ui_layers": [1, 2, 3, 4], "inter_weight": [0.1, 0.3, 0.5, 0.7, 0.9],
+FIG6 = {"ui_layers": [1, 2, 3, 4], "cl_weight": [0.1, 0.3, 0.5, 0.7, 0.9],
         "intra_weight": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "sge_top_n": [5, 10, 15, 20]}
-FIG6_QUICK = {"ui_layers": [1, 2], "inter_weight": [0.1, 0.5], "intra_weight": [1e-3, 1e-1], "sge_top_n": [5, 10]}
+FIG6_QUICK = {"ui_layers": [1, 2], "cl_weight": [0.1, 0.5], "intra_weight": [1e-3, 1e-1], "sge_top_n": [5, 10]}
 
 
 def slifmr_sets(r: Recipe) -> list[str]:
     """SLIF-MR's common overrides of this recipe (the L_inter anchor sample, for CPU time)."""
-    return [f"model.inter_max_items={r.args.inter_max_items}"]
+    return [f"model.cl_max_items={r.args.inter_max_items}"]
 
 
 def quick_sets(r: Recipe) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dgl
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dglmm.data.dataset import Dataset
 
@@ -69,13 +70,22 @@ def train_terms(model, graph, users, pos, neg) -> dict:
     return model.loss(model.training_forward(graph, batch), batch)
 
 
-def dense_knn(x: torch.Tensor, k: int, norm: str = "sym") -> torch.Tensor:
+def dense_knn(x: torch.Tensor, k: int, norm: str = "sym", binary: bool = False) -> torch.Tensor:
     """The one dense kNN reference (MICRO eqs. 1-3, CAmgr eqs. 10-12): cosine, top-k per row (self included),
-    clamp >= 0, then ``D^-1/2 S D^-1/2`` (``sym``) or ``D^-1 S`` (``rw``); zero degrees give zero rows."""
+    clamp >= 0 (1 per kept entry when ``binary``, FREEDOM's code), then ``D^-1/2 S D^-1/2`` (``sym``),
+    ``D^-1 S`` (``rw``) or nothing (``none``); zero degrees give zero rows."""
     xn = x / x.norm(dim=1, keepdim=True)
     sim = xn @ xn.T
     top = sim.topk(k, dim=1)
-    s = torch.zeros_like(sim).scatter(1, top.indices, top.values.clamp_min(0))
+    s = torch.zeros_like(sim).scatter(1, top.indices, torch.ones_like(top.values) if binary else top.values.clamp_min(0))
+    return dense_normalise(s, norm)
+
+
+def dense_normalise(s: torch.Tensor, norm: str) -> torch.Tensor:
+    """``D^-1/2 S D^-1/2`` (``sym``), ``D^-1 S`` (``rw``) or ``S`` (``none``) with ``D`` the row sums of the
+    dense ``s``; zero degrees give zero rows."""
+    if norm == "none":
+        return s
     d = s.sum(1)
     if norm == "rw":
         return torch.where(d > 0, 1 / d, torch.zeros_like(d))[:, None] * s
@@ -105,3 +115,58 @@ def build_model(name: str, data: Dataset | None = None, graph_k: int = 3, **opti
     graph = build_graph(data, GraphConfig(knn_k=graph_k), cache_dir=False)
     cls = REGISTRY[name]
     return data, graph, cls(data, graph, make_config(cls, options))
+
+
+def random_item_graph(n=9, m=25, seed=0, relations=("a", "b")):
+    """Items with two random weighted item-item relations (possibly nodes without in-edges)."""
+    gen = torch.Generator().manual_seed(seed)
+    data = {("item", r, "item"): (torch.randint(0, n, (m,), generator=gen), torch.randint(0, n - 2, (m,), generator=gen))
+            for r in relations}
+    g = dgl.heterograph(data, num_nodes_dict={"item": n})
+    for r in relations:
+        g.edges[r].data["w"] = torch.rand(m, generator=gen)
+    return g
+
+
+def dense_relation(g, etype, weight="w"):
+    src, dst = g.edges(etype=etype)
+    a = torch.zeros(g.num_nodes(etype[2]), g.num_nodes(etype[0]))
+    w = g.edges[etype].data[weight] if isinstance(weight, str) else weight
+    return a.index_put((dst, src), w, accumulate=True)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operator returns (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+        self.shapes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+                if func is torch.ops.aten._softmax.default:
+                    self.shapes.add(tuple(t.shape))
+        return out
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``dglmm ARGS`` in process: (exit code, stdout, stderr); arguments may be paths or numbers."""
+    from dglmm.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    """Exit 2 with exactly one ``dglmm: error:`` line (warnings aside), no traceback, naming every fragment."""
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("dglmm: error:"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

@@ -20,6 +20,7 @@ from dglmm.data.synthetic import make_synthetic
 from dglmm.errors import InputError
 from dglmm.models import REGISTRY
 from dglmm.train.run import prepare_run, resolve_model_config
+from tests.helpers import assert_one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = {"train.epochs": 3, "train.progress": False, "train.batch_size": 512}
@@ -158,20 +159,8 @@ def test_tmfun_without_pair_attention_is_an_inner_product(small_multimodal):
 
 
 # -- the command line ----------------------------------------------------------------------------------------
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("dglmm: error:"), err
-    assert all(f in lines[0] for f in fragments), lines[0]
-
-
 def test_cli_recommend_csv_and_jsonl_match_the_api(run, tmp_path, capsys):
-    code, _, err = cli(capsys, "recommend", run.folder, "--users", "user-7,user-14", "-k", 5,
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--users", "user-7,user-14", "-k", 5,
                        "--out", tmp_path / "recs.csv")
     assert code == 0, err
     table = pd.read_csv(tmp_path / "recs.csv", dtype={"user": str, "item": str})
@@ -179,7 +168,7 @@ def test_cli_recommend_csv_and_jsonl_match_the_api(run, tmp_path, capsys):
     pd.testing.assert_frame_equal(table.drop(columns="score"), expected.drop(columns="score"))
     np.testing.assert_allclose(table["score"], expected["score"], rtol=1e-5)
     (tmp_path / "users.txt").write_text("# users\nuser-7\n\nuser-14\n")
-    code, _, _ = cli(capsys, "recommend", run.run_dir, "--users", tmp_path / "users.txt", "-k", 5,
+    code, _, _ = run_cli(capsys, "recommend", run.run_dir, "--users", tmp_path / "users.txt", "-k", 5,
                      "--out", tmp_path / "recs.jsonl")
     lines = [json.loads(line) for line in (tmp_path / "recs.jsonl").read_text().splitlines()]
     assert code == 0 and [line["user"] for line in lines] == ["user-7", "user-14"]
@@ -187,54 +176,54 @@ def test_cli_recommend_csv_and_jsonl_match_the_api(run, tmp_path, capsys):
 
 
 def test_cli_recommend_to_stdout_for_every_user(run, capsys):
-    code, out, _ = cli(capsys, "recommend", run.folder, "-k", 3)
+    code, out, _ = run_cli(capsys, "recommend", run.folder, "-k", 3)
     assert code == 0 and out.splitlines()[0] == "user,rank,item,score"
     assert len(out.splitlines()) == 1 + 150 * 3
 
 
 def test_cli_export(run, tmp_path, capsys):
-    code, out, _ = cli(capsys, "export", run.folder, "--out", tmp_path / "vectors")
+    code, out, _ = run_cli(capsys, "export", run.folder, "--out", tmp_path / "vectors")
     assert code == 0 and "inner product" in out
     assert sorted(p.name for p in (tmp_path / "vectors").iterdir()) == sorted(
         ["user_embeddings.npy", "item_embeddings.npy", "user_ids.txt", "item_ids.txt", "export.json"])
 
 
 def test_cli_bad_inputs_give_one_line(run, tmp_path, capsys):
-    code, _, err = cli(capsys, "recommend", run.folder, "--users", "user-7,nobody")
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--users", "user-7,nobody")
     assert_one_line_error(code, err, "unknown user id", "'nobody'")
-    code, _, err = cli(capsys, "recommend", run.folder, "--users", tmp_path / "missing.txt")
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--users", tmp_path / "missing.txt")
     assert_one_line_error(code, err, "missing.txt", "no such file")
-    code, _, err = cli(capsys, "recommend", run.folder, "-k", 201)
+    code, _, err = run_cli(capsys, "recommend", run.folder, "-k", 201)
     assert_one_line_error(code, err, "k=201", "200 items")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    code, _, err = cli(capsys, "recommend", run.folder, "--out", blocker / "recs.csv")
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--out", blocker / "recs.csv")
     assert_one_line_error(code, err, "cannot write")
-    code, _, err = cli(capsys, "export", run.folder, "--out", blocker / "out")
+    code, _, err = run_cli(capsys, "export", run.folder, "--out", blocker / "out")
     assert_one_line_error(code, err, "cannot write")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run.run_dir, unfinished)
     (unfinished / "results.json").unlink()
     for command in ("recommend", "export"):
-        code, _, err = cli(capsys, command, unfinished)
+        code, _, err = run_cli(capsys, command, unfinished)
         assert_one_line_error(code, err, "not a finished run", "--resume")
-    code, _, err = cli(capsys, "recommend", tmp_path)
+    code, _, err = run_cli(capsys, "recommend", tmp_path)
     assert_one_line_error(code, err, "not a run folder")
     moved = tmp_path / "moved"
     shutil.copytree(run.run_dir, moved)
     (moved / "config.yaml").write_text((moved / "config.yaml").read_text().replace("shop.inter", "gone.inter"))
-    code, _, err = cli(capsys, "recommend", moved)
+    code, _, err = run_cli(capsys, "recommend", moved)
     assert_one_line_error(code, err, "gone.inter", "cannot be loaded", "-d DATASET")
 
 
 def test_several_seeds_need_a_choice(token_data, tmp_path, capsys):
     run = dglmm.fit("mf", token_data, overrides={**TRAIN, "train.epochs": 1}, seeds=2, out=tmp_path)
     assert run.side == run.folder and len(run.seed_dirs) == 2
-    code, _, err = cli(capsys, "recommend", run.folder, "-k", 2)
+    code, _, err = run_cli(capsys, "recommend", run.folder, "-k", 2)
     assert_one_line_error(code, err, "holds 2 seeds")
-    assert cli(capsys, "recommend", run.folder, "-k", 2, "--seed", 1)[0] == 0
+    assert run_cli(capsys, "recommend", run.folder, "-k", 2, "--seed", 1)[0] == 0
     assert dglmm.load(run.folder, seed=1).run_dir == run.folder / "seed1"
-    code, _, err = cli(capsys, "recommend", run.folder, "--seed", 2)
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--seed", 2)
     assert_one_line_error(code, err, "no seed2", "seed0, seed1")
     table = dglmm.compare_runs(run, run)
     assert set(table["metric"]) == {"recall@20", "ndcg@20", "precision@20"} and (table["diff"] == 0).all()
@@ -311,7 +300,7 @@ def test_the_recommend_help_names_the_cold_item_models(capsys):
 def test_integer_id_datasets_keep_their_ids(mmrec_dir, tmp_path, capsys):
     """MMRec (like LATTICE and KGAT) files use the dense integer ids themselves."""
     run = dglmm.fit("mf", mmrec_dir, overrides={**TRAIN, "train.epochs": 1}, out=tmp_path)
-    code, out, err = cli(capsys, "recommend", run.folder, "--users", "2,0", "-k", 6, "--format", "jsonl")
+    code, out, err = run_cli(capsys, "recommend", run.folder, "--users", "2,0", "-k", 6, "--format", "jsonl")
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [line["user"] for line in lines] == [2, 0], err
     train = {(int(u), int(i)) for u, i in run.dataset.train}
@@ -319,7 +308,7 @@ def test_integer_id_datasets_keep_their_ids(mmrec_dir, tmp_path, capsys):
         assert all(isinstance(i, int) and (line["user"], i) not in train for i in line["items"])
         assert len(line["items"]) == 6 - sum(u == line["user"] for u, _ in train)
     assert 5 in lines[0]["items"]                                  # the cold item is recommendable
-    code, _, err = cli(capsys, "recommend", run.folder, "--users", "3", "-k", 2)
+    code, _, err = run_cli(capsys, "recommend", run.folder, "--users", "3", "-k", 2)
     assert_one_line_error(code, err, "unknown user id", "'3'")
 
 
@@ -341,4 +330,4 @@ def test_a_grid_stands_for_its_selected_point(token_data, tmp_path, capsys):
     selected = [g["point"] for g in run.summary["grid"]].index(run.summary["selected"])
     assert run.run_dir == run.folder / f"point{selected}" / "seed0"
     assert dglmm.load(run.folder).run_dir == run.run_dir
-    assert cli(capsys, "recommend", run.folder, "-k", 2, "--users", "user-7")[0] == 0
+    assert run_cli(capsys, "recommend", run.folder, "-k", 2, "--users", "user-7")[0] == 0

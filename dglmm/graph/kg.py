@@ -7,7 +7,8 @@ non-item entities, then (for KGAT's collaborative knowledge graph) the users; an
 aggregates from ``s``.  Every heterograph KG relation keeps its id ``r``; its reverse edge type gets ``r + R``
 (KGAT adds inverse relations as new relations); with ``users=True`` the training interactions are two more
 relations (``interact`` user -> item and ``interacted_by`` item -> user); ``extra`` adds item-item relations
-of the heterograph (SLIF-MR's ``correlate``), one id each, after those.
+of the heterograph (SLIF-MR's ``correlate``), one id each, after those.  :func:`prune_triples` is the
+degree-sensitive pruning (SLIF-MR eq. 6) of that view, a triple and its reverse edge kept or dropped together.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NamedTuple
 import dgl
 import torch
 
+from dglmm.graph.ops import degree_weights, prune_edges
 from dglmm.graph.schema import ENTITY, INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 
 Etype = tuple[str, str, str]
@@ -67,3 +69,27 @@ def knowledge_graph(graph: dgl.DGLGraph, n_kg_relations: int, relation_names: li
     kg = dgl.graph((src, dst), num_nodes=n_nodes, device=graph.device)
     kg.edata["rel"] = torch.cat(rels) if rels else empty
     return KnowledgeGraph(kg, n_relations, offsets, names)
+
+
+def prune_triples(kg: dgl.DGLGraph, n_kg_relations: int, ratio: float, generator: torch.Generator) -> dgl.DGLGraph:
+    """``kg`` (a :func:`knowledge_graph` view without users) with a share ``ratio`` of its KG triples dropped,
+    keep weight ``1/sqrt(d_head d_tail)`` (:func:`~dglmm.graph.ops.prune_edges`, SLIF-MR eq. 6); a triple's
+    forward and reverse edges go together, and the ``extra`` relations' edges all stay."""
+    src, dst = kg.edges()
+    rel = kg.edata["rel"].long()
+    is_kg = rel < 2 * n_kg_relations
+    reverse = (rel >= n_kg_relations) & is_kg
+    head = torch.where(reverse, dst, src)
+    tail = torch.where(reverse, src, dst)
+    n = kg.num_nodes()
+    key = (rel % max(1, n_kg_relations)) * n * n + head * n + tail
+    triples, inverse = torch.unique(torch.where(is_kg, key, torch.full_like(key, -1)), return_inverse=True)
+    t_head = torch.zeros_like(triples).scatter_(0, inverse, head)
+    t_tail = torch.zeros_like(triples).scatter_(0, inverse, tail)
+    real = triples >= 0
+    kept_real = torch.zeros(int(real.sum()), dtype=torch.bool, device=src.device)
+    kept_real[prune_edges(degree_weights(t_head[real], t_tail[real], n), ratio, generator).to(src.device)] = True
+    kept = torch.zeros(len(triples), dtype=torch.bool, device=src.device)
+    kept[real] = kept_real
+    keep = torch.nonzero(kept[inverse] | ~is_kg).squeeze(1)
+    return dgl.edge_subgraph(kg, keep, relabel_nodes=False, store_ids=False)

@@ -9,12 +9,16 @@ popular nodes are dropped more often.  :func:`prune_edges` keeps ``round((1 - ra
 replacement with probabilities proportional to ``p_e`` (``torch.multinomial``, as FREEDOM's code), from a
 ``torch.Generator`` the caller seeds, so a pruned graph is a deterministic function of (edges, ratio, seed):
 models re-derive it from a seed instead of storing it.  Returns kept edge ids in increasing order.
-:func:`prune_interactions` applies it to user-item pairs and returns LightGCN's weights of the kept graph.
+:func:`interaction_graph` is the user-item graph of a (pruned) interaction list with LightGCN weights
+renormalised on it (FREEDOM's code, SLIF-MR eq. 7), :func:`pruned_interactions` that list.
 """
 
 from __future__ import annotations
 
+import dgl
 import torch
+
+from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 
 
 def degree_weights(src: torch.Tensor, dst: torch.Tensor, n_nodes: int | None = None,
@@ -52,18 +56,6 @@ def prune_edges(weights: torch.Tensor, ratio: float, generator: torch.Generator 
     return chosen.sort().values
 
 
-def prune_interactions(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, ratio: float,
-                       generator: torch.Generator | None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Degree-sensitive pruning of user-item pairs and LightGCN's weights of the pruned graph: the kept
-    ``(users, items)`` (:func:`prune_edges` with keep weights :func:`degree_weights` of the full graph, in
-    their original order) and ``1 / sqrt(d_u d_i)`` with the degrees counted on the pruned graph (FREEDOM's
-    normalisation of ``A_rho``; SLIF-MR eqs. 6-7)."""
-    keep = prune_edges(degree_weights(users, items, n_users, n_items), ratio, generator).to(users.device)
-    users, items = users[keep], items[keep]
-    return users, items, degree_weights(users, items, n_users, n_items)
-
-
 def pruning_generator(seed: int, stream: int) -> torch.Generator:
     """A CPU generator for ``(seed, stream)`` (stream = epoch, or 0 for prune-once), independent of the
     global RNG so that pruning never shifts the run's other random draws."""
@@ -81,3 +73,32 @@ def average_graphs(old: tuple[torch.Tensor, ...], new: tuple[torch.Tensor, ...],
     merged = weight.new_zeros(len(key)).index_add_(0, inverse, weight)
     return key % n, key // n, merged
 
+
+def pruned_interactions(graph: dgl.DGLGraph, ratio: float,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The heterograph's training interactions ``(users, items)`` (edge-id order) with a share ``ratio`` dropped by
+    degree-sensitive pruning (:func:`prune_edges`); all of them when ``generator`` is None (no pruning)."""
+    users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
+    if generator is None:
+        return users, items
+    n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
+    keep = prune_edges(degree_weights(users, items, n_users, n_items), ratio, generator).to(users.device)
+    return users[keep], items[keep]
+
+
+def interaction_graph(users: torch.Tensor, items: torch.Tensor, like: dgl.DGLGraph,
+                      extra: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+                      ) -> dgl.DGLGraph:
+    """A user-item heterograph (``interact``, ``interacted_by``) of these interactions with the weights
+    ``1/sqrt(d_u d_i)`` computed on them, plus ``extra`` relations ``{etype: (src, dst, w)}``; node counts, id
+    type and device those of ``like``."""
+    n_users, n_items = like.num_nodes(USER), like.num_nodes(ITEM)
+    edges = {INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)}
+    edges.update({etype: (src, dst) for etype, (src, dst, _) in (extra or {}).items()})
+    graph = dgl.heterograph(edges, {USER: n_users, ITEM: n_items}, idtype=like.idtype, device=like.device)
+    w = degree_weights(users, items, n_users, n_items)
+    graph.edges[INTERACT_ETYPE].data["w"] = w
+    graph.edges[INTERACTED_BY_ETYPE].data["w"] = w
+    for etype, (_, _, weight) in (extra or {}).items():
+        graph.edges[etype].data["w"] = weight
+    return graph

@@ -20,6 +20,7 @@ from dglmm.data.sampler import ExtraSampler
 from dglmm.errors import InputError
 from dglmm.nn.graph_state import GraphState
 from dglmm.nn.init import xavier_embedding
+from dglmm.nn.item_graph import ItemGraph
 from dglmm.nn.losses import bpr_loss, l2_penalty
 from dglmm.options import MAX_DIM, LogUniform, build, describe, option
 
@@ -136,6 +137,11 @@ class Recommender(nn.Module):
         self.item_emb = xavier_embedding(self.n_items, dim)
         self.has_id_tables = True
 
+    def add_backbone(self, name: str, dataset: Dataset, graph: dgl.DGLGraph, **settings: Any) -> None:
+        """The CF model ``backbone`` this one plugs into (:func:`build_backbone` with the common ``settings``):
+        it gives the CF representations and the ID tables, and its ego embeddings are the L2 term's."""
+        self.backbone = build_backbone(name, dataset, graph, **settings)
+
     # -- the contract --------------------------------------------------------------------------------
     def forward(self, graph: dgl.DGLGraph) -> Representations:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -182,10 +188,13 @@ class Recommender(nn.Module):
 
     def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """The layer-0 embeddings of a batch that the L2 term regularises: the ID tables' rows when the model
-        has them (:meth:`add_id_tables`), else none (no L2 term)."""
-        if not self.has_id_tables:
-            return ()
-        return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
+        has them (:meth:`add_id_tables`), its CF backbone's when it plugs into one (:meth:`add_backbone`), else
+        none (no L2 term)."""
+        if self.has_id_tables:
+            return self.user_emb(batch.users), self.item_emb(batch.pos), self.item_emb(batch.neg)
+        if "backbone" in self._modules:
+            return self.backbone.ego_embeddings(batch)
+        return ()
 
     def user_embedding_table(self) -> torch.Tensor:
         """Backbone protocol: the user ID embeddings (layer 0)."""
@@ -228,10 +237,17 @@ class Recommender(nn.Module):
 
     # -- hooks: they update module state (derived graphs) and return nothing ---------------------------------
     def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
-        """Called before an epoch's first batch."""
+        """Called before an epoch's first batch; tells the model's item graphs (their rebuild schedule)."""
+        for module in self.modules():
+            if isinstance(module, ItemGraph):
+                module.on_epoch_start(epoch)
 
     def on_batch_start(self, batch_index: int) -> None:
-        """Called before every training batch (LATTICE rebuilds its learned graph on batch 0)."""
+        """Called before every training batch; tells the model's item graphs (LATTICE rebuilds its learned
+        graph on batch 0)."""
+        for module in self.modules():
+            if isinstance(module, ItemGraph):
+                module.on_batch_start(batch_index)
 
     def on_epoch_end(self, epoch: int, graph: dgl.DGLGraph) -> None:
         """Called after an epoch's last batch, before validation (SLIF-MR adds its ``correlate`` edges here)."""

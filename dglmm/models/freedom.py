@@ -10,7 +10,7 @@ The computation, with the paper's equation numbers (section 3):
   ``S = sum_m alpha_m S^m`` (eq. 4).  Built once, never updated ("frozen").
 * **Degree-sensitive edge pruning** (eq. 5): every training interaction ``(u, i)`` gets the keep weight
   ``p = 1/sqrt(d_u) 1/sqrt(d_i)`` (degrees of the full graph); ``(1 - rho) |E|`` interactions are drawn without
-  replacement with probabilities proportional to ``p`` (:func:`dglmm.graph.ops.prune_interactions`,
+  replacement with probabilities proportional to ``p`` (:func:`dglmm.graph.ops.pruned_interactions`,
   vectorised exponential race = ``torch.multinomial``), and the kept graph is normalised on its own degrees
   (eq. 6).  Resampled at every epoch start (the official ``pre_epoch_processing``); training only: evaluation
   uses the full graph.  The draw is a function of ``(prune_seed, epoch)`` (a private generator), so it is
@@ -54,10 +54,10 @@ import torch
 from dglmm.data.dataset import Dataset
 from dglmm.graph.cache import graph_key
 from dglmm.graph.knn import normalize_edge_weights
-from dglmm.graph.ops import prune_interactions, pruning_generator
-from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE
+from dglmm.graph.ops import interaction_graph, pruned_interactions, pruning_generator
+from dglmm.graph.schema import INTERACT_ETYPE
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
-from dglmm.nn.frozen_item_graph import FrozenItemGraphs
+from dglmm.nn.item_graph import ItemGraph
 from dglmm.nn.losses import bpr_loss
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import UserItemPropagation, layer_mean
@@ -127,7 +127,7 @@ class FREEDOM(Recommender):
                                      config.trainable_features and config.modality_bpr_weight > 0, relations=True)
         self.modalities = self.inputs.names
         alpha = modality_weights(self.modalities, config.image_weight)
-        self.item_graph = FrozenItemGraphs(self.inputs.etypes, alpha, config.backend)            # eq. 4
+        self.item_graph = ItemGraph(self.n_items, schedule="frozen", weights=alpha, backend=config.backend)  # eq. 4
         for m, etype in zip(self.modalities, self.inputs.etypes, strict=True):                 # eqs. 2-3
             self.register_buffer(f"binary_w_{m}", binary_knn_weights(graph, etype), persistent=False)
         seed = config.prune_seed if config.prune_seed is not None else int(torch.randint(2**31 - 1, ()))
@@ -154,16 +154,9 @@ class FREEDOM(Recommender):
             return graph
         key = (graph_key(graph, [INTERACT_ETYPE]), int(self.prune_seed), stream)
         if self._pruned is None or self._pruned[0] != key:
-            users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
             gen = pruning_generator(int(self.prune_seed), stream)
-            users, items, w = prune_interactions(users, items, self.n_users, self.n_items,
-                                                 self.config.prune_ratio, gen)
-            pruned = dgl.heterograph({INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)},
-                                     {"user": self.n_users, "item": self.n_items}, idtype=graph.idtype,
-                                     device=graph.device)
-            pruned.edges[INTERACT_ETYPE].data["w"] = w
-            pruned.edges[INTERACTED_BY_ETYPE].data["w"] = w
-            self._pruned = (key, pruned)
+            users, items = pruned_interactions(graph, self.config.prune_ratio, gen)
+            self._pruned = (key, interaction_graph(users, items, graph))
         return self._pruned[1]
 
     def item_propagate(self, graph: dgl.DGLGraph, h: torch.Tensor) -> torch.Tensor:
@@ -172,8 +165,9 @@ class FREEDOM(Recommender):
             if self.config.item_graph_weights == "binary":
                 for m, etype in zip(self.modalities, self.inputs.etypes, strict=True):
                     graph.edges[etype].data["w"] = getattr(self, f"binary_w_{m}")
+            item_graph = self.item_graph.follow(graph, self.inputs.etypes)
             for _ in range(self.config.item_layers):
-                h = self.item_graph(graph, h)
+                h = item_graph.propagate(h, None)
         return h
 
     # -- the contract -------------------------------------------------------------------------------------------

@@ -136,10 +136,7 @@ class Aggregator(nn.Module):
 
 @register
 class KGAT(Recommender):
-    """KGAT (KDD'19): attentive propagation over users, items and KG entities, relations trained with TransR.
-
-    The equations, the official code's choices and the options are in the module docstring.
-    """
+    """KGAT (KDD'19): attentive propagation over users, items and KG entities, relations trained with TransR."""
 
     name = "kgat"
     Config = KGATConfig

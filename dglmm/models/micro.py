@@ -61,25 +61,11 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.graph.knn import check_neighbours
 from dglmm.graph.schema import similar_etype
-from dglmm.models.base import (
-    BACKBONES,
-    Batch,
-    ModelConfig,
-    Recommender,
-    Representations,
-    Rows,
-    build_backbone,
-    register,
-)
+from dglmm.models.base import BACKBONES, Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import ModalityAttention, weighted_sum
-from dglmm.nn.item_graph import SCHEDULES, LearnedItemGraph, skip_connection
-from dglmm.nn.losses import (
-    CONTRASTIVE_ITEMS,
-    contrastive_items,
-    l2_penalty,
-    multiview_info_nce,
-    orthogonality,
-)
+from dglmm.nn.contrastive import Reading, contrastive_options
+from dglmm.nn.item_graph import SCHEDULES, ItemGraph, skip_connection
+from dglmm.nn.losses import l2_penalty, multiview_info_nce, orthogonality
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import ADJACENCIES, mixed_relation_propagate, relation_propagate, user_mean
 from dglmm.options import MAX_LAYERS, Below, IntRange, LogUniform, Uniform, option
@@ -104,8 +90,17 @@ _STRUCTURE = {"variant": tuple(v for v, f in VARIANTS.items() if f["structure"])
 _LEARNED = {**_STRUCTURE, "lambda_coeff": Below(1.0)}
 
 
+_CL = contrastive_options(
+    active_when=_CONTRASTIVE,
+    weight=Reading(0.03, "beta_C of eq. 19 (official code 0.03; searched over the documented range 1e-3..1e-1)",
+                   LogUniform(1e-3, 1e-1)),
+    temperature=Reading(0.5, "tau of eq. 10 (searched over the documented range 0.1-1.0)", Uniform(0.1, 1.0, step=0.1)),
+    items=Reading("all", "eq. 9 and the official code: 'all'"),
+    max_items=Reading(1024, "eq. 9 as written is 0: one TikTok epoch 140-280x LightGCN's, 158-494 s, against 6x"))
+
+
 @dataclasses.dataclass
-class MICROConfig(ModelConfig):
+class MICROConfig(_CL, ModelConfig):
     variant: str = option("micro", "Table 5 variant", choices=VARIANTS)
     backbone: str = option("lightgcn", "CF method the module plugs into (Table 5)", choices=BACKBONES)
     cf_layers: int = option(2, "user-item propagation layers of the backbone (searched over 1-4, a documented "
@@ -127,20 +122,8 @@ class MICROConfig(ModelConfig):
                                      active_when={"graph_update": ("every_n",)})
     trainable_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them "
                                       "fixed", renamed_from="train_features")
-    cl_weight: float = option(0.03, "beta_C of eq. 19 (official code 0.03; searched over the documented range "
-                              "1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1), active_when=_CONTRASTIVE)
-    cl_temperature: float = option(0.5, "tau of eq. 10 (searched over the documented range 0.1-1.0)", low=0.0,
-                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_CONTRASTIVE)
     cl_modality_reduction: str = option("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)",
                                         choices=("mean", "sum"), active_when=_CONTRASTIVE)
-    cl_items: str = option("all", "InfoNCE over 'all' items every batch (eq. 9, official code) or the 'batch' items",
-                           choices=CONTRASTIVE_ITEMS, active_when=_CONTRASTIVE)
-    cl_max_items: int = option(
-        1024, "InfoNCE over a random subset of at most this many of those items per batch; 0: over all of them "
-              "(eq. 9 as written, O(n_items^2 d) per batch: one TikTok epoch 140-280x LightGCN's, 158-494 s, against 6x)",
-        low=0, active_when=_CONTRASTIVE)
-    cl_chunk_size: int = option(1024, "InfoNCE rows per chunk beyond this many items (memory O(chunk x n))",
-                                low=1, active_when=_CONTRASTIVE)
     orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value; searched over the documented "
                                 "range 1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1),
                                 active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["specific"])})
@@ -159,10 +142,7 @@ class ItemViews(NamedTuple):
 
 @register
 class MICRO(Recommender):
-    """MICRO (TKDE'22): learned item graphs per modality fused contrastively, on a LightGCN backbone.
-
-    The equations, the official code's choices and the options are in the module docstring.
-    """
+    """MICRO (TKDE'22): learned item graphs per modality fused contrastively, on a LightGCN backbone."""
 
     name = "micro"
     Config = MICROConfig
@@ -173,9 +153,8 @@ class MICRO(Recommender):
         self.flags = VARIANTS[config.variant]
         check_neighbours(config.knn_k, self.n_items, "model.knn_k", type(config).knn_k)
         d = config.embedding_dim
-        self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d,
-                                       reg_weight=config.reg_weight, n_layers=config.cf_layers,
-                                       adjacency=config.ui_adjacency)
+        self.add_backbone(config.backbone, dataset, graph, embedding_dim=d, reg_weight=config.reg_weight,
+                          n_layers=config.cf_layers, adjacency=config.ui_adjacency)
         self.inputs = ModalityInputs(graph, config.modalities, d, config.trainable_features, "xavier",
                                      relations=True)                                     # e^m, W_m of eq. 4
         self.modalities = self.inputs.names
@@ -183,23 +162,10 @@ class MICRO(Recommender):
         self.attention = ModalityAttention(d)                                            # eq. 7
         self.query_final = nn.Linear(d, 1, bias=False)                                   # q_2 of eq. 14
         names = ["mixed"] if self.flags["fusion"] == "weights" else self.modalities
-        self.learned = nn.ModuleDict({name: LearnedItemGraph(self.n_items, config.knn_k, config.graph_update,
-                                                             config.graph_update_every) for name in names})
-
-    # -- hooks: the learned-graph schedule ------------------------------------------------------------------
-    def on_epoch_start(self, epoch: int, graph: dgl.DGLGraph) -> None:
-        for learned in self.learned.values():
-            learned.on_epoch_start(epoch)
-
-    def on_batch_start(self, batch_index: int) -> None:
-        for learned in self.learned.values():
-            learned.on_batch_start(batch_index)
+        self.learned = nn.ModuleDict({name: ItemGraph(self.n_items, config.knn_k, config.graph_update,
+                                                      config.graph_update_every, norm="sym") for name in names})
 
     # -- structure (eqs. 1-6) ---------------------------------------------------------------------------------
-    def projected_features(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
-        """``e~^m = W_m e^m + b_m`` (eq. 4) for every modality; zero for items without that modality."""
-        return self.inputs.projected(graph)
-
     def _refresh_learned(self, graph: dgl.DGLGraph, projected: list[torch.Tensor] | None) -> None:
         """Rebuild the learned graphs (eqs. 1-4) when their schedule or evaluation asks for it, else detach."""
         if self.config.lambda_coeff >= 1.0:
@@ -208,7 +174,7 @@ class MICRO(Recommender):
 
         def inputs() -> list[torch.Tensor]:  # projected once, only if a graph is rebuilt
             if "p" not in cache:
-                cache["p"] = projected if projected is not None else self.projected_features(graph)
+                cache["p"] = projected if projected is not None else self.inputs.projected(graph)
                 cache["masks"] = [self.inputs.mask(m) for m in self.modalities]
             return cache["p"]
 
@@ -235,7 +201,7 @@ class MICRO(Recommender):
     # -- fusion (eqs. 7-15) --------------------------------------------------------------------------------------
     def item_views(self, graph: dgl.DGLGraph) -> ItemViews:
         uses_features = not self.flags["structure"] or self.flags["graph_input"] == "features"
-        projected = self.projected_features(graph) if uses_features else None  # only computed when needed
+        projected = self.inputs.projected(graph) if uses_features else None  # e~^m of eq. 4, when needed
         if not self.flags["structure"]:  # CF+feats: transformed features replace the graph outputs
             weights = torch.softmax(self.modal_weights, 0)
             return ItemViews(weighted_sum(weights.expand(self.n_items, -1), projected), projected, None, [])
@@ -268,9 +234,6 @@ class MICRO(Recommender):
             user = user + F.normalize(user_mean(graph, views.fused), dim=1)           # eqs. 16-17
         return Representations(user, item, {"views": views})
 
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return self.backbone.ego_embeddings(batch)
-
     def l2_term(self, output: Representations, batch: Batch, rows: Rows) -> torch.Tensor | None:
         """L2 on the batch's final embeddings (``l2_on="final"``, official code) or the backbone's ego ones."""
         if self.config.l2_on == "final":
@@ -282,8 +245,7 @@ class MICRO(Recommender):
         views: ItemViews = output.extras["views"]
         terms = {}
         if self.flags["fusion"] == "contrastive" and self.config.cl_weight > 0:
-            items = contrastive_items(self.n_items, batch.pos, batch.neg, self.config.cl_items,
-                                      self.config.cl_max_items)
+            items = self.config.rows(self.n_items, batch.pos, batch.neg)
             terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(views, items)
         if views.specific and self.config.orth_weight > 0:
             terms["orthogonal"] = self.config.orth_weight * orthogonality(views.specific)  # eq. 13
@@ -294,8 +256,9 @@ class MICRO(Recommender):
 
         Over all items (eq. 9) or, with ``items``, over that subset only (negatives from the subset).
         """
-        return multiview_info_nce(views.per_modality, views.shared, self.config.cl_temperature, items,
-                                  self.config.cl_modality_reduction, self.config.cl_chunk_size)
+        c = self.config
+        return multiview_info_nce(views.per_modality, views.shared, c.cl_temperature, items, c.cl_modality_reduction,
+                                  c.cl_chunk_size, c.cl_critic)
 
 
 @dataclasses.dataclass

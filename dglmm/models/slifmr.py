@@ -46,12 +46,12 @@ The computation, with the paper's equation numbers:
   average of the last two graphs on the union of their edges: the literal concatenation would grow the
   relation every epoch).
 * **L_inter** (eqs. 19-20): InfoNCE of each view toward ``sg(x)``, negatives from ``sg(x)`` only, cosine
-  critic, mean over anchors (the paper sums; the scale goes into ``beta``).  ``inter_denominator``:
+  critic, mean over anchors (the paper sums; the scale goes into ``beta``).  ``cl_denominator``:
   ``others`` (``j in I \\ {i}`` as written) or ``all`` (the usual InfoNCE).  Anchors: all items
-  (``inter_items="all"``, as written) or the batch's items, at most ``inter_max_items``; negatives: all
-  anchors (``inter_negatives=0``, as written) or that many sampled; computed in chunks of
-  ``inter_chunk_size`` anchors, the anchors' gradient formed in the forward pass (the target is constant);
-  ``inter_precision="bfloat16"`` forms logits and products in bfloat16 (an approximation, ~1e-3 relative).
+  (``cl_items="all"``, as written) or the batch's items, at most ``cl_max_items``; negatives: all
+  anchors (``cl_negatives=0``, as written) or that many sampled; computed in chunks of
+  ``cl_chunk_size`` anchors, the anchors' gradient formed in the forward pass (the target is constant);
+  ``cl_precision="bfloat16"`` forms logits and products in bfloat16 (an approximation, ~1e-3 relative).
 * **L_intra** (eqs. 21-22): ``intra_loss="uniformity"`` (default) ``log mean_{i!=j} exp(-t ||f(x_i) -
   f(x_j)||^2)`` over ``intra_max_items`` sampled items; ``"literal"``: eq. 21 as printed, which is ``t``
   times the mean squared distance over all item pairs (minimising it pulls items together, the opposite of
@@ -77,22 +77,16 @@ from torch import nn
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.cache import graph_key
-from dglmm.graph.kg import knowledge_graph
+from dglmm.graph.kg import knowledge_graph, prune_triples
 from dglmm.graph.knn import check_neighbours, cosine_knn, normalize_edge_weights
-from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, prune_interactions, pruning_generator
-from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
+from dglmm.graph.ops import average_graphs, interaction_graph, pruned_interactions, pruning_generator
+from dglmm.graph.schema import ITEM, similar_etype
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.added_relation import AddedRelation
 from dglmm.nn.attention import ModalityAttention, RelationAttention, weighted_sum
+from dglmm.nn.contrastive import Reading, contrastive_options
 from dglmm.nn.init import xavier_embedding
-from dglmm.nn.losses import (
-    CONTRASTIVE_ITEMS,
-    PRECISIONS,
-    contrastive_items,
-    info_nce_to_target,
-    mean_squared_distance,
-    uniformity,
-)
+from dglmm.nn.losses import PRECISIONS, info_nce_to_target, mean_squared_distance, uniformity
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import FixedSparse, UserItemPropagation, relation_propagate
 from dglmm.nn.relation_matmul import FastRelationAttention
@@ -118,8 +112,17 @@ def _with(flag: str) -> dict[str, tuple[str, ...]]:
 _PRUNING = {"prune_schedule": ("epoch", "once")}
 
 
+_CL = contrastive_options(
+    active_when=_with("cl"), renamed_from={n: f"inter_{n}" for n in ("weight", "temperature", "items", "max_items",
+                                                                     "chunk_size")},
+    weight=Reading(0.1, "beta of eq. 24, L_inter's (searched over the paper's grid 0.1-0.9, Fig. 6)",
+                   Uniform(0.1, 0.9, step=0.1)),
+    temperature=Reading(0.2, "tau of eq. 19"), items=Reading("all", "L_inter's anchors; eq. 19: 'all'"),
+    max_items=Reading(0, "L_inter's anchors"), chunk_size=Reading(256, "L_inter's anchors"))
+
+
 @dataclasses.dataclass
-class SLIFMRConfig(ModelConfig):
+class SLIFMRConfig(_CL, ModelConfig):
     variant: str = option("slifmr", "Table III variant", choices=VARIANTS)
     aggregator: str = option("ailf", "fusion of the item views (Fig. 5): AILF eqs. 14-15, concat, sum, attention",
                              choices=AGGREGATIONS, renamed_from="aggregation")
@@ -167,23 +170,13 @@ class SLIFMRConfig(ModelConfig):
                            choices=("replace", "keep"), active_when=_with("sge"))
     sge_keep_self: bool = option(False, "an item may be its own correlate neighbour",
                                  active_when=_with("sge"))
-    inter_weight: float = option(0.1, "beta of eq. 24 (searched over the paper's grid 0.1-0.9, Fig. 6)",
-                                 low=0.0, space=Uniform(0.1, 0.9, step=0.1),
-                                 active_when=_with("cl"))
-    inter_temperature: float = option(0.2, "tau of eq. 19", low=0.0, low_open=True, active_when=_with("cl"))
-    inter_denominator: str = option("others", "eq. 19 denominator: j != i ('others', as written) or 'all'",
-                                    choices=("others", "all"), active_when=_with("cl"))
-    inter_items: str = option("all", "L_inter anchors: 'all' items (eq. 19) or the 'batch' items",
-                              choices=CONTRASTIVE_ITEMS, active_when=_with("cl"))
-    inter_max_items: int = option(0, "if > 0, at most this many random anchors per batch", low=0,
-                                  active_when=_with("cl"))
-    inter_negatives: int = option(0, "0: every anchor's negatives are all anchors (eq. 19); k > 0: k sampled",
-                                  low=0, active_when=_with("cl"))
-    inter_chunk_size: int = option(256, "L_inter anchor rows per chunk (memory O(chunk x negatives))", low=1,
-                                   active_when=_with("cl"))
-    inter_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
-                                  "'bfloat16' (sums in float32; ~2x faster with AVX512-BF16, ~1e-3 relative error)",
-                                  choices=PRECISIONS, active_when=_with("cl"))
+    cl_denominator: str = option("others", "eq. 19 denominator: j != i ('others', as written) or 'all'",
+                                 choices=("others", "all"), active_when=_with("cl"), renamed_from="inter_denominator")
+    cl_negatives: int = option(0, "0: every anchor's negatives are all anchors (eq. 19); k > 0: k sampled",
+                               low=0, active_when=_with("cl"), renamed_from="inter_negatives")
+    cl_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
+                               "'bfloat16' (sums in float32; ~2x faster with AVX512-BF16, ~1e-3 relative error)",
+                               choices=PRECISIONS, active_when=_with("cl"), renamed_from="inter_precision")
     intra_weight: float = option(0.01, "gamma of eq. 24 (searched over the paper's grid 1e-5 - 1e-1, Fig. 6)",
                                  low=0.0, space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)),
                                  active_when=_with("cl"))
@@ -221,7 +214,7 @@ class SLIFMR(Recommender):
         super().__init__(dataset, graph, config)
         self.flags = VARIANTS[config.variant]
         check_neighbours(config.sge_top_n, self.n_items, "model.sge_top_n", type(config).sge_top_n)
-        check_size("model.inter_negatives", config.inter_negatives, self.n_items, "items")
+        check_size("model.cl_negatives", config.cl_negatives, self.n_items, "items")
         d = config.embedding_dim
         self.add_id_tables(d)
         self.propagation = UserItemPropagation("csr", "sym")
@@ -302,21 +295,9 @@ class SLIFMR(Recommender):
         sge = self.flags["sge"] and self.correlate.built
         aug = self.correlate.attach(graph) if sge else graph
         gen = pruning_generator(self.config.prune_seed, stream) if stream is not None else None
-        users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
-        if gen is not None:                                                            # eqs. 6-7 on A
-            users, items, w = prune_interactions(users, items, self.n_users, self.n_items,
-                                                 self.config.prune_ratio, gen)
-        else:
-            w = degree_weights(users, items, self.n_users, self.n_items)                # eq. 7 on A
-        edges = {INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)}
-        if sge:
-            edges[CORRELATE] = aug.edges(etype=CORRELATE, order="eid")
-        cf = dgl.heterograph(edges, {USER: self.n_users, ITEM: self.n_items}, idtype=graph.idtype,
-                             device=graph.device)
-        cf.edges[INTERACT_ETYPE].data["w"] = w
-        cf.edges[INTERACTED_BY_ETYPE].data["w"] = w
-        if sge:
-            cf.edges[CORRELATE].data["w"] = aug.edges[CORRELATE].data["w"]
+        users, items = pruned_interactions(graph, self.config.prune_ratio, gen)          # eq. 6 on A
+        extra = {CORRELATE: (*aug.edges(etype=CORRELATE, order="eid"), aug.edges[CORRELATE].data["w"])} if sge else None
+        cf = interaction_graph(users, items, graph, extra)                               # eq. 7 on the pruned A
         sim_weights = {}
         for m in self.modalities:
             src, dst = graph.edges(etype=similar_etype(m), order="eid")
@@ -327,31 +308,8 @@ class SLIFMR(Recommender):
             view = knowledge_graph(aug, self.n_kg_relations, extra=(CORRELATE,) if sge else ())
             kg = view.graph
             if gen is not None and self.config.prune_kg:                                  # eq. 6 on G_k
-                kg = dgl.edge_subgraph(kg, self._kg_keep(kg, gen), relabel_nodes=False, store_ids=False)
+                kg = prune_triples(kg, self.n_kg_relations, self.config.prune_ratio, gen)
         return Working(cf, sim_weights, aug, kg)
-
-    def _kg_keep(self, kg: dgl.DGLGraph, gen: torch.Generator) -> torch.Tensor:
-        """Edge ids kept by pruning whole triples (both directions together); ``correlate`` edges stay."""
-        src, dst = kg.edges()
-        rel = kg.edata["rel"].long()
-        n_kg = 2 * self.n_kg_relations
-        is_kg = rel < n_kg
-        reverse = (rel >= self.n_kg_relations) & is_kg
-        head = torch.where(reverse, dst, src)
-        tail = torch.where(reverse, src, dst)
-        n = kg.num_nodes()
-        key = (rel % max(1, self.n_kg_relations)) * n * n + head * n + tail
-        key = torch.where(is_kg, key, torch.full_like(key, -1))
-        triples, inverse = torch.unique(key, return_inverse=True)
-        t_head = torch.zeros_like(triples).scatter_(0, inverse, head)
-        t_tail = torch.zeros_like(triples).scatter_(0, inverse, tail)
-        real = triples >= 0
-        weights = degree_weights(t_head[real], t_tail[real], n)
-        kept = torch.zeros(len(triples), dtype=torch.bool, device=src.device)
-        kept_real = torch.zeros(int(real.sum()), dtype=torch.bool, device=src.device)
-        kept_real[prune_edges(weights, self.config.prune_ratio, gen).to(src.device)] = True
-        kept[real] = kept_real
-        return torch.nonzero(kept[inverse] | ~is_kg).squeeze(1)
 
     # -- the three views (eqs. 5-13) and the fusion (eqs. 14-15) ------------------------------------------------
     def interaction_view(self, work: Working) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,11 +329,6 @@ class SLIFMR(Recommender):
             items.append(item)
         return torch.stack(users).mean(0) + user0, torch.stack(items).mean(0) + item0
 
-    def projected_features(self, graph: dgl.DGLGraph) -> torch.Tensor:
-        """``mm_input="features"``: the mean over an item's modalities of ``W_m x^m + b_m``; an item without a
-        modality's features averages over the modalities it has (0 if none)."""
-        return self.inputs.mean_projection(graph)
-
     def mixing_weights(self) -> torch.Tensor:
         """``alpha`` of eq. 5 (the last entry weighs ``G^n`` when SGE is on)."""
         return torch.softmax(self.alpha, 0) if self.config.alpha_param == "softmax" else self.alpha
@@ -383,7 +336,7 @@ class SLIFMR(Recommender):
     def feature_view(self, work: Working) -> torch.Tensor:
         """Eq. 9 on ``S^n = sum_m alpha_m S^m (+ alpha_G G^n)``."""
         if self.config.mm_input == "features":
-            x0 = self.projected_features(work.aug)
+            x0 = self.inputs.mean_projection(work.aug)  # over the modalities an item has
         else:
             x0 = self.item_emb.weight
         alpha = self.mixing_weights()
@@ -470,8 +423,8 @@ class SLIFMR(Recommender):
         if not self.flags["cl"]:
             return terms
         views: ItemViews = output.extras["views"]
-        if self.config.inter_weight > 0:
-            terms["inter"] = self.config.inter_weight * self.inter_loss(views, batch)
+        if self.config.cl_weight > 0:
+            terms["inter"] = self.config.cl_weight * self.inter_loss(views, batch)
         if self.config.intra_weight > 0:
             terms["intra"] = self.config.intra_weight * self.intra_loss(views)
         return terms
@@ -480,15 +433,14 @@ class SLIFMR(Recommender):
         """L_inter (eqs. 19-20): each view toward the stop-gradient fused representation."""
         c = self.config
         pos = batch.pos if batch is not None else torch.zeros(0, dtype=torch.long, device=views.fused.device)
-        neg = batch.neg if batch is not None else pos
-        rows = contrastive_items(self.n_items, pos, neg, c.inter_items, c.inter_max_items)
+        rows = c.rows(self.n_items, pos, batch.neg if batch is not None else pos)
         pick = (lambda x: x) if rows is None else (lambda x: x[rows])  # noqa: E731
         target = pick(views.fused.detach())
         negatives = None
-        if c.inter_negatives > 0:
-            negatives = torch.randint(len(target), (c.inter_negatives,), device=target.device)
-        return sum(info_nce_to_target(pick(v), target, c.inter_temperature, negatives,
-                                      c.inter_denominator == "others", c.inter_chunk_size, c.inter_precision)
+        if c.cl_negatives > 0:
+            negatives = torch.randint(len(target), (c.cl_negatives,), device=target.device)
+        return sum(info_nce_to_target(pick(v), target, c.cl_temperature, negatives, c.cl_denominator == "others",
+                                      c.cl_chunk_size, c.cl_precision, c.cl_critic)
                    for v in views.views)
 
     def intra_loss(self, views: ItemViews) -> torch.Tensor:

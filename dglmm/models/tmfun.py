@@ -44,20 +44,12 @@ import dgl
 import torch
 
 from dglmm.data.dataset import Dataset
-from dglmm.models.base import (
-    BACKBONES,
-    Batch,
-    ModelConfig,
-    Recommender,
-    Representations,
-    Rows,
-    build_backbone,
-    register,
-)
+from dglmm.models.base import BACKBONES, Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import weighted_sum
-from dglmm.nn.frozen_item_graph import BACKENDS as ITEM_BACKENDS
-from dglmm.nn.frozen_item_graph import FrozenItemGraphs
-from dglmm.nn.losses import CONTRASTIVE_ITEMS, bpr_loss, contrastive_items, info_nce
+from dglmm.nn.contrastive import Reading, contrastive_options
+from dglmm.nn.item_graph import BACKENDS as ITEM_BACKENDS
+from dglmm.nn.item_graph import ItemGraph
+from dglmm.nn.losses import bpr_loss, info_nce_rows
 from dglmm.nn.modality import ModalityInputs
 from dglmm.nn.propagation import user_mean
 from dglmm.nn.view_attention import LearnedQueryViewAttention, attended_scores, pair_view_attention
@@ -75,8 +67,18 @@ _FEATURES = {"variant": tuple(v for v, f in VARIANTS.items() if f["features"])}
 _ATTENTION = {"variant": tuple(v for v, f in VARIANTS.items() if f["attention"])}
 
 
+_CL = contrastive_options(
+    active_when=_FEATURES,
+    weight=Reading(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3; searched over the documented range 1e-4..1e-1)",
+                   LogUniform(1e-4, 1e-1)),
+    temperature=Reading(0.5, "of MI in eq. 8 (paper: none; MICRO's 0.5; searched over the documented range 0.1-1.0)",
+                        Uniform(0.1, 1.0, step=0.1)),
+    items=Reading("all", "eq. 8 as written: 'all'"),
+    max_items=Reading(1024, "eq. 8 as written is 0: one TikTok epoch 157 s, 140x LightGCN's, against 7x"))
+
+
 @dataclasses.dataclass
-class TMFUNConfig(ModelConfig):
+class TMFUNConfig(_CL, ModelConfig):
     variant: str = option("tmfun", "Table 2 variant", choices=tuple(VARIANTS))
     backbone: str = option("lightgcn", "CF model giving x~u, x~i (Table 2: mf, ngcf, lightgcn)", choices=BACKBONES)
     cf_layers: int = option(2, "user-item propagation layers of the backbone (MF ignores it; searched over 1-4, a "
@@ -96,6 +98,8 @@ class TMFUNConfig(ModelConfig):
                                                 active_when=_FEATURES)
     fusion_input: str = option("graph", "h^m of eqs. 5, 8, 10: modality 'graph' outputs x~^m or 'projected' "
                                "features W_m x^m", choices=("graph", "projected"), active_when=_FEATURES)
+    cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
+                            choices=("cf", "fusion"), active_when=_FEATURES)
     attention: str = option("user", "eq. 2 query: 'user' x~u (per interaction) or 'item' (one learned query)",
                             choices=("user", "item"), active_when=_ATTENTION)
     user_rep: str = option("cf", "y^u of eqs. 7, 10: 'cf' x~u or 'cf+items' x~u + mean h^f of the user's items",
@@ -103,19 +107,6 @@ class TMFUNConfig(ModelConfig):
     mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3; searched over the documented "
                                  "range 1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1),
                                  active_when=_FEATURES)
-    cl_weight: float = option(1e-3, "beta of eq. 11 (paper's best on Baby 1e-3; searched over the documented range "
-                              "1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1), active_when=_FEATURES)
-    cl_temperature: float = option(0.5, "InfoNCE temperature of MI in eq. 8 (paper: none; MICRO's 0.5; searched "
-                                   "over the documented range 0.1-1.0)", low=0.0, low_open=True,
-                                   space=Uniform(0.1, 1.0, step=0.1), active_when=_FEATURES)
-    cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
-                            choices=("cf", "fusion"), active_when=_FEATURES)
-    cl_items: str = option("all", "eq. 8 over 'all' items each batch or the 'batch' items", choices=CONTRASTIVE_ITEMS,
-                           active_when=_FEATURES)
-    cl_max_items: int = option(
-        1024, "eq. 8 over a random subset of at most this many of those items per batch; 0: over all of them (as "
-              "written, O(n_items^2 d) per batch: one TikTok epoch 157 s, 140x LightGCN's, against 7x)", low=0,
-        active_when=_FEATURES)
     cl_same_view_negatives: bool = option(False, "MI of eq. 8 also uses same-view negatives (MICRO eq. 10)",
                                           active_when=_FEATURES)
 
@@ -144,10 +135,7 @@ def _normalised(weights: list[float] | None, n: int, name: str) -> torch.Tensor:
 
 @register
 class TMFUN(Recommender):
-    """TMFUN (SIGIR'23): kNN feature graphs, attention-guided multi-step fusion of views, contrastive loss.
-
-    The equations, the official code's choices and the options are in the module docstring.
-    """
+    """TMFUN (SIGIR'23): kNN feature graphs, attention-guided multi-step fusion of views, contrastive loss."""
 
     name = "tmfun"
     Config = TMFUNConfig
@@ -163,8 +151,8 @@ class TMFUN(Recommender):
         self.flags = VARIANTS[config.variant]
         d = config.embedding_dim
         self.scale = math.sqrt(d)
-        self.backbone = build_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
-                                       reg_weight=config.reg_weight)
+        self.add_backbone(config.backbone, dataset, graph, embedding_dim=d, n_layers=config.cf_layers,
+                          reg_weight=config.reg_weight)
         self.graph_input = config.graph_input if self.flags["features"] else "id"
         self.uses_projections = self.flags["features"] and (
             self.graph_input == "features" or config.fusion_input == "projected")
@@ -174,25 +162,23 @@ class TMFUN(Recommender):
         n_m = len(self.modalities)
         self.register_buffer("graph_weights", _normalised(config.graph_weights, n_m, "graph_weights"))  # eq. 4
         self.register_buffer("fusion_weights", _normalised(config.fusion_weights, n_m, "fusion_weights"))  # eq. 5
-        self.item_graphs = FrozenItemGraphs(self.etypes, self.graph_weights, config.item_backend)
+        self.item_graphs = ItemGraph(self.n_items, schedule="frozen", weights=self.graph_weights,
+                                     backend=config.item_backend)                          # S^m and G_M
         self.item_query = LearnedQueryViewAttention(d) if config.attention == "item" else None
         self.per_interaction = self.flags["attention"] and config.attention == "user"
 
     # -- views (sections 2.1-2.2, eq. 4) --------------------------------------------------------------------
-    def projected(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
-        """``W_m x^m`` for every modality; zero for items without the modality (all-zero feature row)."""
-        return self.inputs.projected(graph)
-
     def convolve(self, graph: dgl.DGLGraph, h: torch.Tensor, modality: int | None) -> torch.Tensor:
         """``item_layers`` hops over ``S^m`` (``modality`` index) or over ``G_M = sum_m lambda_m S^m`` (None)."""
+        item_graphs = self.item_graphs.follow(graph, self.etypes)
         for _ in range(self.config.item_layers):
-            h = self.item_graphs(graph, h, modality)      # S^m h, or G_M h = sum_m lambda_m S^m h (eq. 4)
+            h = item_graphs.propagate(h, modality)      # S^m h, or G_M h = sum_m lambda_m S^m h (eq. 4)
         return h
 
     def views(self, graph: dgl.DGLGraph) -> tuple[Representations, torch.Tensor, list[torch.Tensor]]:
         """(backbone output, the stacked views ``[x~i, x~^m..., x~^mm]`` ``[V, n, d]``, the ``h^m`` of eq. 5)."""
         cf = self.backbone(graph)
-        proj = self.projected(graph) if self.uses_projections else None
+        proj = self.inputs.projected(graph) if self.uses_projections else None  # W_m x^m
         if self.graph_input == "features":
             inputs = proj
             mixed_input = sum(w * p for w, p in zip(self.graph_weights, proj, strict=True))
@@ -254,9 +240,6 @@ class TMFUN(Recommender):
         """``y_ui``, ``y_uj`` of eq. 9's BPR, the attention per pair."""
         return self.pair_score(reps, batch.users, batch.pos), self.pair_score(reps, batch.users, batch.neg)
 
-    def ego_embeddings(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        return self.backbone.ego_embeddings(batch)
-
     def model_terms(self, reps: Representations, batch: Batch) -> dict[str, torch.Tensor]:
         """``alpha L_mmbpr + beta L_C`` of eq. 11 (BPR and L2 on the backbone's ego embeddings: the base loss)."""
         users, pos, neg = batch.users, batch.pos, batch.neg
@@ -264,8 +247,8 @@ class TMFUN(Recommender):
         if self.flags["features"] and self.config.mmbpr_weight > 0:
             terms["mmbpr"] = self.config.mmbpr_weight * self.mmbpr_loss(reps, users, pos, neg)
         if self.flags["features"] and self.config.cl_weight > 0:
-            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(reps, contrastive_items(
-                self.n_items, pos, neg, self.config.cl_items, self.config.cl_max_items))
+            terms["contrastive"] = self.config.cl_weight * self.contrastive_loss(reps, self.config.rows(
+                self.n_items, pos, neg))
         return terms
 
     def mmbpr_loss(self, reps: Representations, users: torch.Tensor, pos: torch.Tensor,
@@ -277,9 +260,12 @@ class TMFUN(Recommender):
     def contrastive_loss(self, reps: Representations, items: torch.Tensor | None = None) -> torch.Tensor:
         """``L_C`` (eq. 8): mean over modalities of the symmetric InfoNCE between ``h^m`` and the anchor."""
         anchor = reps.extras["views"][0] if self.config.cl_anchor == "cf" else reps.extras["fusion"]
-        tau, same = self.config.cl_temperature, self.config.cl_same_view_negatives
+        c = self.config
         pick = (lambda x: x) if items is None else (lambda x: x[items])  # noqa: E731
         a = pick(anchor)
-        losses = [0.5 * (info_nce(pick(h), a, tau, same) + info_nce(a, pick(h), tau, same))
-                  for h in reps.extras["side"]]
+
+        def mi(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return info_nce_rows(x, y, c.cl_temperature, c.cl_same_view_negatives, c.cl_critic, c.cl_chunk_size)
+
+        losses = [0.5 * (mi(pick(h), a) + mi(a, pick(h))) for h in reps.extras["side"]]
         return torch.stack(losses).mean()

@@ -32,9 +32,7 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     as ``-log(e^pos / (e^pos + sum of e^neg))`` but stable and with fewer passes over the ``n x n`` matrices.
     Memory is ``O(n^2)``; :func:`info_nce_chunked` gives the same value in ``O(chunk x n)``.
     """
-    if critic not in CRITICS:
-        raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
-    a, p = (F.normalize(anchor, dim=-1), F.normalize(positive, dim=-1)) if critic == "cosine" else (anchor, positive)
+    a, p = _critic_inputs(anchor, positive, critic)
     logits = a @ p.T / temperature
     if same_view_negatives:
         same = a @ a.T / temperature
@@ -44,16 +42,33 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     return F.cross_entropy(logits, target)
 
 
+def _critic_inputs(anchor: torch.Tensor, other: torch.Tensor, critic: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows whose products are the logits: L2-normalised (``cosine``) or as given (``dot``)."""
+    if critic not in CRITICS:
+        raise ValueError(f"critic must be one of {CRITICS}, got {critic!r}")
+    if critic == "cosine":
+        return F.normalize(anchor, dim=-1), F.normalize(other, dim=-1)
+    return anchor, other
+
+
+def info_nce_rows(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
+                  same_view_negatives: bool = True, critic: str = "cosine", chunk_size: int = 1024) -> torch.Tensor:
+    """:func:`info_nce` up to ``chunk_size`` rows (the ``n x n`` logits at once), :func:`info_nce_chunked` beyond
+    (memory ``O(chunk_size x n)``): the same value either way."""
+    if len(anchor) <= chunk_size:
+        return info_nce(anchor, positive, temperature, same_view_negatives, critic)
+    return info_nce_chunked(anchor, positive, temperature, same_view_negatives, chunk_size, critic)
+
+
 def info_nce_chunked(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
-                     same_view_negatives: bool = True, chunk_size: int = 1024) -> torch.Tensor:
+                     same_view_negatives: bool = True, chunk_size: int = 1024, critic: str = "cosine") -> torch.Tensor:
     """:func:`info_nce` computed over ``chunk_size`` anchor rows at a time: memory ``O(chunk x n)``.
 
     Each chunk's logits ``[chunk, n]`` (and ``[chunk, n]`` same-view) are reduced to their log-sum-exp at
     once, so the ``n x n`` similarity matrix never exists; in training each chunk is recomputed in the
     backward pass (``torch.utils.checkpoint``), so the memory bound holds there too.  The gradient is exact.
     """
-    a = F.normalize(anchor, dim=-1)
-    p = F.normalize(positive, dim=-1)
+    a, p = _critic_inputs(anchor, positive, critic)
     checkpointed = torch.is_grad_enabled() and (a.requires_grad or p.requires_grad) and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
@@ -108,20 +123,17 @@ def contrastive_items(n_items: int, pos: torch.Tensor, neg: torch.Tensor, mode: 
 
 def multiview_info_nce(views: list[torch.Tensor], target: torch.Tensor, temperature: float,
                        items: torch.Tensor | None = None, reduction: str = "mean",
-                       chunk_size: int = 1024) -> torch.Tensor:
+                       chunk_size: int = 1024, critic: str = "cosine") -> torch.Tensor:
     """InfoNCE between each view and a target view over ``items`` (None: all rows), reduced over views.
 
     ``reduction="mean"`` averages the views' terms (MICRO eq. 9), ``"sum"`` adds them (the official MICRO
-    code).  Up to ``chunk_size`` rows the ``n x n`` logits are formed at once; beyond, :func:`info_nce_chunked`
-    keeps memory at ``O(chunk_size x n)``.
+    code).  Chunked beyond ``chunk_size`` rows (:func:`info_nce_rows`).
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     pick = (lambda x: x) if items is None else (lambda x: x[items])  # noqa: E731
-    n = len(target) if items is None else len(items)
-    loss_fn = info_nce if n <= chunk_size else (
-        lambda a, p, t: info_nce_chunked(a, p, t, chunk_size=chunk_size))
-    total = torch.stack([loss_fn(pick(v), pick(target), temperature) for v in views]).sum()
+    total = torch.stack([info_nce_rows(pick(v), pick(target), temperature, True, critic, chunk_size)
+                         for v in views]).sum()
     return total / len(views) if reduction == "mean" else total
 
 
@@ -137,7 +149,7 @@ def _target_chunk(a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, rows: t
 
 def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: float,
                        negatives: torch.Tensor | None = None, exclude_positive: bool = True,
-                       chunk_size: int = 1024, precision: str = "float32") -> torch.Tensor:
+                       chunk_size: int = 1024, precision: str = "float32", critic: str = "cosine") -> torch.Tensor:
     """InfoNCE of each ``anchor`` row toward the same row of ``target`` (SLIF-MR eq. 19), mean over rows.
 
     ``-log exp(cos(a_i, t_i)/tau) / sum_j exp(cos(a_i, t_j)/tau)`` with the negatives ``j`` taken from
@@ -149,19 +161,18 @@ def info_nce_to_target(anchor: torch.Tensor, target: torch.Tensor, temperature: 
     stays ``O(chunk x n_negatives)``.  With a stop-gradient target (eq. 19's ``sg``) the anchors' gradient is
     formed chunk by chunk in the forward pass (:class:`_FixedTargetInfoNCE`: two matrix products and one
     ``exp`` per chunk); with a target that needs gradient each chunk is recomputed in the backward pass
-    (``torch.utils.checkpoint``).  ``precision="bfloat16"`` (stop-gradient path only) forms the logits, their
+    (``torch.utils.checkpoint``).  ``critic="dot"`` uses the raw rows instead of their cosine.  ``precision="bfloat16"`` (stop-gradient path only) forms the logits, their
     ``exp`` and the gradient product in bfloat16 (sums and the result in float32): about 2x faster on CPUs with
     AVX512-BF16, at a relative error of about 1e-3 on the loss.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    a = F.normalize(anchor, dim=-1)
-    t = F.normalize(target, dim=-1)
+    a, t = _critic_inputs(anchor, target, critic)
     pool = torch.arange(len(t), device=t.device) if negatives is None else negatives
     t_neg = t[pool]
     if torch.is_grad_enabled() and a.requires_grad and not t.requires_grad:
         return _FixedTargetInfoNCE.apply(a, t, t_neg, pool, negatives is None, temperature, exclude_positive,
-                                         chunk_size, getattr(torch, precision))
+                                         chunk_size, getattr(torch, precision), critic == "cosine")
     checkpointed = torch.is_grad_enabled() and a.requires_grad and len(a) > chunk_size
     total = a.new_zeros(())
     for start in range(0, len(a), chunk_size):
@@ -186,17 +197,17 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
     folded into the product as an extra coordinate (``[a/tau, -c] . [t_j, 1]``), and the row sum ``Z`` is the
     last column of ``E [t_neg | 1]``, so a chunk costs two matrix products and one in-place ``exp`` (no pass
     that converts the ``chunk x n`` weights to float32 in the bfloat16 path); for ``tau < 0.025`` (where
-    ``exp(-2/tau)`` could underflow) ``c`` is each row's maximum.
+    ``exp(-2/tau)`` could underflow) or a ``dot`` critic (``bounded`` False: no bound) ``c`` is each row's maximum.
     """
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, t: torch.Tensor, t_neg: torch.Tensor, pool: torch.Tensor,
                 all_negatives: bool, temperature: float, exclude_positive: bool, chunk_size: int,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                dtype: torch.dtype = torch.float32, bounded: bool = True) -> torch.Tensor:
         n = max(1, len(a))
         grad = torch.empty_like(a)
         total = a.new_zeros((), dtype=torch.float64)
-        fixed_shift = 2.0 / temperature <= 80.0
+        fixed_shift = bounded and 2.0 / temperature <= 80.0
         shift = 1.0 / temperature
         t_sum = torch.cat([t_neg, t_neg.new_ones(len(t_neg), 1)], 1).to(dtype)  # [t_j, 1]: E t and sum E at once
         t_aug = t_sum if fixed_shift else t_neg.to(dtype)                         # [t_j, 1]: the shift folded in
@@ -229,7 +240,7 @@ class _FixedTargetInfoNCE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return grad_output * grad, None, None, None, None, None, None, None, None
+        return grad_output * grad, None, None, None, None, None, None, None, None, None
 
 
 def uniformity(x: torch.Tensor, t: float = 2.0) -> torch.Tensor:

@@ -9,7 +9,7 @@
   interchangeable backends, ``"dgl"`` (``multi_update_all``, learnable weights allowed) and ``"csr"``
   (``torch.sparse.mm`` on CSR matrices derived from ``graph.adj_tensors``, with a custom autograd that uses the
   transposed matrix in the backward pass: fixed weights only, about 2.5x faster on CPU: ``docs/benchmarks.md``, speed).
-  ``tests/test_propagation.py`` proves both equal a dense normalised-adjacency product.
+  ``tests/nn/test_propagation.py`` proves both equal a dense normalised-adjacency product.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ on CPU (``python benchmarks/bench_slifmr.py --projection``; figures in ``docs/be
 contiguous BLAS ``mm`` (a loop over relation blocks, never over edges), and scatters back to the pairs.  The
 sort/unique work depends only on the graph, so it is cached under a content key of the edge list and reused by every batch.
 :class:`FastRelationAttention` is :class:`RelationAttention` with this projector and a fused per-triple score;
-same parameters, same values and gradients (``tests/test_slifmr.py`` checks it against the parent).
+same parameters, same values and gradients (``tests/nn/test_relation_matmul.py`` checks it against the parent).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dglmm.data.synthetic import make_synthetic
 from dglmm.graph.build import INTERACT_ETYPE, GraphConfig, build_graph
-from dglmm.graph.ops import prune_interactions, pruning_generator
+from dglmm.graph.ops import degree_weights, prune_edges, pruning_generator
 from dglmm.models import Batch, make_config
 from dglmm.models.freedom import FREEDOM, modality_weights
 from dglmm.nn.losses import l2_penalty
@@ -128,7 +128,9 @@ def test_pruning_draws_edges_with_the_degree_sensitive_probabilities():
     draws = 10000
     counts = torch.zeros(len(users))
     for stream in range(draws):
-        u, i, w = prune_interactions(users, items, 3, 4, ratio, pruning_generator(11, stream))
+        kept = prune_edges(degree_weights(users, items, 3, 4), ratio, pruning_generator(11, stream))
+        u, i = users[kept], items[kept]
+        w = degree_weights(u, i, 3, 4)
         assert len(u) == keep
         r = torch.zeros(3, 4).index_put_((u, i), torch.ones(keep))
         torch.testing.assert_close(w, sym_norm_bipartite(r)[u, i])
@@ -289,8 +291,8 @@ def test_bad_options_name_the_option(bad, match):
 
 # -- end to end and resume -----------------------------------------------------------------------------------------
 def test_freedom_learns_the_synthetic_data():
-    """End to end (as tests/test_end_to_end.py): clearly above the popularity ranker."""
-    from tests.test_end_to_end import train
+    """End to end (as tests/train/test_end_to_end.py): clearly above the popularity ranker."""
+    from tests.train.test_end_to_end import train
 
     data = make_synthetic()
     popularity = evaluate_popularity(data)["recall@20"]

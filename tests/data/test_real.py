@@ -12,7 +12,7 @@ import pytest
 
 from dglmm.data.readers import load_dataset, read_lattice_json, read_mmrec, read_recbole
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 pytestmark = pytest.mark.realdata
 

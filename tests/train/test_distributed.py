@@ -26,7 +26,7 @@ from dglmm.data.readers import load_dataset
 from dglmm.train.distributed import shard_slice
 from dglmm.train.run import resolve_model_config, run_once
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 LOSS_RTOL, METRIC_ATOL = 1e-6, 1e-9
 
@@ -128,7 +128,7 @@ def test_lightgcn_torchrun_equals_single_process(can_launch, tmp_path: Path) -> 
 def test_lattice_torchrun_equals_single_process_with_identical_graphs(can_launch, tmp_path: Path) -> None:
     sets = [*SETS, "train.epochs=2", "train.progress=false"]
     single = single_process("lattice", tmp_path / "single", sets)
-    out = torchrun(str(ROOT / "tests" / "dist_worker.py"), "lattice", str(tmp_path / "dist"), *sets)
+    out = torchrun(str(ROOT / "tests" / "train" / "dist_worker.py"), "lattice", str(tmp_path / "dist"), *sets)
     assert out.returncode == 0, out.stderr[-2000:]
     assert_equivalent(single, tmp_path / "dist" / "run")
     report = json.loads((tmp_path / "dist" / "ranks.json").read_text())
@@ -177,7 +177,7 @@ def test_kgat_torchrun_equals_summed_half_batch_gradients(can_launch, tmp_path: 
     """KGAT (message dropout, TransR phase batches) drifts from one plain process by Adam-amplified summation
     order (docs/distributed.md); against the reference that sums the same shards' gradients it is exact."""
     sets = ["train.epochs=1", "train.batch_size=501", "train.progress=false"]
-    out = torchrun(str(ROOT / "tests" / "dist_worker.py"), "kgat", str(tmp_path / "dist"), *sets)
+    out = torchrun(str(ROOT / "tests" / "train" / "dist_worker.py"), "kgat", str(tmp_path / "dist"), *sets)
     assert out.returncode == 0, out.stderr[-2000:]
     reference = accumulated_reference("kgat", tmp_path / "reference", sets)
     h1, r1, u1 = read_run(reference)

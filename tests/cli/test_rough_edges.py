@@ -13,7 +13,7 @@ from tests.helpers import cli_one_line_error
                                            ("ngcf", "model.n_layers=1000000000"),
                                            ("kgat", "model.relation_dim=1000000000"),
                                            ("kgat", "model.kg_batch_size=1000000000"),
-                                           ("slifmr", "model.inter_negatives=1000000000")])
+                                           ("slifmr", "model.cl_negatives=1000000000")])
 def test_sizes_beyond_the_data_or_memory_are_refused_at_once(model, setting, capsys, tmp_path):
     line = cli_one_line_error(capsys, "train", "-m", model, "-d", "synthetic", "--out", str(tmp_path),
                               "--set", setting)

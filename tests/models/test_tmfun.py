@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from dglmm.graph.build import GraphConfig, build_graph
 from dglmm.models import REGISTRY, Batch, make_config
 from dglmm.models.tmfun import VARIANTS
-from dglmm.nn.view_attention import attended_scores
 from tests.helpers import build_model, dense_adjacency, dense_interaction, dense_knn, tiny_dataset
 
 K = 4
@@ -100,17 +99,6 @@ def test_chunked_full_ranking_equals_per_pair_formula(options):
     torch.testing.assert_close(scores.reshape(-1), model.pair_score(reps, users, items), rtol=1e-4, atol=1e-5)
 
 
-def test_attended_scores_never_need_per_pair_items():
-    torch.manual_seed(0)
-    q, y, views = torch.randn(3, 4), torch.randn(3, 4), torch.randn(5, 6, 4)
-    expected = torch.zeros(3, 6)
-    for b in range(3):
-        for j in range(6):
-            a = torch.softmax(torch.stack([q[b] @ views[v, j] for v in range(5)]) / 2.0, 0)
-            expected[b, j] = y[b] @ sum(a[v] * views[v, j] for v in range(5))
-    torch.testing.assert_close(attended_scores(q, views, 2.0, y), expected)
-
-
 def test_mmbpr_and_contrastive_equal_hand_written_formulas():
     data, graph, model = setup(cl_temperature=0.3)
     reps = model(graph)
@@ -138,21 +126,6 @@ def test_mmbpr_and_contrastive_equal_hand_written_formulas():
         hs, a = h[items], anchor[items]
         sub = sub + sum(0.5 * (mi(hs, a, i) + mi(a, hs, i)) for i in range(3)) / 3
     torch.testing.assert_close(model.contrastive_loss(reps, items), -sub / len(side), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("relation", [0, 1, None])
-def test_csr_and_dgl_item_propagation_have_equal_gradients(relation):
-    _, graph, model = setup(graph_weights=[0.3, 0.7])
-    h = torch.randn(15, D, requires_grad=True)
-    grads = []
-    for backend in ("csr", "dgl"):
-        model.item_graphs.backend = backend
-        out = model.item_graphs(graph, h, relation)
-        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
-        grads.append((out.detach(), h.grad.clone()))
-        h.grad = None
-    torch.testing.assert_close(grads[0][0], grads[1][0])
-    torch.testing.assert_close(grads[0][1], grads[1][1])
 
 
 def test_loss_terms_of_eq_11():
@@ -204,7 +177,7 @@ def test_items_without_a_modality_get_zero_projected_features():
     cls = REGISTRY["tmfun"]
     model = cls(data, graph, make_config(cls, {"embedding_dim": D, "graph_input": "features"}))
     torch.nn.init.normal_(model.inputs.projections["image"].bias)
-    image, text = model.projected(graph)
+    image, text = model.inputs.projected(graph)
     assert image[[2, 9]].abs().sum() == 0 and image.abs().sum(1).gt(0).sum() == 13 and text.abs().sum(1).gt(0).all()
 
 
@@ -222,9 +195,9 @@ def test_single_modality_and_bad_options():
 
 
 def test_tmfun_beats_lightgcn_on_synthetic_data():
-    """End to end (as tests/test_end_to_end.py): the planted features carry signal LightGCN cannot use."""
+    """End to end (as tests/train/test_end_to_end.py): the planted features carry signal LightGCN cannot use."""
     from dglmm.data.synthetic import make_synthetic
-    from tests.test_end_to_end import train
+    from tests.train.test_end_to_end import train
 
     data = make_synthetic()
     light = train("lightgcn", data)["test"]["recall@20"]

@@ -25,7 +25,7 @@ from dglmm.tune import TuneSettings, tune
 from dglmm.tune.space import Dimension, sample, search_space
 from tests.helpers import random_pairs, tiny_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = ["train.epochs=6", "train.batch_size=64", "train.patience=3", "train.eval_chunk_size=64"]
 
 

@@ -1,7 +1,7 @@
-"""Launched by ``tests/test_distributed.py`` under ``torchrun``: train one config data-parallel, then check that
+"""Launched by ``tests/train/test_distributed.py`` under ``torchrun``: train one config data-parallel, then check that
 every rank ends with the same parameters and the same derived graphs (LATTICE/MICRO's learned kNN graphs).
 
-    torchrun --standalone --nproc_per_node=2 tests/dist_worker.py MODEL OUT_DIR KEY=VALUE ...
+    torchrun --standalone --nproc_per_node=2 tests/train/dist_worker.py MODEL OUT_DIR KEY=VALUE ...
 
 Rank 0 writes the run into ``OUT_DIR/run`` and ``OUT_DIR/ranks.json``: per rank, a SHA-256 of every entry of
 the model's ``state_dict()`` (parameters and ``extra_state``: edges and weights of the learned graphs).

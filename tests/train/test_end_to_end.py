@@ -54,7 +54,7 @@ def test_slifmr_beats_lightgcn_and_its_ablation_without_kg_and_features(syntheti
 
     For CPU time SLIF-MR trains with batch 2048 and L_inter and L_intra over 256 sampled items per batch; the KG
     attention is the default, recomputed with gradient in every batch."""
-    settings = ["train.batch_size=2048", "model.inter_max_items=256", "model.intra_max_items=256",
+    settings = ["train.batch_size=2048", "model.cl_max_items=256", "model.intra_max_items=256",
                 "train.patience=5"]
     full = train("slifmr", synthetic, *settings)["test"]["recall@20"]
     ablated = train("slifmr", synthetic, *settings, "model.variant=w/o KG&MM")["test"]["recall@20"]

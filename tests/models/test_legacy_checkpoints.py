@@ -13,7 +13,7 @@ from dglmm.io import load_checkpoint, load_model_state
 from dglmm.train.run import prepare_run
 from dglmm.train.trainer import legacy_optimizer_state
 
-HERE = Path(__file__).parent / "data" / "legacy_checkpoints"
+HERE = Path(__file__).parents[1] / "data" / "legacy_checkpoints"
 _spec = importlib.util.spec_from_file_location("make_fixtures", HERE / "make_fixtures.py")
 fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fixtures)

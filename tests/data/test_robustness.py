@@ -54,12 +54,12 @@ def test_dropped_features_give_no_knn_edges_and_models_mask_them(data):
     cls = REGISTRY["micro"]
     torch.manual_seed(0)
     model = cls(noisy, graph, make_config(cls, {"embedding_dim": 8, "knn_k": 5}))
-    projected = model.projected_features(graph)
+    projected = model.inputs.projected(graph)
     assert all(not p[torch.from_numpy(missing)].any() for p in projected)   # W e + b masked to 0
     model.eval()
     model(graph)                                                        # evaluation rebuilds the learned graphs
     for learned in model.learned.values():
-        src, dst = learned._graph.edges()
+        src, dst, _ = learned.relations[0]
         assert not missing[src.numpy()].any() and not missing[dst.numpy()].any()
     vbpr = REGISTRY["vbpr"]
     v = vbpr(noisy, graph, make_config(vbpr, {"embedding_dim": 8}))

@@ -9,12 +9,9 @@ import torch.nn.functional as F
 
 from dglmm.data.synthetic import make_synthetic
 from dglmm.graph.build import INTERACT_ETYPE, GraphConfig, build_graph, similar_etype
-from dglmm.graph.ops import degree_weights, prune_edges, pruning_generator
 from dglmm.models import REGISTRY, make_config
 from dglmm.models.slifmr import AGGREGATIONS, CORRELATE, SLIFMR, VARIANTS
 from dglmm.nn.attention import RelationAttention
-from dglmm.nn.losses import info_nce_to_target, mean_squared_distance, uniformity
-from dglmm.nn.relation_matmul import FastRelationAttention
 from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
 from tests.helpers import train_terms
 
@@ -41,63 +38,6 @@ def dense(n_dst, n_src, src, dst, w):
     m = torch.zeros(n_dst, n_src)
     m.index_put_((dst.long(), src.long()), w.float(), accumulate=True)
     return m
-
-
-# -- losses (eqs. 19-22) ---------------------------------------------------------------------------------------
-def test_uniformity_and_literal_intra_losses_equal_loops():
-    torch.manual_seed(0)
-    x, t, n = torch.randn(7, 3), 2.0, 7
-    f = [x[i] / x[i].norm() for i in range(n)]
-    pairs = [(i, j) for i in range(n) for j in range(n)]
-    literal = -sum(math.log(math.exp(-t * float((f[i] - f[j]).pow(2).sum()))) for i, j in pairs) / n ** 2
-    torch.testing.assert_close(mean_squared_distance(x, t), torch.tensor(literal, dtype=torch.float32))
-    off = [(i, j) for i, j in pairs if i != j]
-    uni = math.log(sum(math.exp(-t * float((f[i] - f[j]).pow(2).sum())) for i, j in off) / len(off))
-    torch.testing.assert_close(uniformity(x, t), torch.tensor(uni, dtype=torch.float32))
-
-
-@pytest.mark.parametrize("exclude", [True, False])
-def test_inter_loss_equals_eq_19_loop(exclude):
-    torch.manual_seed(1)
-    a, x, tau = torch.randn(6, 4), torch.randn(6, 4), 0.3
-    cos = lambda u, v: F.cosine_similarity(u, v, dim=0)  # noqa: E731
-    total = 0.0
-    for i in range(6):
-        num = torch.exp(cos(a[i], x[i]) / tau)
-        den = sum(torch.exp(cos(a[i], x[j]) / tau) for j in range(6) if j != i or not exclude)
-        total = total - torch.log(num / den)
-    for chunk in (2, 1024):
-        torch.testing.assert_close(info_nce_to_target(a, x, tau, exclude_positive=exclude, chunk_size=chunk),
-                                   total / 6)
-    negatives = torch.tensor([0, 3, 3])
-    loop = 0.0
-    for i in range(6):
-        num = torch.exp(cos(a[i], x[i]) / tau)
-        den = sum(torch.exp(cos(a[i], x[j]) / tau) for j in negatives.tolist() if j != i)
-        den = den + (num if not exclude else 0)
-        loop = loop - torch.log(num / den)
-    torch.testing.assert_close(info_nce_to_target(a, x, tau, negatives, exclude_positive=exclude), loop / 6)
-
-
-# -- pruning (eq. 6) ------------------------------------------------------------------------------------------
-def test_pruning_keeps_the_share_and_drops_high_degree_edges_more_often():
-    gen = torch.Generator().manual_seed(0)
-    n_users, n_items = 300, 200
-    users = torch.cat([torch.randint(0, 30, (3000,), generator=gen), torch.randint(30, n_users, (3000,), generator=gen)])
-    items = torch.cat([torch.randint(0, 20, (3000,), generator=gen), torch.randint(20, n_items, (3000,), generator=gen)])
-    p = degree_weights(users, items, n_users, n_items)
-    deg_u, deg_i = torch.bincount(users), torch.bincount(items)
-    torch.testing.assert_close(p, 1 / (deg_u[users].float() * deg_i[items].float()).sqrt())
-    for ratio in (0.1, 0.3):
-        kept = prune_edges(p, ratio, pruning_generator(7, 0))
-        assert len(kept) == round((1 - ratio) * len(p)) and len(torch.unique(kept)) == len(kept)
-        dropped = torch.ones(len(p), dtype=torch.bool)
-        dropped[kept] = False
-        popular = p <= p.quantile(0.25)         # edges between high-degree nodes
-        rare = p >= p.quantile(0.75)
-        assert dropped[popular].float().mean() > 2 * dropped[rare].float().mean()
-    assert torch.equal(prune_edges(p, 0.2, pruning_generator(7, 3)), prune_edges(p, 0.2, pruning_generator(7, 3)))
-    assert not torch.equal(prune_edges(p, 0.2, pruning_generator(7, 3)), prune_edges(p, 0.2, pruning_generator(7, 4)))
 
 
 def test_model_prunes_in_training_only_and_rederives_per_epoch(data, graph):
@@ -208,23 +148,6 @@ def test_kg_view_equals_a_loop_over_triples(data, graph):
     torch.testing.assert_close(model.kg_view(model.working(graph)), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_fast_relation_attention_matches_gather_mm_with_gradients(data, graph):
-    model = model_for(data, graph).eval()
-    kg = model.working(graph).kg
-    fast = FastRelationAttention(int(kg.edata["rel"].max()) + 1, 8, 5)
-    slow = RelationAttention(int(kg.edata["rel"].max()) + 1, 8, 5)
-    slow.load_state_dict(fast.state_dict())
-    h = torch.randn(kg.num_nodes(), 8)
-    h_fast, h_slow = h.clone().requires_grad_(), h.clone().requires_grad_()
-    a, b = fast(kg, h_fast), slow(kg, h_slow)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    (a * torch.arange(len(a))).sum().backward()
-    (b * torch.arange(len(b))).sum().backward()
-    torch.testing.assert_close(fast.transform.grad, slow.transform.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fast.relation_emb.grad, slow.relation_emb.grad, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(h_fast.grad, h_slow.grad, rtol=1e-4, atol=1e-5)
-
-
 @torch.no_grad()
 def test_ailf_is_eqs_14_15(data, graph):
     model = model_for(data, graph).eval()
@@ -299,7 +222,7 @@ def test_keep_mode_averages_the_last_two_graphs(data, graph):
 def small_config(**options):
     return resolve_model_config("slifmr", "small", [], [
         "train.epochs=3", "train.patience=50", "train.batch_size=128", "train.lr=0.01", "train.checkpoint_every=1",
-        "train.progress=false", "model.inter_max_items=64", "model.embedding_dim=16",
+        "train.progress=false", "model.cl_max_items=64", "model.embedding_dim=16",
         *(f"model.{k}={v}" for k, v in options.items())])
 
 
@@ -343,7 +266,7 @@ def test_interrupted_run_resumes_to_identical_results(state_data, tmp_path, monk
                          + [("slifmr", a) for a in AGGREGATIONS if a != "ailf"]
                          + [("slifmr", "ailf")])
 def test_every_variant_and_aggregation_trains_a_step(data, graph, variant, aggregation):
-    model = model_for(data, graph, variant=variant, aggregator=aggregation, inter_negatives=16,
+    model = model_for(data, graph, variant=variant, aggregator=aggregation, cl_negatives=16,
                       intra_loss="literal" if aggregation == "sum" else "uniformity")
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
@@ -369,52 +292,6 @@ def test_kg_variant_needs_a_kg(graph):
         REGISTRY["slifmr"](plain, g, make_config(SLIFMR, {}))
     model = REGISTRY["slifmr"](plain, g, make_config(SLIFMR, {"variant": "w/o KG"}))
     assert model.view_names == ["interaction", "feature"]
-
-
-def test_chunked_inter_loss_recomputes_chunks_with_the_same_gradient():
-    torch.manual_seed(2)
-    a, x = torch.randn(9, 4, requires_grad=True), torch.randn(9, 4)
-    grads = []
-    for chunk in (2, 1024):  # 2: five checkpointed chunks; 1024: one plain chunk
-        a.grad = None
-        info_nce_to_target(a, x, 0.5, chunk_size=chunk).backward()
-        grads.append(a.grad.clone())
-    torch.testing.assert_close(grads[0], grads[1])
-
-
-def _inter_loss_and_grad(a, target, tau, negatives, exclude, chunk, precision="float32"):
-    a.grad = None
-    loss = info_nce_to_target(a * 2, target, tau, negatives, exclude_positive=exclude, chunk_size=chunk,
-                              precision=precision)
-    (loss * 1.7).backward()
-    return loss.detach(), a.grad.clone()
-
-
-@pytest.mark.parametrize("exclude", [True, False])
-@pytest.mark.parametrize("sampled", [False, True])
-@pytest.mark.parametrize("tau", [0.4, 0.01])  # 0.01: the row-maximum shift instead of the bound 1/tau
-def test_fixed_target_inter_loss_has_autograds_value_and_gradient(exclude, sampled, tau):
-    """The stop-gradient path (gradient formed in the forward pass) against autograd through the plain chunks."""
-    torch.manual_seed(3)
-    a, x = torch.randn(11, 5, requires_grad=True), torch.randn(11, 5)
-    negatives = torch.tensor([0, 4, 4, 10, 7]) if sampled else None
-    results = []
-    for target in (x, x.clone().requires_grad_()):  # constant target: fixed-target path; else checkpointed
-        for chunk in (3, 1024):
-            results.append(_inter_loss_and_grad(a, target, tau, negatives, exclude, chunk))
-    for value, grad in results[1:]:
-        torch.testing.assert_close(value, results[0][0])
-        torch.testing.assert_close(grad, results[0][1])
-
-
-def test_bfloat16_inter_loss_is_close_to_float32():
-    torch.manual_seed(4)
-    a, x = torch.randn(300, 16, requires_grad=True), torch.randn(300, 16)
-    exact = _inter_loss_and_grad(a, x, 0.2, None, True, 64)
-    low = _inter_loss_and_grad(a, x, 0.2, None, True, 64, precision="bfloat16")
-    torch.testing.assert_close(low[0], exact[0], rtol=3e-3, atol=0)
-    assert F.cosine_similarity(low[1].flatten(), exact[1].flatten(), dim=0) > 0.999
-    assert not torch.equal(low[0], exact[0])  # it did compute in bfloat16
 
 
 def test_epoch_attention_schedule_equals_the_per_batch_values_without_relation_gradients(data, graph):
@@ -446,7 +323,7 @@ def test_items_without_features_are_masked():
     g = build_graph(noisy, GraphConfig(knn_k=K), cache_dir=False)
     model = model_for(noisy, g, mm_input="features").eval()
     with torch.no_grad():
-        x0 = model.projected_features(g)
+        x0 = model.inputs.mean_projection(g)
         assert missing.any() and not x0[missing].any()                   # no modality: no projection term
         expected = torch.stack([model.inputs.projections[m](g.nodes["item"].data[f"feat_{m}"]) for m in ("image", "text")])
         torch.testing.assert_close(x0[~missing], expected.mean(0)[~missing])

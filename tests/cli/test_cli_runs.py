@@ -14,7 +14,7 @@ import yaml
 
 import dglmm
 from dglmm.cli import build_parser, main
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 QUICK = ["--set", "train.epochs=2", "--set", "train.checkpoint_every=1"]
 
@@ -215,7 +215,7 @@ def test_summary_table_says_what_its_numbers_are(tmp_path, capsys):
 # -- help, version, options -------------------------------------------------------------------------------
 
 def test_version(capsys):
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert dglmm.__version__.split("+")[0] == pyproject["project"]["version"]
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
@@ -229,7 +229,7 @@ def test_version_of_a_checkout_never_installed(monkeypatch):
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)
 
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     monkeypatch.setattr(metadata, "version", not_installed)
     try:
         assert importlib.reload(dglmm).__version__ == f"{pyproject['project']['version']}+source"

@@ -10,21 +10,7 @@ import pytest
 import torch
 
 from dglmm.cli import main
-
-
-def run_cli(capsys, *args):
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dglmm: error:"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.helpers import assert_one_line_error, run_cli
 
 
 def replace(path: Path, old: str, new: str) -> None:
@@ -264,7 +250,7 @@ def test_crafted_pickle_is_refused_and_runs_nothing(name, run_copy, tmp_path, ca
 
 
 def test_load_checkpoint_is_the_only_torch_load():
-    root = Path(__file__).resolve().parents[1] / "dglmm"
+    root = Path(__file__).resolve().parents[2] / "dglmm"
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "torch.load(" in p.read_text())
     assert users == ["io.py"]
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dglmm.graph.knn import cosine_knn, knn_graph_edges, normalize_edge_weights, symmetrize
+from tests.helpers import dense_normalise
 
 
 def dense_cosine(x: np.ndarray) -> np.ndarray:
@@ -66,15 +67,6 @@ def test_zero_rows_and_large_k() -> None:
     assert torch.isfinite(ke.w).all()
 
 
-def dense_norm(s: torch.Tensor, mode: str) -> torch.Tensor:
-    d = s.sum(1)
-    if mode == "rw":
-        inv = torch.where(d > 0, 1 / d, torch.zeros_like(d))
-        return torch.diag(inv) @ s
-    inv = torch.where(d > 0, d.rsqrt(), torch.zeros_like(d))
-    return torch.diag(inv) @ s @ torch.diag(inv)
-
-
 @pytest.mark.parametrize("mode", ["sym", "rw"])
 @pytest.mark.parametrize("symmetric", [False, True])
 def test_normalisation_matches_dense_formula(mode: str, symmetric: bool) -> None:
@@ -84,7 +76,7 @@ def test_normalisation_matches_dense_formula(mode: str, symmetric: bool) -> None
         src, dst, sim = symmetrize(src, dst, sim, 30)
     n_nodes = 32  # two isolated nodes: zero degree must give 0, not NaN
     w = normalize_edge_weights(src, dst, sim, n_nodes, mode)
-    expected = dense_norm(to_dense(src, dst, sim, n_nodes), mode)
+    expected = dense_normalise(to_dense(src, dst, sim, n_nodes), mode)
     torch.testing.assert_close(to_dense(src, dst, w, n_nodes), expected)
     assert torch.isfinite(w).all()
     if mode == "rw":
@@ -131,7 +123,7 @@ def test_sim_gradient_equals_dense_autograd() -> None:
     xn = x / x.norm(dim=1, keepdim=True)
     mask = to_dense(src, dst, torch.ones_like(sim), 20).bool()
     s = torch.where(mask, (xn @ xn.T).clamp_min(0), torch.zeros(()))
-    (dense_norm(s, "sym") @ h).square().sum().backward()
+    (dense_normalise(s, "sym") @ h).square().sum().backward()
     torch.testing.assert_close(sparse_grad, x.grad)
 
 

@@ -7,13 +7,13 @@ import torch
 
 from dglmm.nn.added_relation import AddedRelation
 from dglmm.nn.graph_state import GraphState
-from dglmm.nn.item_graph import LearnedItemGraph
+from dglmm.nn.item_graph import ItemGraph
 from tests.helpers import build_model, tiny_dataset
 
 
 def test_every_graph_holder_of_a_model_is_bound(monkeypatch):
     calls = []
-    monkeypatch.setattr(LearnedItemGraph, "bind", lambda self, device: calls.append(("learned", device)))
+    monkeypatch.setattr(ItemGraph, "bind", lambda self, device: calls.append(("learned", device)))
     _, _, micro = build_model("micro", embedding_dim=8)
     micro.bind_graphs("cpu")
     assert calls == [("learned", torch.device("cpu"))] * len(micro.learned)
@@ -32,7 +32,7 @@ def test_holders_move_their_tensors_and_drop_stale_caches():
     relation._cache = ("stale", None)
     relation.bind(torch.device("cpu"))          # already there: nothing moves, the cache stays
     assert relation._cache == ("stale", None)
-    learned = LearnedItemGraph(3, 1)
+    learned = ItemGraph(3, 1)
     learned.rebuild([torch.eye(3)])
     weight = learned.weight
     learned.bind(torch.device("cpu"))
