@@ -91,7 +91,8 @@ class FREEDOMConfig(ModelConfig):
                                         "(official reg_weight; searched over its grid {0, 1e-5, 1e-4, 1e-3})",
                                         low=0.0, space=Categorical((0.0, 1e-5, 1e-4, 1e-3)))
     trainable_features: bool = option(True, "fine-tune the raw features through the modality BPR (official code) "
-                                      "or keep them fixed", active_when={"modality_bpr_weight": Above(0.0)})
+                                      "or keep them fixed (with 4096-d features Adam's update of the whole matrix "
+                                      "makes an epoch about 3x longer)", active_when={"modality_bpr_weight": Above(0.0)})
     backend: str = option("csr", "propagation: 'csr' (torch.sparse, fixed weights) or 'dgl' (message passing)",
                           choices=("csr", "dgl"))
 
