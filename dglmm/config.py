@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import yaml
 
 from dglmm.errors import InputError
 from dglmm.metric_keys import metric_names
-from dglmm.options import LogUniform, OptionError, build, inactive_options, option, renamed
+from dglmm.options import LogUniform, OptionError, build, describe, inactive_options, option, renamed
 
 SECTIONS = ("data", "graph", "model", "train")
 
@@ -127,6 +128,35 @@ def packaged_layers(model_name: str, dataset_name: str) -> dict:
     return config
 
 
+MODEL_LAYER_HEADER = """\
+# The defaults of this model's options: the model layer of dglmm's configuration, read by every
+# `dglmm train -m {name}` (overall.yaml < datasets/<dataset>.yaml < this file < -c FILE < --set).
+# Copy it, edit the copy and pass it with -c: options that have no effect under these defaults are commented
+# out, so the copy is a valid -c file as it is. Written by `dglmm models {name} --yaml` from the declared
+# options; a test keeps it equal to them.
+"""
+
+
+def model_layer_text(model_name: str, model_config: type, summary: str = "") -> str:
+    """``dglmm/configs/models/<model>.yaml``: the ``model`` section with every declared option at its default,
+    each after its help as a comment; an option inactive under the defaults (``active_when``) is commented out
+    with the reason, so the text passes as a ``-c`` file unchanged."""
+    defaults = {s: build(cls, {}, s) for s, cls in section_classes(model_config).items()}
+    inactive = inactive_options(defaults)
+    lines = textwrap.wrap(f"{model_name}: {summary}" if summary else model_name, 108, initial_indent="# ",
+                          subsequent_indent="#   ")
+    lines += [MODEL_LAYER_HEADER.format(name=model_name).rstrip("\n"), "model:"]
+    for field in dataclasses.fields(model_config):
+        value = getattr(defaults["model"], field.name)
+        value = list(value) if isinstance(value, tuple) else value
+        text = f"{field.metadata.get('help', '')} {describe(field.metadata)}".strip()
+        lines += textwrap.wrap(text, 106, initial_indent="  # ", subsequent_indent="  #   ")
+        entry = f"{field.name}: {yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]}"
+        reason = inactive.get(f"model.{field.name}")
+        lines += [f"  # {entry}    # no effect here: {reason}"] if reason else [f"  {entry}"]
+    return "\n".join(lines) + "\n"
+
+
 def packaged_files(kind: str) -> list[str]:
     """The names that have a shipped layer of ``kind`` (``datasets`` or ``models``)."""
     folder = resources.files("dglmm.configs") / kind
@@ -191,20 +221,36 @@ def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  #
     """
     sections = section_classes(model_config)
     config = packaged_layers(model_name, dataset_name)
+    below_model_file = _keys(merge(_packaged("overall", ""), _packaged("datasets", dataset_name)))
     user_keys: set[tuple[str, str]] = set()   # what the user set (-c files, --set), not the packaged defaults
     for layer in (read_yaml(f) for f in files):
         layer = _renamed(layer, sections)
-        user_keys |= {(s, k) for s, values in layer.items() if isinstance(values, dict) for k in values}
+        set_here = [(s, k) for s, values in layer.items() if isinstance(values, dict) for k in values]
         config = merge(config, layer)
+        _in_user_order(config, [key for key in set_here if key not in below_model_file and key not in user_keys])
+        user_keys |= set(set_here)
     for text in overrides:
         section, key, value = parse_override(text, sections)
         (key,) = _renamed({section: {key: value}}, sections).get(section, {key: value})
         config.setdefault(section, {})[key] = value
+        if (section, key) not in below_model_file and (section, key) not in user_keys:
+            _in_user_order(config, [(section, key)])
         user_keys.add((section, key))
     check_keys(config, sections)
     points = expand_grid(config, sections)  # checks the values of every point of a sweep
     check_set_options(points, sections, user_keys)
     return config
+
+
+def _keys(config: dict) -> set[tuple[str, str]]:
+    return {(s, k) for s, values in config.items() if isinstance(values, dict) for k in values}
+
+
+def _in_user_order(config: dict, keys: list[tuple[str, str]]) -> None:
+    """Move options the user sets first to the end of their section, in the user's order: a grid's axes (and
+    so the order of its points) follow the order the user wrote them in, whatever the model file lists."""
+    for section, key in keys:
+        config[section][key] = config[section].pop(key)
 
 
 def _renamed(layer: dict, sections: dict[str, type]) -> dict:
