@@ -119,13 +119,39 @@ def _packaged(kind: str, name: str) -> dict:
 PACKAGED_LAYERS = ("overall.yaml", "datasets/<dataset>.yaml", "models/<model>.yaml")  # in dglmm/configs
 
 
-def packaged_layers(model_name: str, dataset_name: str) -> dict:
+def packaged_layers(model_name: str, dataset_name: str, model_config: type | None = None) -> dict:
     """The layers shipped in ``dglmm/configs`` merged in order (:data:`PACKAGED_LAYERS`; a missing file is an
-    empty layer): what ``dglmm train`` starts from before ``-c`` files and ``--set``."""
+    empty layer): what ``dglmm train`` starts from before ``-c`` files and ``--set``.
+
+    With ``model_config`` (the model's config class), the model file's values that restate a declared default
+    are left out: the shipped files hold the defaults, so they add nothing to a run's ``config.yaml`` (the
+    options set) unless someone changes one; ``resolved.yaml`` records every value either way."""
+    model_layer = _packaged("models", model_name)
+    if model_config is not None:
+        model_layer = _beyond_defaults(model_layer, section_classes(model_config))
     config: dict = {s: {} for s in SECTIONS}
-    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name), _packaged("models", model_name)):
+    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name), model_layer):
         config = merge(config, layer)
     return config
+
+
+def _beyond_defaults(layer: dict, sections: dict[str, type]) -> dict:
+    """``layer`` without the values equal to their option's declared default (compared once coerced)."""
+    out: dict = {}
+    for section, values in layer.items():
+        if section not in sections or not isinstance(values, dict):
+            out[section] = values          # check_keys reports it
+            continue
+        defaults = build(sections[section], {}, section)
+        out[section] = {k: v for k, v in values.items() if not _is_default(sections[section], section, k, v, defaults)}
+    return out
+
+
+def _is_default(cls: type, section: str, key: str, value: Any, defaults: Any) -> bool:
+    try:
+        return getattr(build(cls, {key: value}, section), key) == getattr(defaults, key)
+    except InputError:      # unknown option, a sweep, a bad value: kept, and reported or expanded later
+        return False
 
 
 MODEL_LAYER_HEADER = """\
@@ -220,7 +246,7 @@ def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  #
     ``model_config`` is the model's config class (``REGISTRY[model_name].Config``).
     """
     sections = section_classes(model_config)
-    config = packaged_layers(model_name, dataset_name)
+    config = packaged_layers(model_name, dataset_name, model_config)
     below_model_file = _keys(merge(_packaged("overall", ""), _packaged("datasets", dataset_name)))
     user_keys: set[tuple[str, str]] = set()   # what the user set (-c files, --set), not the packaged defaults
     for layer in (read_yaml(f) for f in files):
