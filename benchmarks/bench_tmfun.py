@@ -5,7 +5,7 @@
 TikTok: ``../shared/data/tiktok`` (real 128-d image and audio features).  Baby: the real Amazon Baby
 interactions from ``../shared/data/baby`` (else a synthetic dataset of Baby's size) with stand-in 4096-d image
 and 384-d text features (``bench_engine.baby_with_paper_features``).  Every model trains with batch 2048, as
-in the runs of docs/benchmarks.md; TMFUN with its defaults (LightGCN backbone, 2 layers) and its InfoNCE over
+in the runs of docs/models/tmfun.md; TMFUN with its defaults (LightGCN backbone, 2 layers) and its InfoNCE over
 1,024 sampled items (``cl_max_items``, as the TikTok runs); ``--rows`` adds the all-item InfoNCE of eq. 8 and
 TMFUN-att.  Prints medians; the first row is the reference of the ratios.
 """

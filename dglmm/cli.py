@@ -76,6 +76,13 @@ def cmd_models(args: argparse.Namespace) -> None:
     from dglmm.models.base import config_fields
     from dglmm.train.run import model_class
 
+    if args.yaml:
+        from dglmm.config import model_layer_text
+        if not args.name:
+            raise InputError("--yaml prints one model's defaults as a config file: dglmm models NAME --yaml")
+        cls = model_class(args.name)
+        print(model_layer_text(args.name, cls.Config, summary_line(cls).rstrip(".")), end="")
+        return
     names = [args.name] if args.name else sorted(REGISTRY)
     for name in names:
         cls = model_class(name)
@@ -444,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list models and their options", formatter_class=HelpFormatter)
     models.add_argument("name", nargs="?", help="one model: its options with their defaults")
     models.add_argument("-v", "--verbose", action="store_true", help="every model's options")
+    models.add_argument("--yaml", action="store_true", help="print the model's defaults as a config file (what "
+                        "dglmm/configs/models/NAME.yaml ships; copy it and pass it with -c)")
     models.set_defaults(func=cmd_models)
 
     options = sub.add_parser("options", help="every data, graph and train option with its default (and a "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import yaml
 
 from dglmm.errors import InputError
 from dglmm.metric_keys import metric_names
-from dglmm.options import LogUniform, OptionError, build, inactive_options, option, renamed
+from dglmm.options import LogUniform, OptionError, build, describe, inactive_options, option, renamed
 
 SECTIONS = ("data", "graph", "model", "train")
 
@@ -118,13 +119,68 @@ def _packaged(kind: str, name: str) -> dict:
 PACKAGED_LAYERS = ("overall.yaml", "datasets/<dataset>.yaml", "models/<model>.yaml")  # in dglmm/configs
 
 
-def packaged_layers(model_name: str, dataset_name: str) -> dict:
+def packaged_layers(model_name: str, dataset_name: str, model_config: type | None = None) -> dict:
     """The layers shipped in ``dglmm/configs`` merged in order (:data:`PACKAGED_LAYERS`; a missing file is an
-    empty layer): what ``dglmm train`` starts from before ``-c`` files and ``--set``."""
+    empty layer): what ``dglmm train`` starts from before ``-c`` files and ``--set``.
+
+    With ``model_config`` (the model's config class), the model file's values that restate a declared default
+    are left out: the shipped files hold the defaults, so they add nothing to a run's ``config.yaml`` (the
+    options set) unless someone changes one; ``resolved.yaml`` records every value either way."""
+    model_layer = _packaged("models", model_name)
+    if model_config is not None:
+        model_layer = _beyond_defaults(model_layer, section_classes(model_config))
     config: dict = {s: {} for s in SECTIONS}
-    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name), _packaged("models", model_name)):
+    for layer in (_packaged("overall", ""), _packaged("datasets", dataset_name), model_layer):
         config = merge(config, layer)
     return config
+
+
+def _beyond_defaults(layer: dict, sections: dict[str, type]) -> dict:
+    """``layer`` without the values equal to their option's declared default (compared once coerced)."""
+    out: dict = {}
+    for section, values in layer.items():
+        if section not in sections or not isinstance(values, dict):
+            out[section] = values          # check_keys reports it
+            continue
+        defaults = build(sections[section], {}, section)
+        out[section] = {k: v for k, v in values.items() if not _is_default(sections[section], section, k, v, defaults)}
+    return out
+
+
+def _is_default(cls: type, section: str, key: str, value: Any, defaults: Any) -> bool:
+    try:
+        return getattr(build(cls, {key: value}, section), key) == getattr(defaults, key)
+    except InputError:      # unknown option, a sweep, a bad value: kept, and reported or expanded later
+        return False
+
+
+MODEL_LAYER_HEADER = """\
+# The defaults of this model's options: the model layer of dglmm's configuration, read by every
+# `dglmm train -m {name}` (overall.yaml < datasets/<dataset>.yaml < this file < -c FILE < --set).
+# Copy it, edit the copy and pass it with -c: options that have no effect under these defaults are commented
+# out, so the copy is a valid -c file as it is. Written by `dglmm models {name} --yaml` from the declared
+# options; a test keeps it equal to them.
+"""
+
+
+def model_layer_text(model_name: str, model_config: type, summary: str = "") -> str:
+    """``dglmm/configs/models/<model>.yaml``: the ``model`` section with every declared option at its default,
+    each after its help as a comment; an option inactive under the defaults (``active_when``) is commented out
+    with the reason, so the text passes as a ``-c`` file unchanged."""
+    defaults = {s: build(cls, {}, s) for s, cls in section_classes(model_config).items()}
+    inactive = inactive_options(defaults)
+    lines = textwrap.wrap(f"{model_name}: {summary}" if summary else model_name, 108, initial_indent="# ",
+                          subsequent_indent="#   ")
+    lines += [MODEL_LAYER_HEADER.format(name=model_name).rstrip("\n"), "model:"]
+    for field in dataclasses.fields(model_config):
+        value = getattr(defaults["model"], field.name)
+        value = list(value) if isinstance(value, tuple) else value
+        text = f"{field.metadata.get('help', '')} {describe(field.metadata)}".strip()
+        lines += textwrap.wrap(text, 106, initial_indent="  # ", subsequent_indent="  #   ")
+        entry = f"{field.name}: {yaml.safe_dump([value], default_flow_style=True, width=1000).strip()[1:-1]}"
+        reason = inactive.get(f"model.{field.name}")
+        lines += [f"  # {entry}    # no effect here: {reason}"] if reason else [f"  {entry}"]
+    return "\n".join(lines) + "\n"
 
 
 def packaged_files(kind: str) -> list[str]:
@@ -190,21 +246,37 @@ def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  #
     ``model_config`` is the model's config class (``REGISTRY[model_name].Config``).
     """
     sections = section_classes(model_config)
-    config = packaged_layers(model_name, dataset_name)
+    config = packaged_layers(model_name, dataset_name, model_config)
+    below_model_file = _keys(merge(_packaged("overall", ""), _packaged("datasets", dataset_name)))
     user_keys: set[tuple[str, str]] = set()   # what the user set (-c files, --set), not the packaged defaults
     for layer in (read_yaml(f) for f in files):
         layer = _renamed(layer, sections)
-        user_keys |= {(s, k) for s, values in layer.items() if isinstance(values, dict) for k in values}
+        set_here = [(s, k) for s, values in layer.items() if isinstance(values, dict) for k in values]
         config = merge(config, layer)
+        _in_user_order(config, [key for key in set_here if key not in below_model_file and key not in user_keys])
+        user_keys |= set(set_here)
     for text in overrides:
         section, key, value = parse_override(text, sections)
         (key,) = _renamed({section: {key: value}}, sections).get(section, {key: value})
         config.setdefault(section, {})[key] = value
+        if (section, key) not in below_model_file and (section, key) not in user_keys:
+            _in_user_order(config, [(section, key)])
         user_keys.add((section, key))
     check_keys(config, sections)
     points = expand_grid(config, sections)  # checks the values of every point of a sweep
     check_set_options(points, sections, user_keys)
     return config
+
+
+def _keys(config: dict) -> set[tuple[str, str]]:
+    return {(s, k) for s, values in config.items() if isinstance(values, dict) for k in values}
+
+
+def _in_user_order(config: dict, keys: list[tuple[str, str]]) -> None:
+    """Move options the user sets first to the end of their section, in the user's order: a grid's axes (and
+    so the order of its points) follow the order the user wrote them in, whatever the model file lists."""
+    for section, key in keys:
+        config[section][key] = config[section].pop(key)
 
 
 def _renamed(layer: dict, sections: dict[str, type]) -> dict:

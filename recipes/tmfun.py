@@ -79,7 +79,7 @@ def table2(r: Recipe) -> str:
         paper = PAPER_TABLE2[label][r.args.paper_dataset]
         rows.append([label, cell(s, "recall@20"), cell(s, "ndcg@20"), f"{paper[0]:.4f}", f"{paper[1]:.4f}"])
     head = ["variant", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
-    return ("Table 2 - TMFUN variants (docs/models.md defines each)\n" + paper_table(head, rows))
+    return ("Table 2 - TMFUN variants (docs/models/tmfun.md defines each)\n" + paper_table(head, rows))
 
 
 def figure2(r: Recipe) -> str:

@@ -120,3 +120,85 @@ def test_config_module_imports_neither_models_nor_trainer():
             "print(sorted(m for m in sys.modules if m.startswith(('dglmm.models', 'dglmm.train'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- the shipped model layer (dglmm/configs/models/<model>.yaml) ------------------------------------------------
+def _model_file(name):
+    from importlib import resources
+    return resources.files("dglmm.configs") / "models" / f"{name}.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_model_ships_its_defaults_as_a_config_file(name):
+    """The file is the declared options as ``dglmm models NAME --yaml`` writes them: it cannot drift from them."""
+    from dglmm.cli import summary_line
+    from dglmm.config import model_layer_text
+
+    path = _model_file(name)
+    cls = REGISTRY[name]
+    expected = model_layer_text(name, cls.Config, summary_line(cls).rstrip("."))
+    assert path.is_file(), f"write it: dglmm models {name} --yaml > dglmm/configs/models/{name}.yaml"
+    assert path.read_text() == expected, f"regenerate: dglmm models {name} --yaml > dglmm/configs/models/{name}.yaml"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_copy_of_the_model_file_is_a_valid_c_file_that_changes_nothing(name, tmp_path):
+    import dataclasses
+
+    import yaml
+
+    from dglmm.options import build
+
+    copy = tmp_path / f"{name}.yaml"
+    copy.write_text(_model_file(name).read_text())
+    shipped = yaml.safe_load(copy.read_text())["model"]
+    with_copy = resolve(name, "synthetic", [str(copy)])        # inactive options are commented out: no error
+    without = resolve(name, "synthetic")
+    sections = model_sections(name)
+    (_, point_with), (_, point_without) = expand_grid(with_copy, sections) + expand_grid(without, sections)
+    effective = {s: dataclasses.asdict(build(sections[s], point_with.get(s, {}), s)) for s in sections}
+    assert effective == {s: dataclasses.asdict(build(sections[s], point_without.get(s, {}), s)) for s in sections}
+    assert without["model"] == {}       # the shipped file restates the defaults: it adds nothing to config.yaml
+    defaults = dataclasses.asdict(build(REGISTRY[name].Config, {}, "model"))
+    assert dataclasses.asdict(build(REGISTRY[name].Config, shipped, "model")) == defaults
+    assert set(shipped) <= set(defaults)
+
+
+def test_the_model_layer_sits_between_the_dataset_file_and_c_files(tmp_path, monkeypatch):
+    """overall < dataset < model file < -c < --set: a model layer that set an option would win over the
+    dataset's file and lose to the user's."""
+    import dglmm.config as config
+
+    real = config._packaged
+
+    def packaged(kind, name):
+        layer = real(kind, name)
+        if kind == "models":
+            layer = config.merge(layer, {"train": {"batch_size": 256}, "model": {"n_layers": 1}})
+        return layer
+
+    monkeypatch.setattr(config, "_packaged", packaged)
+    layered = resolve("lightgcn", "synthetic")
+    assert layered["train"]["batch_size"] == 256 and layered["model"] == {"n_layers": 1}  # over datasets/synthetic
+    assert layered["train"]["lr"] == 0.005                                                 # the dataset's, kept
+    user = tmp_path / "mine.yaml"
+    user.write_text("model:\n  n_layers: 2\n")
+    assert resolve("lightgcn", "synthetic", [str(user)])["model"]["n_layers"] == 2
+    assert resolve("lightgcn", "synthetic", [str(user)], ["model.n_layers=4"])["model"]["n_layers"] == 4
+
+
+def test_models_yaml_needs_a_name():
+    result = subprocess.run([sys.executable, "-m", "dglmm", "models", "--yaml"], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("dglmm: error: --yaml")
+
+
+def test_tuned_config_leaves_out_options_without_effect():
+    """A trial that turns KGAT's TransR loss off must not write the model layer's ``kg_*`` into config.yaml,
+    which ``dglmm train -c`` would reject."""
+    from dglmm.tune.study import _without_inactive
+
+    config = resolve("kgat", "synthetic")
+    config["model"]["kg_loss"] = False
+    kept = _without_inactive(config, model_sections("kgat"))
+    assert kept["model"]["kg_loss"] is False and "kg_batch_size" not in kept["model"]
+    assert kept["train"] == config["train"]

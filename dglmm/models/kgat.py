@@ -21,18 +21,23 @@ The computation, with the paper's equation numbers:
   embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then the KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
   The TransR batches hold ``kg_batch_size`` triples each, ``n_triples // kg_batch_size + 1`` of them per epoch
-  (the official ``--batch_size_kg`` 2048 and ``n_A_batch``; 0: as many batches as CF batches, each about
-  ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF batch either way).
+  (the official ``n_A_batch`` with ``--batch_size_kg`` 2048, which sets only the number of batches: the
+  official loader draws ``n_kg_triples // n_CF_batches`` heads per batch, 4,015 on Amazon-Book; 0: as many
+  batches as CF batches, each about ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF
+  batch either way).
   The alternation steps the two losses with two Adam optimisers, as the official code (``opt``, ``opt2``;
   ``kg_optimizer="separate"``), or with one (``shared``), whose moment estimates then mix both losses.
 
-Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: as the
-official code, ``pi`` is recomputed over the whole graph after every epoch without gradient and kept as
-module state; ``batch``: recomputed in every forward pass with gradient from the CF loss (the paper's reading);
-``none``: the per-relation mean ``1/|N_r(h)|`` summed over relations, the official initial matrix (KGAT w/o
-Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
+Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: the
+paper's Algorithm and the official code's intent, ``pi`` recomputed over the whole graph after every epoch
+without gradient and kept as module state; ``batch``: recomputed in every forward pass with gradient from the
+CF loss (a literal reading of eqs. 4-5); ``none``: the per-relation mean ``1/|N_r(h)|`` summed over
+relations, the official initial matrix (KGAT w/o Att). ``none`` is what the official TensorFlow code
+propagates with all along: its propagation matrix is fixed when the graph is built, and
+``update_attentive_A`` only replaces a Python attribute], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
-The official code stops early on the test set; dglmm stops and selects on validation.
+The official code evaluates on the test set every 10 epochs and stops after 10 evaluations without a better
+test Recall@20; dglmm stops and selects on validation (``train.patience``).
 
 ``bias_init`` [``xavier``: the aggregator biases drawn like the official ``b_gc``/``b_bi``, Xavier over ``[1, d_out]``;
 ``zero``].  ``embedding_init`` [``per_table``: Xavier bounds from the user table and the entity table apart, as the official
@@ -44,7 +49,7 @@ embeddings start from a trained BPR-MF (here a dglmm MF run folder or its ``best
 ``embedding_dim``); the other entities, relations, TransR and aggregator weights are initialised as without it
 (the same random draws for a given seed).  It is applied by :meth:`KGAT.load_pretrained` when training starts
 from scratch, never over a ``--resume`` checkpoint and not by ``dglmm evaluate``.  Not implemented: node
-dropout (commented out in the official code).  Both are documented in ``docs/models.md``.
+dropout (commented out in the official code).  Both are documented in ``docs/models/kgat.md``.
 """
 
 from __future__ import annotations
@@ -85,8 +90,9 @@ class KGATConfig(ModelConfig):
     message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1; searched over the paper's "
                                     "grid {0.0, 0.1, ..., 0.8}, parameter settings)", low=0.0, high=1.0,
                                     space=Uniform(0.0, 0.8, step=0.1))
-    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
-                            "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
+    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (the paper's Algorithm), "
+                            "every forward with gradient ('batch'), or 'none' (the initial mean, w/o Att: what "
+                            "the official code propagates with, its update never reaching the compiled graph)",
                             choices=("epoch", "batch", "none"))
     layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
                              "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
@@ -98,8 +104,9 @@ class KGATConfig(ModelConfig):
                                "('separate', official opt2) or by the CF one ('shared')",
                                choices=("separate", "shared"),
                                active_when={**_KG_LOSS, "kg_schedule": ("alternate",)})
-    kg_batch_size: int = option(2048, "TransR batch size (official --batch_size_kg 2048), n_triples // size + 1 "
-                                "batches per epoch (official n_A_batch); 0: as many batches as CF batches. Cost "
+    kg_batch_size: int = option(2048, "TransR batch size; n_triples // size + 1 batches per epoch (official "
+                                "n_A_batch with --batch_size_kg 2048, which sets only the count: the official "
+                                "batch is n_kg_triples // n_CF_batches heads); 0: as many batches as CF batches. Cost "
                                 "on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x LightGCN's; 0: "
                                 "21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",

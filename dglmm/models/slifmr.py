@@ -31,7 +31,7 @@ The computation, with the paper's equation numbers:
   relation blocks (``FastRelationAttention``, same values) or per edge with ``gather_mm``.  ``kg_attention_update``: the scores are recomputed with gradient in every
   forward (``batch``, the literal reading) or once per epoch without gradient (``epoch``, KGAT's schedule;
   ``W_r`` and ``x_r`` then keep their initial values, SLIF-MR having no TransR loss) with CSR hops: the KG
-  scores are a large share of a batch's cost at Amazon-Book size (``docs/benchmarks.md``).  ``kg_attention``: scores from layer-0 embeddings once per forward
+  scores are a large share of a batch's cost at Amazon-Book size (``docs/performance.md``).  ``kg_attention``: scores from layer-0 embeddings once per forward
   (``layer0``, KGAT's) or from each layer's input (``per_layer``); ``kg_item_embedding``: the items' KG
   embedding is their ID embedding (``shared``) or a separate table (``separate``).
 * **AILF** (eqs. 14-15): ``alpha_i = softmax((W [x_bar | x_tilde | x_hat] + b) / sqrt(d))``,

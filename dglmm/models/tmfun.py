@@ -1,6 +1,6 @@
 """TMFUN (Zhou et al., SIGIR'23): attention-guided multi-step fusion of item views.
 
-No public code exists; every reading of the paper is an option (docs/models.md, TMFUN section).  With the
+No public code exists; every reading of the paper is an option (docs/models/tmfun.md).  With the
 paper's equation numbers, for modalities ``M`` (Amazon: v, t; TikTok: image, audio):
 
 * **Graphs** (section 2.1).  The user-item graph is the heterograph's ``interact``.  Each modality's frozen

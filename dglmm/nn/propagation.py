@@ -8,7 +8,7 @@
 * :class:`UserItemPropagation` and :func:`layer_mean`: the user-item hop of LightGCN/NGCF with two
   interchangeable backends, ``"dgl"`` (``multi_update_all``, learnable weights allowed) and ``"csr"``
   (``torch.sparse.mm`` on CSR matrices derived from ``graph.adj_tensors``, with a custom autograd that uses the
-  transposed matrix in the backward pass: fixed weights only, about 2.5x faster on CPU: ``docs/benchmarks.md``, speed).
+  transposed matrix in the backward pass: fixed weights only, about 2.5x faster on CPU: ``docs/performance.md``).
   ``tests/nn/test_propagation.py`` proves both equal a dense normalised-adjacency product.
 """
 

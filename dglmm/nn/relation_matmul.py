@@ -1,7 +1,7 @@
 """Per-relation projections ``W_r x`` for many (row, relation) pairs, fast on CPU (KG attention).
 
 :class:`RelationAttention` projects every edge's head and tail with ``dgl.ops.gather_mm``, which is slow
-on CPU (``python benchmarks/bench_slifmr.py --projection``; figures in ``docs/benchmarks.md``).  :class:`RelationProjector` computes the same ``W_r x`` once per **distinct**
+on CPU (``python benchmarks/bench_slifmr.py --projection``; figures in ``docs/performance.md``).  :class:`RelationProjector` computes the same ``W_r x`` once per **distinct**
 ``(node, relation)`` pair (a KG's heads and tails repeat), sorted by relation so that each relation is one
 contiguous BLAS ``mm`` (a loop over relation blocks, never over edges), and scatters back to the pairs.  The
 sort/unique work depends only on the graph, so it is cached under a content key of the edge list and reused by every batch.

@@ -487,9 +487,19 @@ def write_outputs(plan: Plan, study: Any, plots: bool = True) -> list[str]:
         header = (f"# dglmm tune: best of study {plan.settings.name} (trial {best.number}, valid {plan.metric} "
                   f"{best.value:.4f}); reproduce with:\n# dglmm train -m {plan.settings.model} "
                   f"-d {plan.definition['dataset']} -c config.yaml\n")
-        config = {s: v for s, v in best.user_attrs["config"].items() if v}
+        config = _without_inactive(best.user_attrs["config"], plan.sections)
+        config = {s: v for s, v in config.items() if v}
         write_text(folder / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
     return plot_study(study, folder) if plots else []
+
+
+def _without_inactive(config: dict, sections: dict[str, type]) -> dict:
+    """``config`` without the options that have no effect in it (e.g. a packaged model layer's ``kg_*`` once a
+    trial drew ``kg_loss=false``): ``dglmm train -c`` rejects an option set without effect."""
+    from dglmm.config import effective_options
+
+    _, inactive = effective_options(config, sections)
+    return {s: {k: v for k, v in values.items() if f"{s}.{k}" not in inactive} for s, values in config.items()}
 
 
 def plot_study(study: Any, folder: Path) -> list[str]:

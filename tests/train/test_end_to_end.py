@@ -74,6 +74,6 @@ def test_camgr_learns_the_planted_structure(camgr, synthetic):
 
 
 @pytest.mark.xfail(strict=False, reason="not reached: with this fixture CAmgr's test Recall@20 was 0.3596 against "
-                                        "LightGCN's 0.3645 (docs/benchmarks.md, CAmgr section)")
+                                        "LightGCN's 0.3645 (docs/models/camgr.md)")
 def test_camgr_beats_lightgcn(camgr, lightgcn):
     assert camgr["test"]["recall@20"] > lightgcn["test"]["recall@20"]

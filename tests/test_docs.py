@@ -1,0 +1,94 @@
+"""The documentation: every relative link resolves, every registered model has its page, every `docs/...md`
+path the code and the docs mention exists, and no page speaks of how the project's work was organised."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dglmm.models import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
+
+#: pages other parts of the project write (the leaderboard's generated page, parity reports, the pages of
+#: models added alongside these docs): a link to one of them may be dangling only while it is absent
+PROVIDED_ELSEWHERE = {"docs/results.md", "docs/models/mgcn.md", "docs/models/freedom.md", "docs/parity.md",
+                      "docs/parity-kgat.md"}
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+DOC_PATH = re.compile(r"\bdocs/[\w./-]+\.md\b")
+
+
+def relative_links(page: Path) -> list[str]:
+    """The targets of the page's markdown links that point into the repository (no URL, no bare anchor)."""
+    targets = [m.group(1) for m in LINK.finditer(page.read_text())]
+    return [t.split("#", 1)[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def missing(target: Path) -> bool:
+    rel = target.resolve().relative_to(ROOT).as_posix() if target.resolve().is_relative_to(ROOT) else str(target)
+    return not target.exists() and rel not in PROVIDED_ELSEWHERE
+
+
+def test_the_link_checker_sees_a_dangling_link(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("[ok](https://example.org) [anchor](#x) [here](page.md#top) [gone](nowhere.md)\n")
+    assert relative_links(page) == ["page.md", "nowhere.md"]
+    assert [t for t in relative_links(page) if missing(page.parent / t)] == ["nowhere.md"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(page):
+    dangling = [t for t in relative_links(page) if missing(page.parent / t)]
+    assert not dangling, f"{page.relative_to(ROOT)} links to missing files: {dangling}"
+
+
+def test_every_docs_path_mentioned_anywhere_exists():
+    """`docs/<page>.md` written in code, tests, recipes, notebooks or pages (not as a link) names a real page."""
+    sources = [*PAGES, *ROOT.glob("dglmm/**/*.py"), *ROOT.glob("recipes/*.py"), *ROOT.glob("benchmarks/*.py"),
+               *ROOT.glob("tests/**/*.py"), *ROOT.glob("notebooks/*.ipynb"), ROOT / "pyproject.toml"]
+    stale = sorted({f"{src.relative_to(ROOT)}: {path}" for src in sources if src != Path(__file__)
+                    for path in DOC_PATH.findall(src.read_text())
+                    if not (ROOT / path).exists() and path not in PROVIDED_ELSEWHERE})
+    assert not stale, "\n".join(stale)
+
+
+def test_every_model_has_a_page_linked_from_the_index():
+    index = (DOCS / "models" / "index.md").read_text()
+    for name in REGISTRY:
+        assert (DOCS / "models" / f"{name}.md").is_file() or f"docs/models/{name}.md" in PROVIDED_ELSEWHERE, name
+        assert f"]({name}.md)" in index, f"docs/models/index.md does not link {name}.md"
+
+
+def test_the_index_reaches_every_page():
+    """Every page under docs/ is linked from some page (nothing is orphaned)."""
+    linked = {(page.parent / t).resolve() for page in PAGES for t in relative_links(page)}
+    orphans = [p.relative_to(ROOT).as_posix() for p in DOCS.rglob("*.md") if p.resolve() not in linked]
+    assert not orphans, orphans
+
+
+#: how the work on the project was organised is no concern of a user; words that speak of it, and the few
+#: phrases where the same words mean something else
+ORGANISATIONAL = re.compile(r"\b(issues?|sessions?|branch(es)?|helpers?|round \d|this round|by me|of mine|"
+                            r"stopped by me)\b|/work/", re.IGNORECASE)
+OTHER_SENSES = re.compile(r"(common|distinct) branch|branches or ID gates", re.IGNORECASE)
+
+
+def organisational_words(text: str) -> list[str]:
+    return [m.group(0) for m in ORGANISATIONAL.finditer(OTHER_SENSES.sub("", text))]
+
+
+def test_the_word_check_catches_and_spares():
+    assert organisational_words("measured in the last session on branch kgat (issue 23), runs in /work/runs") == [
+        "session", "branch", "issue", "/work/"]
+    assert organisational_words("the common branch and the distinct branch of eqs. 18-23") == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_page_speaks_of_how_the_work_was_organised(page):
+    found = organisational_words(page.read_text())
+    assert not found, f"{page.relative_to(ROOT)}: {found}"
