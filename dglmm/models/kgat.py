@@ -66,7 +66,7 @@ from dglmm.nn.attention import RelationAttention
 from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.losses import l2_penalty
 from dglmm.nn.propagation import FixedSparse
-from dglmm.nn.relation_matmul import FastRelationAttention
+from dglmm.nn.relation_matmul import FastRelationAttention, gather_project
 from dglmm.options import MAX_DIM, Categorical, LogUniform, Uniform, check_size, option
 
 AGGREGATORS = ("bi", "gcn", "graphsage")
@@ -260,8 +260,8 @@ class KGAT(Recommender):
     def transr_loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
                     t_neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """``L_KG`` (eq. 2) with ``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` (eq. 1) plus its L2 term."""
-        emb, project = self.embedding.weight, self.relation_attention.project
-        h_e, t_e, n_e = project(emb[h], r), project(emb[t], r), project(emb[t_neg], r)
+        emb, weights = self.embedding.weight, self.relation_attention.transform
+        h_e, t_e, n_e = (gather_project(emb[x], weights, r) for x in (h, t, t_neg))
         r_e = self.relation_attention.relation_emb[r]
         pos = (h_e + r_e - t_e).pow(2).sum(1)
         neg = (h_e + r_e - n_e).pow(2).sum(1)
