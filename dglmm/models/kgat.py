@@ -21,14 +21,17 @@ The computation, with the paper's equation numbers:
   embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then the KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
   The TransR batches hold ``kg_batch_size`` triples each, ``n_triples // kg_batch_size + 1`` of them per epoch
-  (the official ``--batch_size_kg`` 2048 and ``n_A_batch``; 0: as many batches as CF batches, each about
-  ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF batch either way).
+  (2048: the PyTorch port LunaBlack/KGAT-pytorch; 0: as many batches as CF batches, each about
+  ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF batch either way).  The official
+  code runs ``n_triples // 2048 + 1`` batches (``n_A_batch``) but draws ``n_KG_triples // (n_train //
+  batch_size)`` heads in each (its loader overrides ``--batch_size_kg``), a combination no value gives.
   The alternation steps the two losses with two Adam optimisers, as the official code (``opt``, ``opt2``;
   ``kg_optimizer="separate"``), or with one (``shared``), whose moment estimates then mix both losses.
 
 Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: as the
-official code, ``pi`` is recomputed over the whole graph after every epoch without gradient and kept as
-module state; ``batch``: recomputed in every forward pass with gradient from the CF loss (the paper's reading);
+paper's algorithm and the PyTorch port, ``pi`` is recomputed over the whole graph after every epoch without
+gradient and kept as module state (the official code means to, but its propagation keeps the initial matrix,
+``none``: ``update_attentive_A`` rebinds a Python attribute the compiled TensorFlow graph never reads); ``batch``: recomputed in every forward pass with gradient from the CF loss (the paper's reading);
 ``none``: the per-relation mean ``1/|N_r(h)|`` summed over relations, the official initial matrix (KGAT w/o
 Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
@@ -85,8 +88,9 @@ class KGATConfig(ModelConfig):
     message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1; searched over the paper's "
                                     "grid {0.0, 0.1, ..., 0.8}, parameter settings)", low=0.0, high=1.0,
                                     space=Uniform(0.0, 0.8, step=0.1))
-    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (official), every "
-                            "forward with gradient ('batch'), or 'none' (mean, w/o Att)",
+    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (paper's "
+                            "algorithm, PyTorch port), every forward with gradient ('batch'), or 'none' (the "
+                            "initial per-relation mean: w/o Att, and what official runs propagate with)",
                             choices=("epoch", "batch", "none"))
     layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
                              "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
@@ -98,10 +102,11 @@ class KGATConfig(ModelConfig):
                                "('separate', official opt2) or by the CF one ('shared')",
                                choices=("separate", "shared"),
                                active_when={**_KG_LOSS, "kg_schedule": ("alternate",)})
-    kg_batch_size: int = option(2048, "TransR batch size (official --batch_size_kg 2048), n_triples // size + 1 "
-                                "batches per epoch (official n_A_batch); 0: as many batches as CF batches. Cost "
-                                "on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x LightGCN's; 0: "
-                                "21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
+    kg_batch_size: int = option(2048, "TransR batch size, n_triples // size + 1 batches per epoch (2048: the "
+                                "PyTorch port; the official code runs n_triples // 2048 + 1 batches of "
+                                "n_KG_triples // (n_train // batch_size) heads); 0: as many batches as CF "
+                                "batches. Cost on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x "
+                                "LightGCN's; 0: 21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"), active_when=_KG_LOSS)
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
