@@ -242,6 +242,14 @@ def run_dglmm(model: str, seed: int, opts: argparse.Namespace, run_dir: Path, da
             "wall_seconds": round(time.time() - tic, 1)}
 
 
+def check_settings(out: Path, settings: dict) -> None:
+    """Refuse to resume into a folder whose finished runs used other settings (their results would mix)."""
+    for path in out.glob("*_seed*/result.json"):
+        earlier = json.loads(path.read_text()).get("settings")
+        if earlier != settings:
+            sys.exit(f"parity_kgat_pytorch: error: {path} was made with {earlier}, not {settings}: use another --out")
+
+
 # -- the table -----------------------------------------------------------------------------------------------------
 def collect(out: Path) -> dict[tuple[str, str], list[dict]]:
     results: dict[tuple[str, str], list[dict]] = {}
@@ -309,6 +317,8 @@ def main() -> None:
     if opts.port is None:
         parser.error("run needs --port")
     from dglmm.data.readers import load_dataset
+    settings = {k: getattr(opts, k) for k in ("dataset", "epochs", "eval_every", "stopping_steps", "lr")}
+    check_settings(opts.out, settings)
     dataset = load_dataset(opts.dataset)
     edits = apply_port_edits(opts.port.resolve(), opts.out / "port")
     info = write_port_layout(dataset, opts.out / "data")
@@ -327,7 +337,7 @@ def main() -> None:
                 run_dir = opts.out / f"{name}_seed{seed}" / "run"
                 result = (run_port(model, seed, opts, run_dir) if side == "port"
                           else run_dglmm(model, seed, opts, run_dir, dataset))
-                write_json(result_file, result)
+                write_json(result_file, {**result, "settings": settings})
                 print(f"  test recall@20 {result['test']['recall@20']:.4f} ndcg@20 {result['test']['ndcg@20']:.4f}"
                       f", best epoch {result['best_epoch']}, {np.median(result['epoch_seconds']):.2f} s/epoch "
                       f"({time.time() - tic:.0f} s)", flush=True)
