@@ -259,6 +259,40 @@ def collect(out: Path) -> dict[tuple[str, str], list[dict]]:
     return results
 
 
+def validation_curve(run_dir: Path, side: str) -> dict[int, float]:
+    """Validation Recall@20 at every evaluated epoch of one run (the port's ``metrics.tsv``, dglmm's
+    ``metrics.jsonl``)."""
+    if side == "port":
+        (path,) = run_dir.glob("trained_model/*/*/*/metrics.tsv")
+        lines = path.read_text().split("\n")
+        header = lines[0].split("\t")
+        rows = [dict(zip(header, map(float, line.split("\t")), strict=True)) for line in lines[1:] if line.strip()]
+        return {int(r["epoch_idx"]): r["recall@20"] for r in rows}
+    records = [json.loads(line) for line in (run_dir / "seed0" / "metrics.jsonl").read_text().splitlines()]
+    return {r["epoch"]: r["valid"]["recall@20"] for r in records if "valid" in r}
+
+
+def curves(out: Path) -> str:
+    """Markdown: mean validation Recall@20 over seeds at each evaluated epoch, per side and model."""
+    results = collect(out)
+    rows, epochs = [], set()
+    for side in SIDES:
+        for model in MODELS:
+            runs = results.get((side, model), [])
+            per_run = [validation_curve(out / f"{side}_{model}_seed{r['seed']}" / "run", side) for r in runs]
+            if not per_run:
+                continue
+            common = sorted(set.intersection(*(set(c) for c in per_run)))
+            epochs.update(common)
+            rows.append((side, model, {e: float(np.mean([c[e] for c in per_run])) for e in common}))
+    epochs = sorted(epochs)
+    lines = ["| side | model | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+             "|---|---|" + "---|" * len(epochs)]
+    lines += [f"| {side} | {model} | " + " | ".join(f"{c[e]:.4f}" if e in c else "-" for e in epochs) + " |"
+              for side, model, c in rows]
+    return "\n".join(lines)
+
+
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if values else "-"
 
@@ -312,7 +346,7 @@ def main() -> None:
     opts = parser.parse_args()
     opts.out = opts.out.resolve()
     if opts.command == "table":
-        print(table(opts.out))
+        print(table(opts.out), "\n\nvalidation Recall@20 (mean over seeds):\n", curves(opts.out), sep="")
         return
     if opts.port is None:
         parser.error("run needs --port")

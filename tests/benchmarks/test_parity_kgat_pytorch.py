@@ -109,9 +109,22 @@ def test_table_from_result_files(tmp_path):
                     "side": side, "model": model, "seed": seed, "test": {"recall@20": recall + seed / 100,
                                                                          "ndcg@20": recall / 2},
                     "valid_recall@20": recall, "best_epoch": 4, "epoch_seconds": [secs, secs]}))
+                run = folder / "run"
+                if side == "port":
+                    (run / "trained_model" / "M" / "data" / "cfg").mkdir(parents=True)
+                    (run / "trained_model" / "M" / "data" / "cfg" / "metrics.tsv").write_text(
+                        f"epoch_idx\trecall@20\n2\t{recall}\n4\t{recall + seed / 10}\n")
+                else:
+                    (run / "seed0").mkdir(parents=True)
+                    (run / "seed0" / "metrics.jsonl").write_text(
+                        json.dumps({"epoch": 1}) + "\n" + json.dumps({"epoch": 2, "valid": {"recall@20": recall}})
+                        + "\n" + json.dumps({"epoch": 4, "valid": {"recall@20": recall + seed / 10}}) + "\n")
     text = parity.table(tmp_path)
     assert "| port | mf | 0,1 | 0.1050 ± 0.0050 |" in text
     assert "| dglmm | -0.0200 | -0.0100 | 20x |" in text
+    curves = parity.curves(tmp_path)
+    assert "| side | model | epoch 2 | epoch 4 |" in curves
+    assert "| port | kgat | 0.0800 | 0.1300 |" in curves and "| dglmm | mf | 0.1000 | 0.1500 |" in curves
 
 
 @pytest.mark.skipif(not os.environ.get("KGAT_PYTORCH_DIR"), reason="set KGAT_PYTORCH_DIR to a port checkout")
