@@ -105,8 +105,8 @@ class KGATConfig(ModelConfig):
     kg_batch_size: int = option(2048, "TransR batch size, n_triples // size + 1 batches per epoch (2048: the "
                                 "PyTorch port; the official code runs n_triples // 2048 + 1 batches of "
                                 "n_KG_triples // (n_train // batch_size) heads); 0: as many batches as CF "
-                                "batches. Cost on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x "
-                                "LightGCN's; 0: 21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
+                                "batches. Cost on Book-Crossing: the TransR phase is half of an epoch of about "
+                                "55x MF's (benchmarks/bench_kgat.py)", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"), active_when=_KG_LOSS)
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
