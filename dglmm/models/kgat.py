@@ -21,20 +21,19 @@ The computation, with the paper's equation numbers:
   embeddings (official); ``L_KG`` trained by alternation: every epoch runs all CF batches, then the KG
   batches (``kg_schedule="alternate"``, the official Algorithm), or adds ``L_KG`` to each CF batch (``joint``).
   The TransR batches hold ``kg_batch_size`` triples each, ``n_triples // kg_batch_size + 1`` of them per epoch
-  (the official ``n_A_batch`` with ``--batch_size_kg`` 2048, which sets only the number of batches: the
-  official loader draws ``n_kg_triples // n_CF_batches`` heads per batch, 4,015 on Amazon-Book; 0: as many
-  batches as CF batches, each about ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF
-  batch either way).
+  (2048: the PyTorch port LunaBlack/KGAT-pytorch; 0: as many batches as CF batches, each about
+  ``n_triples / n_CF_batches``; with ``joint``, one KG batch is drawn per CF batch either way).  The official
+  code runs ``n_triples // 2048 + 1`` batches (``n_A_batch``) but draws ``n_KG_triples // (n_train //
+  batch_size)`` heads in each (its loader overrides ``--batch_size_kg``), a combination no value gives.
   The alternation steps the two losses with two Adam optimisers, as the official code (``opt``, ``opt2``;
   ``kg_optimizer="separate"``), or with one (``shared``), whose moment estimates then mix both losses.
 
-Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: the
-paper's Algorithm and the official code's intent, ``pi`` recomputed over the whole graph after every epoch
-without gradient and kept as module state; ``batch``: recomputed in every forward pass with gradient from the
-CF loss (a literal reading of eqs. 4-5); ``none``: the per-relation mean ``1/|N_r(h)|`` summed over
-relations, the official initial matrix (KGAT w/o Att). ``none`` is what the official TensorFlow code
-propagates with all along: its propagation matrix is fixed when the graph is built, and
-``update_attentive_A`` only replaces a Python attribute], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
+Readings and official-code behaviour that are options (defaults in brackets): ``attention`` [``epoch``: as the
+paper's algorithm and the PyTorch port, ``pi`` is recomputed over the whole graph after every epoch without
+gradient and kept as module state (the official code means to, but its propagation keeps the initial matrix,
+``none``: ``update_attentive_A`` rebinds a Python attribute the compiled TensorFlow graph never reads); ``batch``: recomputed in every forward pass with gradient from the CF loss (the paper's reading);
+``none``: the per-relation mean ``1/|N_r(h)|`` summed over relations, the official initial matrix (KGAT w/o
+Att)], ``kg_loss`` [true; false: KGAT w/o KGE], ``kg_sampling`` [``head``: heads uniform, then one of their
 triples (official); ``edge``: triples uniform], ``layer_sizes`` [64, 32, 16], ``message_dropout`` [0.1].
 The official code evaluates on the test set every 10 epochs and stops after 10 evaluations without a better
 test Recall@20; dglmm stops and selects on validation (``train.patience``).
@@ -71,7 +70,7 @@ from dglmm.nn.attention import RelationAttention
 from dglmm.nn.init import BIAS_INITS, init_linear
 from dglmm.nn.losses import l2_penalty
 from dglmm.nn.propagation import FixedSparse
-from dglmm.nn.relation_matmul import FastRelationAttention
+from dglmm.nn.relation_matmul import FastRelationAttention, gather_project
 from dglmm.options import MAX_DIM, Categorical, LogUniform, Uniform, check_size, option
 
 AGGREGATORS = ("bi", "gcn", "graphsage")
@@ -90,9 +89,9 @@ class KGATConfig(ModelConfig):
     message_dropout: float = option(0.1, "dropout on each layer's output (official 0.1; searched over the paper's "
                                     "grid {0.0, 0.1, ..., 0.8}, parameter settings)", low=0.0, high=1.0,
                                     space=Uniform(0.0, 0.8, step=0.1))
-    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (the paper's Algorithm), "
-                            "every forward with gradient ('batch'), or 'none' (the initial mean, w/o Att: what "
-                            "the official code propagates with, its update never reaching the compiled graph)",
+    attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (paper's "
+                            "algorithm, PyTorch port), every forward with gradient ('batch'), or 'none' (the "
+                            "initial per-relation mean: w/o Att, and what official runs propagate with)",
                             choices=("epoch", "batch", "none"))
     layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
                              "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
@@ -104,11 +103,11 @@ class KGATConfig(ModelConfig):
                                "('separate', official opt2) or by the CF one ('shared')",
                                choices=("separate", "shared"),
                                active_when={**_KG_LOSS, "kg_schedule": ("alternate",)})
-    kg_batch_size: int = option(2048, "TransR batch size; n_triples // size + 1 batches per epoch (official "
-                                "n_A_batch with --batch_size_kg 2048, which sets only the count: the official "
-                                "batch is n_kg_triples // n_CF_batches heads); 0: as many batches as CF batches. Cost "
-                                "on Book-Crossing: the TransR phase is 60% of an epoch of 28-33x LightGCN's; 0: "
-                                "21x; kg_loss=false: 13x", low=0, active_when=_KG_LOSS)
+    kg_batch_size: int = option(2048, "TransR batch size, n_triples // size + 1 batches per epoch (2048: the "
+                                "PyTorch port; the official code runs n_triples // 2048 + 1 batches of "
+                                "n_KG_triples // (n_train // batch_size) heads); 0: as many batches as CF "
+                                "batches. Cost on Book-Crossing: the TransR phase is half of an epoch of about "
+                                "55x MF's (benchmarks/bench_kgat.py)", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
                               choices=("head", "edge"), active_when=_KG_LOSS)
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
@@ -264,8 +263,8 @@ class KGAT(Recommender):
     def transr_loss(self, h: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
                     t_neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """``L_KG`` (eq. 2) with ``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2`` (eq. 1) plus its L2 term."""
-        emb, project = self.embedding.weight, self.relation_attention.project
-        h_e, t_e, n_e = project(emb[h], r), project(emb[t], r), project(emb[t_neg], r)
+        emb, weights = self.embedding.weight, self.relation_attention.transform
+        h_e, t_e, n_e = (gather_project(emb[x], weights, r) for x in (h, t, t_neg))
         r_e = self.relation_attention.relation_emb[r]
         pos = (h_e + r_e - t_e).pow(2).sum(1)
         neg = (h_e + r_e - n_e).pow(2).sum(1)

@@ -37,9 +37,31 @@ def project_pairs(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan,
     bias is broadcast per block, so it needs no per-pair gather either.  A Python loop over relation blocks,
     because ``dgl.ops.segment_mm`` is about 18x slower on CPU (dgl 2.1)."""
     blocks = x.index_select(0, plan.nodes).split(plan.counts)
+    w = weights.unbind(0)  # one unbind: its backward stacks one [R, d, d_r] gradient (``weights[r]`` makes R)
     if bias is None:
-        return torch.cat([b @ weights[r] for r, b in enumerate(blocks) if len(b)])
-    return torch.cat([torch.addmm(bias[r], b, weights[r]) for r, b in enumerate(blocks) if len(b)])
+        return torch.cat([b @ w[r] for r, b in enumerate(blocks) if len(b)])
+    b_r = bias.unbind(0)
+    return torch.cat([torch.addmm(b_r[r], b, w[r]) for r, b in enumerate(blocks) if len(b)])
+
+
+def gather_project(x: torch.Tensor, weights: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
+    """``[x_i @ weights[rel_i]]_i`` (``weights``: ``[R, d, d_r]``): the values of ``dgl.ops.gather_mm(x, weights,
+    idx_b=rel)``, computed as dgl does on CPU when ``d`` or ``d_r`` exceeds 8 (rows sorted by ``torch.sort(rel)``, one ``mm`` per relation block,
+    rows put back), but with ``weights`` unbound once: dgl's CPU ``segment_mm`` takes ``weights[r]`` per block,
+    whose backward fills and adds a whole ``[R, d, d_r]`` zero tensor for each of the R blocks.  For a batch of
+    rows that are not a graph's fixed edge list (TransR's triples); other devices use dgl's kernel."""
+    if x.device.type != "cpu":
+        return dgl.ops.gather_mm(x, weights, idx_b=rel)
+    if len(rel) == 0:
+        return x.new_zeros(0, weights.shape[2])
+    sorted_rel, perm = torch.sort(rel)
+    counts = torch.bincount(sorted_rel, minlength=weights.shape[0]).tolist()
+    blocks = x.index_select(0, perm).split(counts)
+    w = weights.unbind(0)
+    out = torch.cat([b @ w[r] for r, b in enumerate(blocks) if len(b)])
+    back = torch.empty_like(perm)
+    back[perm] = torch.arange(len(perm), device=perm.device)
+    return out.index_select(0, back)
 
 
 def relation_matmul(x: torch.Tensor, weights: torch.Tensor, plan: PairPlan) -> torch.Tensor:

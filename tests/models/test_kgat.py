@@ -171,7 +171,7 @@ def test_alternation_runs_a_kg_phase_after_the_cf_batches(small, kg_optimizer, k
     trainer._step = record
     losses = trainer.train_epoch(0)
     n_cf, n_triples = -(-len(small.train) // 64), len(prepared.model.edge_src)
-    # official n_A_batch = n_triples // batch_size_kg + 1 batches of batch_size_kg; 0: one per CF batch
+    # n_triples // kg_batch_size + 1 batches of kg_batch_size (the PyTorch port); 0: one per CF batch
     n_kg = n_triples // kg_batch_size + 1 if kg_batch_size else n_cf
     assert [kind for kind, _ in steps] == ["cf"] * n_cf + ["kg"] * n_kg
     kg_sampler = trainer.extra_samplers["kg"]
