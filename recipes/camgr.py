@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import sys
 
-from dglmm.compare import compare_sides, load_side
-from dglmm.errors import InputError
-from dglmm.models.camgr import LADDER
 from dglmm.recipe import (
     Recipe,
     cell,
+    compare_rows,
     format_table,
+    ladder_rungs,
     paper_table,
     plt,
     recipe_main,
     recipe_parser,
-    selected_runs,
 )
+
+LADDER = ladder_rungs()
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PAPER_TABLE2 = {  # model: {dataset: (R@10, R@20, NDCG@10, NDCG@20)}
@@ -181,13 +181,8 @@ def ladder_options(r: Recipe, options: dict) -> list[str]:
 
 def compared(summary: dict, reference: dict | None) -> list[str]:
     """Mean differences of test R@20 and NDCG@20 against ``reference``, with the Wilcoxon and t-test p."""
-    a, b = (selected_runs(reference), selected_runs(summary)) if reference else (None, None)
-    if a is None or b is None:
-        return ["-"] * 4
-    metrics = ["recall@20", "ndcg@20"]
-    try:
-        results = compare_sides(load_side(a, metrics), load_side(b, metrics), metrics)
-    except InputError:
+    results = compare_rows(summary, reference, ["recall@20", "ndcg@20"]) if reference else None
+    if not results:
         return ["-"] * 4
     out = [f"{c.diff:+.4f}{'*' if c.significant() else ''}" for c in results]
     recall = results[0]
