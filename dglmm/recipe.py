@@ -29,7 +29,7 @@ from dglmm.train.run import model_sections, resolve_model_config, run_experiment
 #: The rest of the recipe kit: ``from dglmm.recipe import format_table`` (each loaded on first use, so that
 #: importing this module does not start matplotlib).  A recipe imports only ``dglmm`` and ``dglmm.recipe``.
 KIT = {"format_table": "dglmm.report", "plt": "dglmm.plots", "plot_heatmaps": "dglmm.plots",
-       "kg_alignment": "dglmm.data.kg_check", "verdict": "dglmm.data.kg_check", "LADDER": "dglmm.models.camgr"}
+       "kg_alignment": "dglmm.data.kg_check", "verdict": "dglmm.data.kg_check", "ladder_rungs": "dglmm.models.camgr"}
 
 
 def __getattr__(name: str):
@@ -101,21 +101,27 @@ def selected_runs(summary: dict) -> Path | None:
     return root
 
 
-def significance_mark(summary: dict, baseline: dict, metric: str, alpha: float = 0.05) -> str:
-    """``*`` when ``summary``'s per-user test ``metric`` differs significantly from ``baseline``'s (paired
-    Wilcoxon over users, and the t-test over seeds when both have several); ``""`` otherwise, for the baseline
-    itself, or when per-user results are not available."""
+def compare_rows(summary: dict, baseline: dict, metrics: list[str]) -> list | None:
+    """The paired comparisons (:class:`dglmm.compare.Comparison`, one per metric) of a recipe row's test results
+    with a baseline row's; None for the baseline itself or when per-user results are not available."""
     from dglmm.compare import compare_sides, load_side
     from dglmm.errors import InputError
 
     a, b = selected_runs(baseline), selected_runs(summary)
     if a is None or b is None or a == b:
-        return ""
+        return None
     try:
-        (result,) = compare_sides(load_side(a, [metric]), load_side(b, [metric]), [metric])
+        return compare_sides(load_side(a, metrics), load_side(b, metrics), metrics)
     except InputError:
-        return ""
-    return "*" if result.significant(alpha) else ""
+        return None
+
+
+def significance_mark(summary: dict, baseline: dict, metric: str, alpha: float = 0.05) -> str:
+    """``*`` when ``summary``'s per-user test ``metric`` differs significantly from ``baseline``'s (paired
+    Wilcoxon over users, and the t-test over seeds when both have several); ``""`` otherwise, for the baseline
+    itself, or when per-user results are not available."""
+    results = compare_rows(summary, baseline, [metric])
+    return "*" if results and results[0].significant(alpha) else ""
 
 
 def _number(text: str) -> float | None:

@@ -8,7 +8,7 @@ memory is that of one ``[chunk, n_items]`` score block, never of all users at on
 masked never appear: a user with fewer than K unseen items gets fewer rows.
 
 Cold items (no training interaction) are ranked like every other item.  Their score carries information only
-when the model builds item representations from content: VBPR, LATTICE, MICRO, TMFUN, CAmgr and SLIF-MR
+when the model builds item representations from content: VBPR, LATTICE, MICRO, TMFUN, MGCN, CAmgr and SLIF-MR
 (item features) and KGAT (knowledge graph).  For MF, LightGCN and NGCF a cold item's vector is its
 initial ID embedding, moved only by L2 and by being drawn as a negative.
 """

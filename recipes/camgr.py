@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import sys
 
-import dglmm
 from dglmm.recipe import (
-    LADDER,
     Recipe,
     cell,
+    compare_rows,
     format_table,
+    ladder_rungs,
     paper_table,
     plt,
     recipe_main,
     recipe_parser,
-    selected_runs,
 )
+
+LADDER = ladder_rungs()
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PAPER_TABLE2 = {  # model: {dataset: (R@10, R@20, NDCG@10, NDCG@20)}
@@ -180,16 +181,12 @@ def ladder_options(r: Recipe, options: dict) -> list[str]:
 
 def compared(summary: dict, reference: dict | None) -> list[str]:
     """Mean differences of test R@20 and NDCG@20 against ``reference``, with the Wilcoxon and t-test p."""
-    a, b = (selected_runs(reference), selected_runs(summary)) if reference else (None, None)
-    if a is None or b is None:
+    results = compare_rows(summary, reference, ["recall@20", "ndcg@20"]) if reference else None
+    if not results:
         return ["-"] * 4
-    try:
-        table = dglmm.compare_runs(a, b, metrics=("recall@20", "ndcg@20"))
-    except dglmm.InputError:
-        return ["-"] * 4
-    out = [f"{row.diff:+.4f}{'*' if row.significant else ''}" for row in table.itertuples()]
-    recall = next(table.itertuples())
-    return [*out, f"{recall.p_wilcoxon:.3g}", "-" if recall.p_ttest is None or recall.p_ttest != recall.p_ttest else f"{recall.p_ttest:.3g}"]
+    out = [f"{c.diff:+.4f}{'*' if c.significant() else ''}" for c in results]
+    recall = results[0]
+    return [*out, f"{recall.p_wilcoxon:.3g}", "-" if recall.p_ttest is None else f"{recall.p_ttest:.3g}"]
 
 
 def ladder(r: Recipe) -> str:

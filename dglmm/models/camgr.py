@@ -83,7 +83,17 @@ from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
 from dglmm.nn.losses import CRITICS
 from dglmm.nn.propagation import item_mean
-from dglmm.options import MAX_DIM, MAX_LAYERS, Above, Categorical, IntRange, OptionError, Uniform, option
+from dglmm.options import (
+    MAX_DIM,
+    MAX_LAYERS,
+    Above,
+    Categorical,
+    IntRange,
+    LogUniform,
+    OptionError,
+    Uniform,
+    option,
+)
 
 VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
 _FUSION = {"variant": ("camgr", "w/o IUID")}                      # a fusion block at all (not w/o CAFF)
@@ -120,9 +130,16 @@ LADDER = [
 ]
 
 
+def ladder_rungs() -> list[tuple[str, dict]]:
+    """:data:`LADDER` (a copy), for the recipes."""
+    return [(label, dict(options)) for label, options in LADDER]
+
+
 @dataclasses.dataclass
 class CAmgrConfig(MGCNConfig):
     # -- MGCN's options, with CAmgr's readings as defaults ------------------------------------------------
+    reg_weight: float = option(1e-4, "alpha_2 of eq. 31, on what l2_on names; searched over LightGCN sec. 4.1's "
+                               "range 1e-6..1e-2", low=0.0, space=LogUniform(1e-6, 1e-2))
     n_layers: int = option(2, "layers L of the user-item view (GAT eqs. 7-9, or LightGCN; MGCN's code uses 2; "
                            "searched over the documented range 1-3)", low=0, high=MAX_LAYERS, space=IntRange(1, 3))
     item_layers: int = option(1, "propagations over each semantic graph (eq. 13: one)", low=0, high=MAX_LAYERS)

@@ -58,7 +58,7 @@ from dglmm.nn.graph_state import GraphState
 from dglmm.nn.losses import CRITICS, info_nce, l2_penalty
 from dglmm.nn.modality import LEGACY_NAMES, ModalityInputs
 from dglmm.nn.propagation import UserItemPropagation, layer_mean, relation_propagate, user_mean
-from dglmm.options import MAX_LAYERS, Above, Categorical, option
+from dglmm.options import MAX_LAYERS, Above, Categorical, LogUniform, option
 
 _INFO = {"cl_weight": Above(0.0)}                                  # the InfoNCE term of eq. 16
 _BATCH_ROWS = {"cl_items": ("batch",), **_INFO}
@@ -66,6 +66,8 @@ _BATCH_ROWS = {"cl_items": ("batch",), **_INFO}
 
 @dataclasses.dataclass
 class MGCNConfig(ModelConfig):
+    reg_weight: float = option(1e-4, "L2 weight (lambda_E of eq. 19; the code's 1e-4) on what l2_on names; searched "
+                               "over LightGCN sec. 4.1's range 1e-6..1e-2", low=0.0, space=LogUniform(1e-6, 1e-2))
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has)")
     n_layers: int = option(2, "LightGCN layers of the user-item view (eqs. 3-5; the code's n_ui_layers)", low=0,
                            high=MAX_LAYERS)

@@ -73,7 +73,18 @@ def test_camgr_learns_the_planted_structure(camgr, synthetic):
     assert camgr["test"]["recall@20"] > 1.2 * evaluate_popularity(synthetic)["recall@20"]
 
 
-@pytest.mark.xfail(strict=False, reason="not reached: with this fixture CAmgr's test Recall@20 was 0.3596 against "
-                                        "LightGCN's 0.3645 (docs/models/camgr.md)")
-def test_camgr_beats_lightgcn(camgr, lightgcn):
-    assert camgr["test"]["recall@20"] > lightgcn["test"]["recall@20"]
+@pytest.fixture(scope="module")
+def mgcn(synthetic):
+    """MGCN with its defaults (the official code's): the bottom rung of the ladder from MGCN to CAmgr."""
+    return train("mgcn", synthetic)
+
+
+def test_mgcn_beats_lightgcn(mgcn, lightgcn):
+    assert mgcn["test"]["recall@20"] > lightgcn["test"]["recall@20"] + 0.005
+
+
+def test_camgr_stays_below_mgcn(camgr, mgcn):
+    """What the ladder MGCN -> CAmgr shows on this data (docs/models/camgr.md, the ladder): adding U_i to
+    the purifier changes nothing, the GAT user-item view costs about .03 Recall@20 and the cross-attention fusion
+    a little more, so CAmgr ends below MGCN (and below LightGCN), not above it as on the paper's Baby."""
+    assert camgr["test"]["recall@20"] < mgcn["test"]["recall@20"] - 0.01
