@@ -164,7 +164,11 @@ class ItemGraph(nn.Module, GraphState):
     def get_extra_state(self) -> dict:
         state: dict[str, Any] = {"epoch": self._epoch, "due": self._due}
         if self.built and self._key is None:
-            state["relations"] = [tuple(t.detach().cpu() for t in r) for r in self.relations]
+            relations = [tuple(t.detach().cpu() for t in r) for r in self.relations]
+            if len(relations) == 1:  # one relation (a learned graph): its edges and weights as they were saved
+                state.update(zip(("src", "dst", "weight"), relations[0], strict=True))
+            else:
+                state["relations"] = relations
         return state
 
     def set_extra_state(self, state: dict) -> None:
