@@ -1,0 +1,287 @@
+"""Running the board: one ``dglmm tune`` study per row, each in a fresh worker process, resumable.
+
+Study folders: ``<out>/<data set>/<study>/`` (the tune study folder: journal, ``trials.csv``, the best trial's
+seed runs) with ``board.json`` beside them: the row, the budget, the process's peak memory and, once the study
+and its seeds are finished, ``status: done``.  A run of the board skips the studies that are done under the
+current budget; the others resume where the journal and the seed checkpoints left them (``dglmm tune``'s own
+resumption), so an interrupted board never redoes a finished trial, study or seed.  Each study runs in a
+process of its own (``--workers`` of them at a time), so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from dglmm.errors import InputError
+from dglmm.io import write_json
+from dglmm.leaderboard.spec import DataSpec, Row, Spec, dataset_inputs, plan_rows
+
+RECORD = "board.json"
+SESSIONS = "sessions.jsonl"
+
+
+@dataclasses.dataclass
+class Board:
+    """The planned board: per data set, its rows, the models not applicable and the data's summary (or why the
+    data set is not available here)."""
+
+    spec: Spec
+    out: Path
+    sections: list[dict]
+
+    def rows(self) -> list[Row]:
+        return [row for section in self.sections for row in section["rows"]]
+
+    def folder(self, row: Row) -> Path:
+        return self.out / row.dataset / row.study
+
+    def data(self, key: str) -> DataSpec:
+        return next(d for d in self.spec.datasets if d.key == key)
+
+
+def plan_board(spec: Spec, out: str | Path, datasets: list[str] | None = None) -> Board:
+    """Load each data set (a missing one is kept, without rows, with its ``prepare`` note) and plan its rows."""
+    from dglmm.data.readers import load_dataset
+
+    unknown = sorted(set(datasets or []) - {d.key for d in spec.datasets})
+    if unknown:
+        raise InputError(f"--datasets {', '.join(unknown)}: not in {spec.path} "
+                         f"({', '.join(d.key for d in spec.datasets)})")
+    sections = []
+    for data in spec.datasets:
+        if datasets and data.key not in datasets:
+            continue
+        try:
+            dataset = load_dataset(data.source, **data.options)
+        except InputError as error:
+            sections.append({"data": data, "rows": [], "skipped": {}, "missing": " ".join(str(error).split())})
+            continue
+        rows, skipped = plan_rows(spec, data, dataset_inputs(dataset))
+        sections.append({"data": data, "rows": rows, "skipped": skipped, "summary": dataset.summary()})
+    return Board(spec, Path(out), sections)
+
+
+def read_record(folder: Path) -> dict | None:
+    path = folder / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # a record is rewritten atomically; an unreadable one means the study runs again (resumes)
+
+
+def is_done(board: Board, row: Row) -> bool:
+    """Finished under the current budget: every trial, every seed, the summary written."""
+    record = read_record(board.folder(row))
+    if not record or record.get("status") != "done":
+        return False
+    budget = record.get("budget", {})
+    same = all(budget.get(k) == board.spec.budget[k] for k in ("trials", "seeds"))
+    return same and (board.folder(row) / record.get("summary", "-")).is_file()
+
+
+def settings_for(board: Board, row: Row) -> Any:
+    """The ``dglmm tune`` settings of a row: the board's one budget, the row's fixed options."""
+    from dglmm.tune import TuneSettings
+
+    budget = board.spec.budget
+    return TuneSettings(model=row.model, dataset=board.data(row.dataset).source, trials=budget["trials"],
+                        seeds=budget["seeds"], study=row.study, out=str(board.out / row.dataset),
+                        overrides=[f"train.epochs={budget['epochs']}", f"train.patience={budget['patience']}",
+                                   f"train.seed={budget['seed']}", *row.overrides],
+                        pruner=budget["pruner"], prune_startup_trials=budget["prune_startup_trials"],
+                        prune_warmup_epochs=budget["prune_warmup_epochs"], startup_trials=budget["startup_trials"])
+
+
+def run_study(task: dict) -> dict:
+    """Worker: run (or resume) one study with its seeds; record the outcome and the process's peak memory."""
+    from dglmm.data.readers import load_dataset
+    from dglmm.tune import tune
+
+    settings, folder = task["settings"], Path(task["folder"])
+    print(f"board: {task['position']} {task['name']} started (pid {os.getpid()})", file=sys.stderr, flush=True)
+    started = time.time()
+    record = read_record(folder) or {}
+    record.update(row=task["row"], budget=task["budget"], status="running")
+    try:
+        result = tune(settings, load_dataset(settings.dataset, **task["options"]), progress=task["progress"])
+    except BaseException as error:  # recorded for the page; the study resumes on the next run
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+        record.update(status=status, error=f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
+        _finish_record(folder, record, started)
+        raise
+    summary = result["summary"]
+    if summary is not None:
+        record.update(status="done", summary=f"best-trial{summary['trial']}/summary.json", error="")
+    else:
+        record.update(status="incomplete", error=f"{result['running']} trial(s) running in another worker")
+    _finish_record(folder, record, started)
+    return record
+
+
+def _finish_record(folder: Path, record: dict, started: float) -> None:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux -> MB
+    record["peak_rss_mb"] = round(max(peak, record.get("peak_rss_mb", 0.0)), 1)
+    record.setdefault("sessions", []).append({"ended": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                                              "seconds": round(time.time() - started, 1)})
+    write_json(folder / RECORD, record)
+
+
+def run_board(board: Board, workers: int = 1, models: list[str] | None = None, progress: bool = True,
+              on_progress: Any = None) -> dict:
+    """Run every row that is not done (of ``models`` only, when given), ``workers`` studies at a time, each in a
+    fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
+    study (the page is rewritten there).  Returns the counts of studies."""
+    rows = [r for r in board.rows() if not models or r.model in models]
+    todo = [r for r in rows if not is_done(board, r)]
+    print(f"board: {len(rows)} studies, {len(rows) - len(todo)} finished, {len(todo)} to run, "
+          f"{workers} worker(s), study folders in {board.out}", flush=True)
+    session = _open_session(board.out, workers, len(todo))
+    counts = {"studies": len(rows), "skipped": len(rows) - len(todo), "done": 0, "failed": 0}
+
+    def finished(task: dict, future: Future) -> None:
+        counts["done" if _report(task, future) else "failed"] += 1
+        _update_session(board.out, session, counts)
+        if on_progress is not None:
+            on_progress()
+
+    tasks = [_task(board, row, f"[{index}/{len(todo)}]", progress) for index, row in enumerate(todo, 1)]
+    if workers == 0:
+        for task in tasks:
+            finished(task, _run_here(task))
+        return counts
+    _run_pool(tasks, workers, finished)
+    return counts
+
+
+def _task(board: Board, row: Row, position: str, progress: bool) -> dict:
+    return {"settings": settings_for(board, row), "folder": str(board.folder(row)), "row": _row(row),
+            "budget": board.spec.budget, "position": position, "name": f"{row.dataset} {row.label}",
+            "progress": progress, "options": board.data(row.dataset).options}
+
+
+def _run_pool(tasks: list[dict], workers: int, finished: Any) -> None:
+    """Each task in a fresh spawned process (no forked torch/OpenMP state; its peak memory is its own)."""
+    import multiprocessing
+
+    if not tasks:
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1)
+    try:
+        pending = {pool.submit(run_study, task): task for task in tasks}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                finished(pending.pop(future), future)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_here(task: dict) -> Future:
+    """Run a study in this process; its outcome as a finished future (a failure is reported like a worker's)."""
+    future: Future = Future()
+    try:
+        future.set_result(run_study(task))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - one study failing does not stop the board
+        future.set_exception(error)
+    return future
+
+
+def _row(row: Row) -> dict:
+    return {**dataclasses.asdict(row), "overrides": list(row.overrides), "label": row.label}
+
+
+def _report(task: dict, future: Any) -> bool:
+    """The progress line of a finished (or failed) study."""
+    try:
+        record = future.result()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # noqa: BLE001 - one study failing does not stop the board
+        print(f"board: {task['position']} {task['name']} failed: {type(error).__name__}: "
+              f"{' '.join(str(error).split())[:200]}", flush=True)
+        return False
+    folder = Path(task["folder"])
+    line = study_line(folder, record)
+    print(f"board: {task['position']} {task['name']} {record['status']}: {line}", flush=True)
+    return record["status"] == "done"
+
+
+def study_line(folder: Path, record: dict) -> str:
+    """Trials (pruned), seconds, best validation and test metric of a study folder."""
+    trials = trials_used(folder)
+    text = f"{trials['finished']} trials ({trials['pruned']} pruned), {record['sessions'][-1]['seconds']:.0f} s"
+    if record.get("summary"):
+        summary = json.loads((folder / record["summary"]).read_text())
+        metric = summary["metric"]
+        test = summary["test"][metric]
+        text += (f", best trial {summary['trial']} valid {metric} {summary['valid_trial']:.4f}, test {metric} "
+                 f"{test['mean']:.4f} ± {test['std']:.4f}")
+    return text + f", peak {record['peak_rss_mb']:.0f} MB"
+
+
+def trials_used(folder: Path) -> dict[str, int]:
+    """Finished and pruned trials of a study folder (its ``trials.csv``)."""
+    import csv
+
+    path = folder / "trials.csv"
+    if not path.is_file():
+        return {"finished": 0, "pruned": 0, "seconds": 0.0}
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["state"] in ("complete", "pruned")]
+    return {"finished": len(rows), "pruned": sum(r["state"] == "pruned" for r in rows),
+            "seconds": sum(float(r["seconds"] or 0) for r in rows)}
+
+
+def _open_session(out: Path, workers: int, todo: int) -> dict:
+    session = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "workers": workers, "to_run": todo,
+               "pid": os.getpid()}
+    sessions = read_sessions(out)
+    if todo:
+        sessions.append(session)
+        _write_sessions(out, sessions)
+    return session
+
+
+def _update_session(out: Path, session: dict, counts: dict) -> None:
+    sessions = read_sessions(out)
+    for entry in sessions:
+        if entry["started"] == session["started"] and entry["pid"] == session["pid"]:
+            entry.update(last=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), finished=counts["done"],
+                         failed=counts["failed"])
+    _write_sessions(out, sessions)
+
+
+def read_sessions(out: Path) -> list[dict]:
+    """The board's sessions: start, last study finished, studies finished and failed, workers."""
+    path = Path(out) / SESSIONS
+    if not path.is_file():
+        return []
+    out_list = []
+    for line in path.read_text().splitlines():
+        try:
+            out_list.append(json.loads(line))
+        except ValueError:
+            continue
+    return out_list
+
+
+def _write_sessions(out: Path, sessions: list[dict]) -> None:
+    from dglmm.io import write_text
+
+    write_text(Path(out) / SESSIONS, "".join(json.dumps(s) + "\n" for s in sessions))
