@@ -394,7 +394,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     from dglmm.leaderboard import DEFAULT_OUT, command_line, leaderboard
 
     shown = [*(["--spec", args.spec] if args.spec else []), *(["--out", args.out] if args.out != DEFAULT_OUT else []),
-             *(["--datasets", *args.datasets] if args.datasets else []),
              *(["--workers", str(args.workers)] if args.workers != 1 else []),
              *(["--page", args.page] if args.page != "docs/results.md" else [])]
     try:
@@ -594,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="runs/board", help="parent of the study folders (<out>/<data set>/<model>)")
     board.add_argument("--workers", type=int, default=1, help="studies run at the same time, each in a process of its own (0: one after the other in this "
                             "process; the peak memory is then this process's maximum so far)")
-    board.add_argument("--datasets", nargs="+", metavar="KEY", help="only these data sets of the specification")
+    board.add_argument("--datasets", nargs="+", metavar="KEY", help="run only these data sets' studies now (the page still shows every data set)")
     board.add_argument("--models", nargs="+", metavar="MODEL",
                        help="run only these models' studies now (the page still shows every row)")
     board.add_argument("--page", default="docs/results.md", help="the page to write (PNGs in <page stem>/)")

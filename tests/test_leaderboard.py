@@ -24,7 +24,7 @@ def write_spec(folder: Path, models: list[str], **extra) -> Path:
             "datasets": {"small": {"title": "Small synthetic", "about": "the generator at a small size",
                                    "source": "synthetic", "options": {"n_users": 120, "n_items": 160}},
                          "absent": {"title": "Absent data", "source": str(folder / "nowhere"),
-                                    "prepare": "copy it here"}},
+                                    "prepare": "copy it here", "inputs": []}},
             **extra}
     path = folder / "board.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -70,12 +70,15 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     for cell, metric in zip(rows["lightgcn"][2:6], ("recall@20", "ndcg@20", "recall@10", "ndcg@10"), strict=True):
         assert cell == f"{summary['test'][metric]['mean']:.4f} ± {summary['test'][metric]['std']:.4f}"
     assert rows["lightgcn"][0] == "1" and rows["lightgcn"][8].startswith("2 (")
-    assert "Absent data" in text and "Prepare it: copy it here" in text
-    assert "by `dglmm leaderboard --spec" in text and "1 of 2 studies finished" in text
+    assert "not found): its rows stay pending until it is prepared: copy it here." in text
+    absent = text.split("## Absent data")[1]
+    assert "| mf | pending |" in absent and "| lightgcn | pending |" in absent
+    assert "by `dglmm leaderboard --spec" in text and "1 of 4 studies finished (2 wait for their data)" in text
     png = tmp_path / "docs" / "results" / "small.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     readme = (tmp_path / "README.md").read_text()
     assert BEGIN in readme and END in readme and "hand-written line" in readme and "1 of 2 models" in readme
+    assert "| Absent data | pending (data not prepared) |" in readme
 
     # 2. the whole board: LightGCN's study is not touched, MF runs; the paired test is dglmm compare's
     before = files_of(light)

@@ -27,19 +27,23 @@ def leaderboard(spec: str | Path | None = None, out: str | Path = DEFAULT_OUT, p
 
     if workers < 0:
         raise InputError(f"--workers must be 0 (in this process) or more, got {workers}")
-    board = plan_board(load_spec(spec), out, datasets)
-    if models:
-        unknown = sorted(set(models) - {r.model for r in board.rows()})
-        if unknown:
-            raise InputError(f"--models {', '.join(unknown)}: no row of the board (its models: "
-                             f"{', '.join(sorted({r.model for r in board.rows()}))})")
+    specification = load_spec(spec)
+    unknown = sorted(set(datasets or []) - {d.key for d in specification.datasets})
+    if unknown:
+        raise InputError(f"--datasets {', '.join(unknown)}: not in {specification.path} "
+                         f"({', '.join(d.key for d in specification.datasets)})")
+    board = plan_board(specification, out)
+    unknown = sorted(set(models or []) - {r.model for r in board.rows()})
+    if unknown:
+        raise InputError(f"--models {', '.join(unknown)}: no row of the board (its models: "
+                         f"{', '.join(sorted({r.model for r in board.rows()}))})")
 
     def refresh() -> None:
         write_page(board, command, page, readme)
 
     counts = {"studies": len(board.rows())}
     if not page_only:
-        counts = run_board(board, workers, models, progress, on_progress=refresh)
+        counts = run_board(board, workers, models, datasets, progress, on_progress=refresh)
     refresh()
     return counts
 

@@ -134,33 +134,38 @@ def render(board: Board, command: str, page: Path) -> tuple[str, dict[str, bytes
     for section in board.sections:
         data = section["data"]
         body += ["", f"## {data.title}", ""]
-        if "missing" in section:
-            body += [f"Not available on the machine that wrote this page ({section['missing']}). "
-                     + (f"Prepare it: {data.prepare}." if data.prepare else ""), ""]
-            digest.append({"data": data, "entries": [], "missing": True})
-            continue
-        body += [_data_line(data, section["summary"]), ""]
         entries = section_entries(board, section)
-        digest.append({"data": data, "entries": entries})
+        if section.get("missing"):
+            body += [f"{_sentence(data.about)}Not available where this page was written (`{data.source}` not "
+                     "found): its rows stay pending until it is prepared" + (f": {data.prepare}." if data.prepare
+                                                                              else "."), ""]
+        else:
+            body += [_sentence(data.about) + _data_line(section["summary"]), ""]
+        digest.append({"data": data, "entries": entries, "missing": section.get("missing", False)})
         png = figure(data.title, entries)
         if png is not None:
             name = f"{page.stem}/{data.key}.png"
             images[name] = png
             body += [f"![{data.title}: models ranked by test Recall@20]({name})", ""]
-        body += table(board, entries)
+        if entries:
+            body += table(board, entries)
         body += _notes(section, entries)
     header = _header(board, command, digest)
     return "\n".join(header + body) + "\n", images, digest
 
 
-def _data_line(data, summary: dict) -> str:
+def _sentence(text: str) -> str:
+    return f"{text[:1].upper()}{text[1:]}. " if text else ""
+
+
+def _data_line(summary: dict) -> str:
     parts = [f"{summary['users']:,} users", f"{summary['items']:,} items",
              f"{summary['train']:,} / {summary['valid']:,} / {summary['test']:,} train / valid / test interactions"]
     if summary["modalities"]:
         parts.append("features " + ", ".join(f"{m} ({d}-d)" for m, d in summary["modalities"].items()))
     if summary.get("kg_triples"):
         parts.append(f"KG {summary['kg_triples']:,} triples, {summary['kg_relations']} relations")
-    return f"{data.about[:1].upper() + data.about[1:]}. " * bool(data.about) + "; ".join(parts) + "."
+    return "; ".join(parts) + "."
 
 
 def _notes(section: dict, entries: list[dict]) -> list[str]:
@@ -185,6 +190,7 @@ def _header(board: Board, command: str, digest: list[dict]) -> list[str]:
     rows = [e for d in digest for e in d["entries"]]
     done = [e for e in rows if e["status"] == "done"]
     planned = len(board.rows())
+    waiting = sum(len(d["entries"]) for d in digest if d.get("missing"))
     compute = sum(e["trials"]["seconds"] for e in rows)
     seeds_time = sum(_seed_seconds(e) for e in done)
     commit = _commit()
@@ -205,7 +211,8 @@ def _header(board: Board, command: str, digest: list[dict]) -> list[str]:
         "(population) over those seeds. The board's specification: "
         f"`{_shown(board.spec.path)}`; its study folders hold every trial (`trials.csv`) and every seed run.",
         "",
-        f"Progress: {len(done)} of {planned} studies finished; compute so far {_duration(compute + seeds_time)} "
+        f"Progress: {len(done)} of {planned} studies finished"
+        + (f" ({waiting} wait for their data)" if waiting else "") + f"; compute so far {_duration(compute + seeds_time)} "
         f"({_duration(compute)} in the trials, {_duration(seeds_time)} in the seed runs). "
         + _sessions(board.out) + " s / epoch: the seed runs' wall time per epoch, validation included; peak "
         "memory: the study process's maximum resident set size. Timings are of a shared 2-core machine.",
@@ -260,8 +267,8 @@ def extract(digest: list[dict], page: str) -> str:
         entries = item["entries"]
         done = [e for e in entries if e["status"] == "done"]
         base = {e["row"].model: e for e in done if not e["row"].variant}
-        if item.get("missing"):
-            lines.append(f"| {item['data'].title} | data not available where the page was written | | | |")
+        if item.get("missing") and not done:
+            lines.append(f"| {item['data'].title} | pending (data not prepared) | | | |")
             continue
         best = f"{done[0]['row'].label} {_cell(done[0]['test'], 'recall@20')}" if done else "pending"
         lines.append(f"| {item['data'].title} | {best} | "

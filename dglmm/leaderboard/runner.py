@@ -45,23 +45,23 @@ class Board:
     def data(self, key: str) -> DataSpec:
         return next(d for d in self.spec.datasets if d.key == key)
 
+    def missing(self, key: str) -> bool:
+        return any(s.get("missing") for s in self.sections if s["data"].key == key)
 
-def plan_board(spec: Spec, out: str | Path, datasets: list[str] | None = None) -> Board:
-    """Load each data set (a missing one is kept, without rows, with its ``prepare`` note) and plan its rows."""
+
+def plan_board(spec: Spec, out: str | Path) -> Board:
+    """Load each data set and plan its rows.  A data set that is not available here keeps its ``prepare`` note
+    and, when the specification declares its ``inputs``, its rows (all pending)."""
     from dglmm.data.readers import load_dataset
 
-    unknown = sorted(set(datasets or []) - {d.key for d in spec.datasets})
-    if unknown:
-        raise InputError(f"--datasets {', '.join(unknown)}: not in {spec.path} "
-                         f"({', '.join(d.key for d in spec.datasets)})")
     sections = []
     for data in spec.datasets:
-        if datasets and data.key not in datasets:
-            continue
         try:
             dataset = load_dataset(data.source, **data.options)
         except InputError as error:
-            sections.append({"data": data, "rows": [], "skipped": {}, "missing": " ".join(str(error).split())})
+            print(f"board: data set {data.key} not available ({' '.join(str(error).split())})", flush=True)
+            rows, skipped = plan_rows(spec, data, set(data.inputs)) if data.inputs is not None else ([], {})
+            sections.append({"data": data, "rows": rows, "skipped": skipped, "missing": True})
             continue
         rows, skipped = plan_rows(spec, data, dataset_inputs(dataset))
         sections.append({"data": data, "rows": rows, "skipped": skipped, "summary": dataset.summary()})
@@ -137,12 +137,13 @@ def _finish_record(folder: Path, record: dict, started: float) -> None:
     write_json(folder / RECORD, record)
 
 
-def run_board(board: Board, workers: int = 1, models: list[str] | None = None, progress: bool = True,
-              on_progress: Any = None) -> dict:
-    """Run every row that is not done (of ``models`` only, when given), ``workers`` studies at a time, each in a
+def run_board(board: Board, workers: int = 1, models: list[str] | None = None, datasets: list[str] | None = None,
+              progress: bool = True, on_progress: Any = None) -> dict:
+    """Run every row that is not done (of ``models`` and ``datasets`` only, when given), ``workers`` studies at a time, each in a
     fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
     study (the page is rewritten there).  Returns the counts of studies."""
-    rows = [r for r in board.rows() if not models or r.model in models]
+    rows = [r for r in board.rows() if (not models or r.model in models) and (not datasets or r.dataset in datasets)
+            and not board.missing(r.dataset)]
     todo = [r for r in rows if not is_done(board, r)]
     print(f"board: {len(rows)} studies, {len(rows) - len(todo)} finished, {len(todo)} to run, "
           f"{workers} worker(s), study folders in {board.out}", flush=True)

@@ -32,6 +32,7 @@ class DataSpec:
     prepare: str = ""
     set: list[str] = dataclasses.field(default_factory=list)
     options: dict[str, Any] = dataclasses.field(default_factory=dict)  # reader options, e.g. synthetic sizes
+    inputs: list[str] | None = None  # what it offers (kg, modalities), for planning its rows while it is absent
 
 
 @dataclasses.dataclass
@@ -129,6 +130,14 @@ def _mapping(path: Path, key: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _inputs(path: Path, key: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not set(value) <= set(INPUTS):
+        raise InputError(f"{path}: {key} must list inputs among {', '.join(INPUTS)}, got {value!r}")
+    return list(value)
+
+
 def _datasets(path: Path, datasets: Any) -> list[DataSpec]:
     if not isinstance(datasets, dict) or not datasets:
         raise InputError(f"{path}: datasets must map names to {{source, title}}")
@@ -143,7 +152,8 @@ def _datasets(path: Path, datasets: Any) -> list[DataSpec]:
         out.append(DataSpec(key=str(key), source=str(entry["source"]), title=str(entry.get("title", key)),
                             about=str(entry.get("about", "")), prepare=str(entry.get("prepare", "")),
                             set=_strings(path, f"datasets.{key}.set", entry.get("set", [])),
-                            options=_mapping(path, f"datasets.{key}.options", entry.get("options", {}))))
+                            options=_mapping(path, f"datasets.{key}.options", entry.get("options", {})),
+                            inputs=_inputs(path, f"datasets.{key}.inputs", entry.get("inputs"))))
     return out
 
 
