@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -389,6 +390,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
     print(format_result(result))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     """``dglmm leaderboard``: every model on every data set with one tuning budget, and its page."""
     from dglmm.leaderboard import DEFAULT_OUT, command_line, leaderboard
@@ -396,6 +401,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     shown = [*(["--spec", args.spec] if args.spec else []), *(["--out", args.out] if args.out != DEFAULT_OUT else []),
              *(["--workers", str(args.workers)] if args.workers != 1 else []),
              *(["--page", args.page] if args.page != "docs/results.md" else [])]
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers as Ctrl-C does
     try:
         counts = leaderboard(args.spec, args.out, args.page, args.readme or None, args.workers, args.datasets,
                              args.models, args.page_only, not args.quiet, command_line(shown))
@@ -403,6 +409,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         print("dglmm: interrupted; finished studies, trials and seeds are kept: run the same command to "
               "continue", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"page: {args.page} ({counts['studies']} studies"
           + (f"; this run: {counts['done']} finished, {counts['failed']} failed" if "done" in counts else "") + ")")
 

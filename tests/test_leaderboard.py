@@ -48,6 +48,13 @@ def table_rows(page: str) -> dict[str, list[str]]:
     return rows
 
 
+def trial_rows(study: Path) -> list[dict]:
+    import csv
+
+    with open(study / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def files_of(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
@@ -169,10 +176,42 @@ def test_parallel_workers_run_studies_in_their_own_processes(tmp_path, capfd):
     args[args.index("--workers") + 1] = "2"
     assert main(args) == 0
     captured = capfd.readouterr()
-    pids = set(re.findall(r"started \(pid (\d+)\)", captured.err))
+    pids = set(re.findall(r"started \(pid (\d+)\)", captured.out))
     assert len(pids) == 2 and str(__import__("os").getpid()) not in pids
     rows = table_rows((tmp_path / "docs" / "results.md").read_text())
     assert rows["lightgcn"][2] != "pending" and rows["mf"][2] != "pending"
     for model in ("lightgcn", "mf"):
         record = json.loads((tmp_path / "out" / "small" / model / "board.json").read_text())
         assert record["status"] == "done" and record["peak_rss_mb"] > 50
+
+
+def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, monkeypatch):
+    from dglmm.train.trainer import Trainer
+
+    spec = write_spec(tmp_path, ["mf"])
+    original, calls = Trainer.fit_validation, []
+
+    def stop_at_second(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second trial's training
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit_validation", stop_at_second)
+    with pytest.raises(SystemExit) as stopped:
+        main(board_args(tmp_path, spec, "--readme", ""))
+    assert stopped.value.code == 130
+    assert "run the same command to continue" in capsys.readouterr().err
+    study = tmp_path / "out" / "small" / "mf"
+    assert json.loads((study / "board.json").read_text())["status"] == "interrupted"
+    first = trial_rows(study)[0]
+    assert first["number"] == "0" and first["state"] in ("complete", "pruned")
+
+    monkeypatch.setattr(Trainer, "fit_validation", original)
+    assert main(board_args(tmp_path, spec, "--readme", "")) == 0
+    assert "small mf done: 2 trials" in capsys.readouterr().out
+    rows = trial_rows(study)
+    assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
+        {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run
+    states = [row["state"] for row in rows]
+    assert states.count("fail") == 1 and len(states) - states.count("fail") == 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -107,7 +107,7 @@ def run_study(task: dict) -> dict:
     from dglmm.tune import tune
 
     settings, folder = task["settings"], Path(task["folder"])
-    print(f"board: {task['position']} {task['name']} started (pid {os.getpid()})", file=sys.stderr, flush=True)
+    print(f"board: {task['position']} {task['name']} started (pid {os.getpid()})", flush=True)
     started = time.time()
     record = read_record(folder) or {}
     record.update(row=task["row"], budget=task["budget"], status="running")
@@ -185,7 +185,10 @@ def _run_pool(tasks: list[dict], workers: int, finished: Any) -> None:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 finished(pending.pop(future), future)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # stop the running studies too (their trial is failed, its slot runs again)
+        for process in list(getattr(pool, "_processes", {}).values()):
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
