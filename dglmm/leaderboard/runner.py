@@ -14,8 +14,8 @@ import dataclasses
 import json
 import os
 import signal
+import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +139,8 @@ def _finish_record(folder: Path, record: dict, started: float) -> None:
 
 def run_board(board: Board, workers: int = 1, models: list[str] | None = None, datasets: list[str] | None = None,
               progress: bool = True, on_progress: Any = None) -> dict:
-    """Run every row that is not done (of ``models`` and ``datasets`` only, when given), ``workers`` studies at a time, each in a
-    fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
+    """Run every row that is not done (of ``models`` and ``datasets`` only, when given), ``workers`` studies at a
+    time, each in a fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
     study (the page is rewritten there).  Returns the counts of studies."""
     rows = [r for r in board.rows() if (not models or r.model in models) and (not datasets or r.dataset in datasets)
             and not board.missing(r.dataset)]
@@ -150,8 +150,8 @@ def run_board(board: Board, workers: int = 1, models: list[str] | None = None, d
     session = _open_session(board.out, workers, len(todo))
     counts = {"studies": len(rows), "skipped": len(rows) - len(todo), "done": 0, "failed": 0}
 
-    def finished(task: dict, future: Future) -> None:
-        counts["done" if _report(task, future) else "failed"] += 1
+    def finished(task: dict, error: str) -> None:
+        counts["done" if _report(task, error) else "failed"] += 1
         _update_session(board.out, session, counts)
         if on_progress is not None:
             on_progress()
@@ -160,8 +160,8 @@ def run_board(board: Board, workers: int = 1, models: list[str] | None = None, d
     if workers == 0:
         for task in tasks:
             finished(task, _run_here(task))
-        return counts
-    _run_pool(tasks, workers, finished)
+    else:
+        _run_processes(tasks, workers, finished)
     return counts
 
 
@@ -171,58 +171,69 @@ def _task(board: Board, row: Row, position: str, progress: bool) -> dict:
             "progress": progress, "options": board.data(row.dataset).options}
 
 
-def _run_pool(tasks: list[dict], workers: int, finished: Any) -> None:
-    """Each task in a fresh spawned process (no forked torch/OpenMP state; its peak memory is its own)."""
+def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
+    """Each task in a fresh spawned process (no forked torch/OpenMP state; its peak memory is its own), at most
+    ``workers`` at a time.  On an interrupt the running ones get SIGINT (their trial is failed and runs again on
+    the next run) and no other starts."""
     import multiprocessing
+    from multiprocessing.connection import wait
 
-    if not tasks:
-        return
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=1)
+    queue, running = list(tasks), {}
     try:
-        pending = {pool.submit(run_study, task): task for task in tasks}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                finished(pending.pop(future), future)
-    except KeyboardInterrupt:  # stop the running studies too (their trial is failed, its slot runs again)
-        for process in list(getattr(pool, "_processes", {}).values()):
+        while queue or running:
+            while queue and len(running) < workers:
+                task = queue.pop(0)
+                process = context.Process(target=_child, args=(task,), name=f"board {task['name']}")
+                process.start()
+                running[process.sentinel] = (process, task)
+            for sentinel in wait(list(running)):
+                process, task = running.pop(sentinel)
+                process.join()
+                finished(task, "" if process.exitcode == 0 else f"worker exit status {process.exitcode}")
+    except KeyboardInterrupt:
+        for process, _ in running.values():
             if process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
-        pool.shutdown(wait=True, cancel_futures=True)
+        for process, _ in running.values():
+            process.join()
         raise
-    pool.shutdown(wait=True)
 
 
-def _run_here(task: dict) -> Future:
-    """Run a study in this process; its outcome as a finished future (a failure is reported like a worker's)."""
-    future: Future = Future()
+def _child(task: dict) -> None:
+    """A worker process: one study; a failure is one line on stderr (the record holds it) and exit status 1."""
     try:
-        future.set_result(run_study(task))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as error:  # noqa: BLE001 - one study failing does not stop the board
-        future.set_exception(error)
-    return future
+        run_study(task)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as error:  # noqa: BLE001 - reported by the board, which goes on with the other studies
+        print(f"board: {task['name']}: {type(error).__name__}: {' '.join(str(error).split())[:300]}",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def _run_here(task: dict) -> str:
+    """Run a study in this process; returns "" or the error (one study failing does not stop the board)."""
+    try:
+        run_study(task)
+    except Exception as error:  # noqa: BLE001 - recorded in board.json, reported by the board
+        return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+    return ""
 
 
 def _row(row: Row) -> dict:
     return {**dataclasses.asdict(row), "overrides": list(row.overrides), "label": row.label}
 
 
-def _report(task: dict, future: Any) -> bool:
-    """The progress line of a finished (or failed) study."""
-    try:
-        record = future.result()
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as error:  # noqa: BLE001 - one study failing does not stop the board
-        print(f"board: {task['position']} {task['name']} failed: {type(error).__name__}: "
-              f"{' '.join(str(error).split())[:200]}", flush=True)
-        return False
+def _report(task: dict, error: str) -> bool:
+    """The progress line of a finished (or failed) study, from its record."""
     folder = Path(task["folder"])
-    line = study_line(folder, record)
-    print(f"board: {task['position']} {task['name']} {record['status']}: {line}", flush=True)
+    record = read_record(folder) or {}
+    if error or record.get("status") not in ("done", "incomplete"):
+        why = record.get("error") or error or "no record written"
+        print(f"board: {task['position']} {task['name']} failed: {why}", flush=True)
+        return False
+    print(f"board: {task['position']} {task['name']} {record['status']}: {study_line(folder, record)}", flush=True)
     return record["status"] == "done"
 
 
