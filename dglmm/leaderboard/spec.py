@@ -179,20 +179,20 @@ def _key(inputs: Any) -> str:
     return "+".join(sorted(inputs))
 
 
-def model_inputs(spec: Spec, model: str) -> tuple[set[str], set[str]]:
-    """(inputs the model needs, inputs it uses): needs from the model class, uses adds the spec's variants'."""
+def model_inputs(spec: Spec, model: str) -> set[str]:
+    """The inputs a model uses: those its class needs (item features, a KG) and those its variants can drop."""
     from dglmm.train.run import model_class
 
     cls = model_class(model)
     needs = {name for name, flag in (("kg", cls.needs_kg), ("modalities", cls.needs_modalities)) if flag}
-    return needs, needs | set(spec.variants.get(model, {}).get("uses", []))
+    return needs | set(spec.variants.get(model, {}).get("uses", []))
 
 
 def plan_rows(spec: Spec, data: DataSpec, has: set[str]) -> tuple[list[Row], dict[str, str]]:
     """The rows of one data set whose inputs are ``has``, and the models not applicable there with the reason."""
     rows, skipped = [], {}
     for model in spec.model_names():
-        _needs, uses = model_inputs(spec, model)
+        uses = model_inputs(spec, model)
         missing = uses - has
         extra = [*data.set, *spec.models_set.get(model, [])]
         if not missing:
