@@ -130,10 +130,11 @@ def run_study(task: dict) -> dict:
 def _finish_record(folder: Path, record: dict, started: float) -> None:
     import resource
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux -> MB
-    record["peak_rss_mb"] = round(max(peak, record.get("peak_rss_mb", 0.0)), 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    record["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, record.get("peak_rss_mb", 0.0)), 1)  # kB -> MB
     record.setdefault("sessions", []).append({"ended": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                                              "seconds": round(time.time() - started, 1)})
+                                              "seconds": round(time.time() - started, 1),
+                                              "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1)})
     write_json(folder / RECORD, record)
 
 
@@ -240,7 +241,9 @@ def _report(task: dict, error: str) -> bool:
 def study_line(folder: Path, record: dict) -> str:
     """Trials (pruned), seconds, best validation and test metric of a study folder."""
     trials = trials_used(folder)
-    text = f"{trials['finished']} trials ({trials['pruned']} pruned), {record['sessions'][-1]['seconds']:.0f} s"
+    session = record["sessions"][-1]
+    text = (f"{trials['finished']} trials ({trials['pruned']} pruned), {session['seconds']:.0f} s "
+            f"({session.get('cpu_seconds', 0):.0f} s CPU)")
     if record.get("summary"):
         summary = json.loads((folder / record["summary"]).read_text())
         metric = summary["metric"]
