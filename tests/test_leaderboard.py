@@ -204,12 +204,16 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert "run the same command to continue" in capsys.readouterr().err
     study = tmp_path / "out" / "small" / "mf"
     assert json.loads((study / "board.json").read_text())["status"] == "interrupted"
+    session = json.loads((tmp_path / "out" / "sessions.jsonl").read_text().splitlines()[0])
+    assert session["interrupted"] and session["finished"] == 0
     first = trial_rows(study)[0]
     assert first["number"] == "0" and first["state"] in ("complete", "pruned")
 
     monkeypatch.setattr(Trainer, "fit_validation", original)
     assert main(board_args(tmp_path, spec, "--readme", "")) == 0
     assert "small mf done: 2 trials" in capsys.readouterr().out
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert "Run in 2 sessions" in page and "0 studies finished, 0 workers, interrupted)" in page
     rows = trial_rows(study)
     assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run

@@ -227,8 +227,9 @@ def _sessions(out: Path) -> str:
     sessions = read_sessions(out)
     if not sessions:
         return ""
-    parts = [f"{s['started'][:16]} to {s.get('last', s['started'])[11:16]} UTC ({s.get('finished', 0)} studies, "
-             f"{s['workers']} worker{'s' * (s['workers'] > 1)})" for s in sessions]
+    parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ({s.get('finished', 0)} "
+             f"studies finished, {s['workers']} worker{'s' * (s['workers'] != 1)}"
+             + (", interrupted" if s.get("interrupted") else "") + ")" for s in sessions]
     return f"Run in {len(sessions)} session{'s' * (len(sessions) > 1)}: " + "; ".join(parts) + "."
 
 

@@ -158,11 +158,15 @@ def run_board(board: Board, workers: int = 1, models: list[str] | None = None, d
             on_progress()
 
     tasks = [_task(board, row, f"[{index}/{len(todo)}]", progress) for index, row in enumerate(todo, 1)]
-    if workers == 0:
-        for task in tasks:
-            finished(task, _run_here(task))
-    else:
-        _run_processes(tasks, workers, finished)
+    try:
+        if workers == 0:
+            for task in tasks:
+                finished(task, _run_here(task))
+        else:
+            _run_processes(tasks, workers, finished)
+    except KeyboardInterrupt:
+        _update_session(board.out, session, counts, interrupted=True)
+        raise
     return counts
 
 
@@ -276,12 +280,12 @@ def _open_session(out: Path, workers: int, todo: int) -> dict:
     return session
 
 
-def _update_session(out: Path, session: dict, counts: dict) -> None:
+def _update_session(out: Path, session: dict, counts: dict, interrupted: bool = False) -> None:
     sessions = read_sessions(out)
     for entry in sessions:
         if entry["started"] == session["started"] and entry["pid"] == session["pid"]:
             entry.update(last=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), finished=counts["done"],
-                         failed=counts["failed"])
+                         failed=counts["failed"], interrupted=interrupted)
     _write_sessions(out, sessions)
 
 
