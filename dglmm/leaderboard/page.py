@@ -119,6 +119,10 @@ def figure(title: str, entries: list[dict]) -> bytes | None:
         ax.set(xlabel=f"test {header} (mean ± std over seeds)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(ys, labels)
+    from matplotlib.patches import Patch
+
+    axes[1].legend(handles=[Patch(color="tab:orange", label="baselines (LightGCN, MF)"),
+                            Patch(color="tab:blue", label="the other models")], fontsize=8, loc="lower right")
     pending = len(entries) - len(done)
     fig.suptitle(title + (f" ({pending} pending)" if pending else ""))
     fig.tight_layout()
@@ -227,10 +231,14 @@ def _sessions(out: Path) -> str:
     sessions = read_sessions(out)
     if not sessions:
         return ""
-    parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ({s.get('finished', 0)} "
-             f"studies finished, {s['workers']} worker{'s' * (s['workers'] != 1)}"
+    parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ("
+             f"{_count(s.get('finished', 0), 'study', 'studies')} finished, {_count(s['workers'], 'worker')}"
              + (", interrupted" if s.get("interrupted") else "") + ")" for s in sessions]
-    return f"Run in {len(sessions)} session{'s' * (len(sessions) > 1)}: " + "; ".join(parts) + "."
+    return f"Run in {_count(len(sessions), 'session')}: " + "; ".join(parts) + "."
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _duration(seconds: float) -> str:
