@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 import warnings
@@ -396,6 +397,31 @@ def cmd_tune(args: argparse.Namespace) -> None:
     print(format_result(result))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    """``dglmm leaderboard``: every model on every data set with one tuning budget, and its page."""
+    from dglmm.leaderboard import DEFAULT_OUT, command_line, leaderboard
+
+    shown = [*(["--spec", args.spec] if args.spec else []), *(["--out", args.out] if args.out != DEFAULT_OUT else []),
+             *(["--workers", str(args.workers)] if args.workers != 1 else []),
+             *(["--page", args.page] if args.page != "docs/results.md" else [])]
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers as Ctrl-C does
+    try:
+        counts = leaderboard(args.spec, args.out, args.page, args.readme or None, args.workers, args.datasets,
+                             args.models, args.page_only, not args.quiet, command_line(shown))
+    except KeyboardInterrupt:
+        print("dglmm: interrupted; finished studies, trials and seeds are kept: run the same command to "
+              "continue", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"page: {args.page} ({counts['studies']} studies"
+          + (f"; this run: {counts['done']} finished, {counts['failed']} failed" if "done" in counts else "") + ")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dglmm import __version__
 
@@ -573,6 +599,26 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--stale-after", type=float, default=3600.0,
                       help="seconds without heartbeat after which another host's running trial counts as dead")
     tune.set_defaults(func=cmd_tune)
+
+    board = sub.add_parser(
+        "leaderboard", help="every model on every data set, one tuning budget: docs/results.md (resumable)",
+        description="For each data set and model of the specification, dglmm tune with the board's one budget and "
+                    "the best trial re-run with several seeds; finished studies and seeds are kept, so running the "
+                    "command again resumes. After every study docs/results.md (a table and a PNG per data set, "
+                    "unfinished rows 'pending') and the README's extract are rewritten.")
+    board.add_argument("--spec", help="the board's YAML specification (default: dglmm/configs/leaderboard.yaml)")
+    board.add_argument("--out", default="runs/board", help="parent of the study folders (<out>/<data set>/<model>)")
+    board.add_argument("--workers", type=int, default=1, help="studies run at the same time, each in a process of its own (0: one after the other in this "
+                            "process; the peak memory is then this process's maximum so far)")
+    board.add_argument("--datasets", nargs="+", metavar="KEY", help="run only these data sets' studies now (the page still shows every data set)")
+    board.add_argument("--models", nargs="+", metavar="MODEL",
+                       help="run only these models' studies now (the page still shows every row)")
+    board.add_argument("--page", default="docs/results.md", help="the page to write (PNGs in <page stem>/)")
+    board.add_argument("--readme", default="README.md",
+                       help="README whose 'results at a glance' block is rewritten ('' : none)")
+    board.add_argument("--page-only", action="store_true", help="write the page from the study folders, run nothing")
+    board.add_argument("--quiet", action="store_true", help="no line per trial, only a line per study")
+    board.set_defaults(func=cmd_leaderboard)
     return parser
 
 

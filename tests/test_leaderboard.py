@@ -1,0 +1,221 @@
+"""``dglmm leaderboard`` end to end on small synthetic data: the page, its PNG, pending rows, the README extract,
+and resumption without redoing finished studies or seeds."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dglmm.cli import main
+from dglmm.leaderboard.page import BEGIN, END
+from dglmm.leaderboard.spec import load_spec, plan_rows
+
+BUDGET = {"trials": 2, "seeds": 2, "epochs": 2, "patience": 2, "pruner": "median", "prune_startup_trials": 1,
+          "prune_warmup_epochs": 1, "startup_trials": 1, "seed": 2024}
+
+
+def write_spec(folder: Path, models: list[str], **extra) -> Path:
+    spec = {"budget": BUDGET, "models": models,
+            "datasets": {"small": {"title": "Small synthetic", "about": "the generator at a small size",
+                                   "source": "synthetic", "options": {"n_users": 120, "n_items": 160}},
+                         "absent": {"title": "Absent data", "source": str(folder / "nowhere"),
+                                    "prepare": "copy it here", "inputs": []}},
+            **extra}
+    path = folder / "board.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def board_args(tmp_path: Path, spec: Path, *more: str) -> list[str]:
+    return ["leaderboard", "--spec", str(spec), "--out", str(tmp_path / "out"), "--page",
+            str(tmp_path / "docs" / "results.md"), "--readme", str(tmp_path / "README.md"), "--workers", "0",
+            "--quiet", *more]
+
+
+def table_rows(page: str) -> dict[str, list[str]]:
+    """model -> cells of the Small synthetic table."""
+    section = page.split("## Small synthetic")[1].split("## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 11 and cells[1] not in ("model",):
+            rows[cells[1]] = cells
+    return rows
+
+
+def trial_rows(study: Path) -> list[dict]:
+    import csv
+
+    with open(study / "trials.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def files_of(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_board_page_pending_and_resume(tmp_path, capsys):
+    spec = write_spec(tmp_path, ["lightgcn", "mf"])
+    (tmp_path / "README.md").write_text("# x\n\n## Results at a glance\n\nhand-written line\n\n## Layout\n")
+    page = tmp_path / "docs" / "results.md"
+
+    # 1. LightGCN only: its row finished, MF's pending, the absent data set said so
+    assert main(board_args(tmp_path, spec, "--models", "lightgcn")) == 0
+    out = capsys.readouterr().out
+    assert "board: 2 studies" not in out and "1 studies, 0 finished, 1 to run" in out
+    assert re.search(r"small lightgcn done: 2 trials \(\d pruned\)", out)
+    text = page.read_text()
+    rows = table_rows(text)
+    assert rows["mf"][2] == "pending" and rows["mf"][8] == "0/2"
+    light = tmp_path / "out" / "small" / "lightgcn"
+    summary = json.loads(next(light.glob("best-trial*/summary.json")).read_text())
+    for cell, metric in zip(rows["lightgcn"][2:6], ("recall@20", "ndcg@20", "recall@10", "ndcg@10"), strict=True):
+        assert cell == f"{summary['test'][metric]['mean']:.4f} ± {summary['test'][metric]['std']:.4f}"
+    assert rows["lightgcn"][0] == "1" and rows["lightgcn"][8].startswith("2 (")
+    assert "not found): its rows stay pending until it is prepared: copy it here." in text
+    absent = text.split("## Absent data")[1]
+    assert "| mf | pending |" in absent and "| lightgcn | pending |" in absent
+    assert "by `dglmm leaderboard --spec" in text and "1 of 4 studies finished (2 wait for their data)" in text
+    png = tmp_path / "docs" / "results" / "small.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    readme = (tmp_path / "README.md").read_text()
+    assert BEGIN in readme and END in readme and "hand-written line" in readme and "1 of 2 models" in readme
+    assert "| Absent data | pending (data not prepared) |" in readme
+
+    # 2. the whole board: LightGCN's study is not touched, MF runs; the paired test is dglmm compare's
+    before = files_of(light)
+    assert main(board_args(tmp_path, spec)) == 0
+    out = capsys.readouterr().out
+    assert "2 studies, 1 finished, 1 to run" in out and "lightgcn" not in out.split("to run")[1]
+    assert files_of(light) == before
+    rows = table_rows(page.read_text())
+    assert rows["mf"][2] != "pending" and {rows["mf"][0], rows["lightgcn"][0]} == {"1", "2"}
+    mf = tmp_path / "out" / "small" / "mf"
+    per_user = {name: np.stack([np.load(p)["recall@20"] for p in sorted(folder.glob("best-trial*/seed*/per_user_"
+                                                                                       "test.npz"))]).mean(0)
+                for name, folder in (("lightgcn", light), ("mf", mf))}
+    diff = (per_user["mf"] - per_user["lightgcn"]).mean()
+    assert rows["mf"][6].startswith(f"{diff:+.4f} (p ")
+    assert rows["lightgcn"][6] == "" and rows["mf"][7] == ""  # MF uses no KG: no test against MF
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.count(BEGIN) == 1 and "2 of 2 models" in readme
+
+    # 3. a board killed during MF's second seed: the rerun trains that seed only, no trial, nothing of LightGCN
+    record = json.loads((mf / "board.json").read_text())
+    record["status"] = "running"
+    (mf / "board.json").write_text(json.dumps(record))
+    seeds = sorted(mf.glob("best-trial*/seed*"))
+    (seeds[1] / "results.json").unlink()
+    journal = (mf / "journal.log").read_bytes()
+    kept = seeds[0].joinpath("results.json").stat().st_mtime_ns
+    assert main(board_args(tmp_path, spec)) == 0
+    out = capsys.readouterr().out
+    assert "2 studies, 1 finished, 1 to run" in out and "small mf done" in out
+    assert (mf / "journal.log").read_bytes() == journal  # no trial asked or run
+    assert seeds[0].joinpath("results.json").stat().st_mtime_ns == kept and (seeds[1] / "results.json").is_file()
+    assert files_of(light) == before
+
+    # 4. nothing left: the page is rewritten, no study runs
+    assert main(board_args(tmp_path, spec)) == 0
+    assert "0 to run" in capsys.readouterr().out
+
+
+def test_rows_follow_the_data_inputs(tmp_path):
+    spec = load_spec(write_spec(tmp_path, ["lightgcn", "kgat", "vbpr", "slifmr"], variants={"slifmr": {
+        "uses": ["kg", "modalities"], "without": {"kg": {"label": "w/o KG", "set": ["model.variant=w/o KG"]},
+                                                  "modalities": {"label": "w/o MM", "set": ["model.variant=w/o MM"]}}}}))
+    data = spec.datasets[0]
+    rows, skipped = plan_rows(spec, data, {"kg"})
+    assert [r.label for r in rows] == ["lightgcn", "kgat", "slifmr (w/o MM)"]
+    assert skipped == {"vbpr": "needs item features"}
+    assert rows[2].overrides == ("model.variant=w/o MM",) and rows[2].study == "slifmr-wo-mm" and rows[2].uses_kg
+    rows, skipped = plan_rows(spec, data, set())
+    assert [r.label for r in rows] == ["lightgcn"]  # no variant declared for a missing KG and features together
+    assert set(skipped) == {"kgat", "vbpr", "slifmr"} and skipped["slifmr"] == "needs a KG and item features"
+    rows, _ = plan_rows(spec, data, {"kg", "modalities"})
+    assert [r.label for r in rows] == ["lightgcn", "kgat", "vbpr", "slifmr"]
+
+
+def test_board_uses_every_registered_model_by_default(tmp_path):
+    import dglmm
+
+    spec = load_spec(write_spec(tmp_path, []) .parent / "board.yaml")
+    spec.models = None
+    assert spec.model_names() == dglmm.model_names()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": 1}, "unknown keys colour"),
+    ({"budget": {"trials": 2}}, "budget needs exactly"),
+    ({"models": ["lightgcn", "nosuch"]}, "nosuch are not registered"),
+    ({"datasets": {"Bad Key": {"source": "synthetic"}}}, "a data set key is"),
+])
+def test_bad_spec_is_one_line(tmp_path, capsys, change, message):
+    spec = write_spec(tmp_path, ["lightgcn"])
+    data = yaml.safe_load(spec.read_text())
+    data.update(change)
+    spec.write_text(yaml.safe_dump(data))
+    assert main(board_args(tmp_path, spec, "--page-only")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dglmm: error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_parallel_workers_run_studies_in_their_own_processes(tmp_path, capfd):
+    spec = write_spec(tmp_path, ["lightgcn", "mf"])
+    data = yaml.safe_load(spec.read_text())
+    data["budget"].update(trials=1, seeds=1)
+    spec.write_text(yaml.safe_dump(data))
+    args = board_args(tmp_path, spec, "--readme", "")
+    args[args.index("--workers") + 1] = "2"
+    assert main(args) == 0
+    captured = capfd.readouterr()
+    pids = set(re.findall(r"started \(pid (\d+)\)", captured.out))
+    assert len(pids) == 2 and str(__import__("os").getpid()) not in pids
+    rows = table_rows((tmp_path / "docs" / "results.md").read_text())
+    assert rows["lightgcn"][2] != "pending" and rows["mf"][2] != "pending"
+    for model in ("lightgcn", "mf"):
+        record = json.loads((tmp_path / "out" / "small" / model / "board.json").read_text())
+        assert record["status"] == "done" and record["peak_rss_mb"] > 50
+
+
+def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, monkeypatch):
+    from dglmm.train.trainer import Trainer
+
+    spec = write_spec(tmp_path, ["mf"])
+    original, calls = Trainer.fit_validation, []
+
+    def stop_at_second(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second trial's training
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit_validation", stop_at_second)
+    with pytest.raises(SystemExit) as stopped:
+        main(board_args(tmp_path, spec, "--readme", ""))
+    assert stopped.value.code == 130
+    assert "run the same command to continue" in capsys.readouterr().err
+    study = tmp_path / "out" / "small" / "mf"
+    assert json.loads((study / "board.json").read_text())["status"] == "interrupted"
+    session = json.loads((tmp_path / "out" / "sessions.jsonl").read_text().splitlines()[0])
+    assert session["interrupted"] and session["finished"] == 0
+    first = trial_rows(study)[0]
+    assert first["number"] == "0" and first["state"] in ("complete", "pruned")
+
+    monkeypatch.setattr(Trainer, "fit_validation", original)
+    assert main(board_args(tmp_path, spec, "--readme", "")) == 0
+    assert "small mf done: 2 trials" in capsys.readouterr().out
+    page = (tmp_path / "docs" / "results.md").read_text()
+    assert "Run in 2 sessions" in page and "0 studies finished, 0 workers, interrupted)" in page
+    rows = trial_rows(study)
+    assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
+        {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run
+    states = [row["state"] for row in rows]
+    assert states.count("fail") == 1 and len(states) - states.count("fail") == 2
