@@ -78,9 +78,10 @@ from dglmm.errors import InputError
 from dglmm.graph.cache import graph_key
 from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
 from dglmm.models.base import register
-from dglmm.models.mgcn import MGCN, MGCNConfig, SemanticGraph
+from dglmm.models.mgcn import MGCN, MGCNConfig
 from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
+from dglmm.nn.item_graph import ItemGraph
 from dglmm.nn.losses import CRITICS
 from dglmm.nn.propagation import item_mean
 from dglmm.options import (
@@ -304,8 +305,9 @@ class CAmgr(MGCN):
         self.gate_common = nn.Linear(d, d)                                                    # eq. 24
         self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
 
-    def frozen_item_graphs(self, graph: dgl.DGLGraph) -> dict[str, SemanticGraph]:
-        return super().frozen_item_graphs(graph) if self.config.knn_source == "raw" else {}
+    def frozen_item_graphs(self, graph: dgl.DGLGraph) -> None:
+        if self.config.knn_source == "raw":
+            super().frozen_item_graphs(graph)
 
     def _query_modality(self, chosen: str | None) -> str:
         if chosen is not None:
@@ -342,14 +344,15 @@ class CAmgr(MGCN):
             return super().ui_view(graph)
         return self.encoder(graph, self.user_emb.weight, self.item_emb.weight)
 
-    def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
+    def semantic_graphs(self, graph: dgl.DGLGraph, purified: dict[str, torch.Tensor]) -> ItemGraph:
         """Eqs. 10-12 on the raw features (built once) or on ``H''`` (rebuilt each epoch and in evaluation)."""
-        if self.config.knn_source == "purified" and (self._rebuild or not self.training
-                                                     or not self._semantic):
-            self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm, self.inputs.mask(m))
-                              for m, h in purified.items()}
+        if self.config.knn_source == "raw":
+            return super().semantic_graphs(graph, purified)
+        if self._rebuild or not self.training or not self.semantic.built:
+            self.semantic.rebuild([purified[m] for m in self.modalities],
+                                  masks=[self.inputs.mask(m) for m in self.modalities])
             self._rebuild = False
-        return self._semantic
+        return self.semantic
 
     # -- eqs. 15-26 -------------------------------------------------------------------------------------------
     def fuse(self, tokens: dict[str, torch.Tensor], h_n: torch.Tensor, queries: torch.Tensor | None = None,

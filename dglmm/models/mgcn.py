@@ -8,7 +8,7 @@ modalities, two in the paper, any number here):
 * **User-item view** (eqs. 3-5): LightGCN over ``interact`` / ``interacted_by`` with the stored weights
   ``1/sqrt(d_u d_i)`` (no self loops), the mean of layers ``0..L`` of the ID embeddings gives ``E_id``.
 * **Item-item view** (eqs. 6-10): per modality a kNN graph of the raw features (cosine, top-k per item, the item
-  itself a candidate, directed), ``D^-1/2 S D^-1/2``, built once and frozen (:class:`SemanticGraph`);
+  itself a candidate, directed), ``D^-1/2 S D^-1/2``, built once and frozen (:class:`~dglmm.nn.item_graph.ItemGraph`, one relation per modality);
   ``item_layers`` propagations of the purified features give ``E_i,m``; a user's modality representation is
   ``sum_{i in N_u} E_i,m / sqrt(|N_u| |N_i|)`` (eq. 10), i.e. the same normalised user-item block.
 * **Behaviour-aware fuser** (eqs. 11-15): preferences ``P_m = sigmoid(W_3 E_id + b_3)`` (eq. 11, one gate per
@@ -44,17 +44,16 @@ import dataclasses
 from typing import Any
 
 import dgl
-import dgl.function as fn
 import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.graph.features import apply_mask, item_features, item_modalities
-from dglmm.graph.knn import check_neighbours, knn_graph_edges
+from dglmm.graph.knn import check_neighbours
 from dglmm.graph.schema import INTERACTED_BY_ETYPE
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
 from dglmm.nn.attention import ModalityAttention, weighted_sum
-from dglmm.nn.graph_state import GraphState
+from dglmm.nn.item_graph import ItemGraph
 from dglmm.nn.losses import CRITICS, info_nce, l2_penalty
 from dglmm.nn.modality import LEGACY_NAMES, ModalityInputs
 from dglmm.nn.propagation import UserItemPropagation, layer_mean, relation_propagate, user_mean
@@ -103,27 +102,6 @@ class MGCNConfig(ModelConfig):
                                  "embeddings, or 'all' parameters (eq. 19)", choices=("final", "ego", "all"))
 
 
-class SemanticGraph(GraphState):
-    """A cosine top-k item graph with normalised weights (MGCN eqs. 6-8, CAmgr eqs. 10-12), homogeneous DGL."""
-
-    def __init__(self, features: torch.Tensor, k: int, norm: str, mask: torch.Tensor | None = None) -> None:
-        """``mask``: items without the modality get no edge (see ``Dataset.feature_mask``)."""
-        edges = knn_graph_edges(features.detach(), k, keep_self=True, norm=norm, mask=mask)
-        self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
-        self.graph.edata["w"] = edges.w
-
-    def bind(self, device: torch.device) -> None:
-        self.graph = self.graph.to(device)
-
-    def propagate(self, h: torch.Tensor) -> torch.Tensor:
-        """``S h`` (MGCN eq. 9, CAmgr eq. 13)."""
-        graph = self.graph
-        with graph.local_scope():
-            graph.ndata["h"] = h
-            graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h"))
-            return graph.ndata["h"]
-
-
 @register
 class MGCN(Recommender):
     """MGCN (MM'23): behaviour-purified modalities, LightGCN and frozen kNN views, behaviour-aware fusion."""
@@ -150,7 +128,9 @@ class MGCN(Recommender):
                 nn.init.xavier_uniform_(lin.weight)
         self.build_ui_view(config)
         self.build_fusion(config)
-        self._semantic: dict[str, SemanticGraph] = self.frozen_item_graphs(graph)
+        self.semantic = ItemGraph(self.n_items, config.knn_k, schedule="frozen", norm=config.knn_norm,
+                                  fuse="after_norm")                                       # eqs. 6-8
+        self.frozen_item_graphs(graph)
 
     # -- construction steps a variant replaces ------------------------------------------------------------
     def check_modalities(self) -> None:
@@ -166,15 +146,11 @@ class MGCN(Recommender):
         self.attention = ModalityAttention(d)
         self.prefer = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})
 
-    def frozen_item_graphs(self, graph: dgl.DGLGraph) -> dict[str, SemanticGraph]:
+    def frozen_item_graphs(self, graph: dgl.DGLGraph) -> None:
         """Eqs. 6-8 on the raw features, once; items without a modality: zero features, no edges."""
-        return {m: SemanticGraph(f.float(), self.config.knn_k, self.config.knn_norm, self.inputs.mask(m))
-                for m, f in item_features(graph, self.modalities).items()}
-
-    def bind_graphs(self, device: torch.device) -> None:
-        super().bind_graphs(device)
-        for semantic in self._semantic.values():   # plain holders, not submodules
-            semantic.bind(device)
+        features = item_features(graph, self.modalities)
+        self.semantic.rebuild([features[m].float() for m in self.modalities],
+                              masks=[self.inputs.mask(m) for m in self.modalities])
 
     # -- eqs. 1-2 -------------------------------------------------------------------------------------------
     def aligned(self, graph: dgl.DGLGraph, modality: str) -> torch.Tensor:
@@ -201,9 +177,12 @@ class MGCN(Recommender):
         return layer_mean(self.propagation, graph, self.user_emb.weight, self.item_emb.weight,
                           self.config.n_layers)
 
-    def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
-        """The item-item graphs the purified features propagate over (frozen here)."""
-        return self._semantic
+    def semantic_graphs(self, graph: dgl.DGLGraph, purified: dict[str, torch.Tensor]) -> ItemGraph:
+        """The item-item graphs the purified features propagate over (frozen here; built again after loading a
+        checkpoint written before they were saved with the model)."""
+        if not self.semantic.built:
+            self.frozen_item_graphs(graph)
+        return self.semantic
 
     def user_modality(self, graph: dgl.DGLGraph, item: torch.Tensor) -> torch.Tensor:
         """Eq. 10: ``sum_{i in N_u} h_i / sqrt(|N_u||N_i|)`` (``sym``, the stored weights) or the mean."""
@@ -214,11 +193,11 @@ class MGCN(Recommender):
     def modality_tokens(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
         """``E_m = [E_u,m | E_i,m]`` (eqs. 9-10), users first, ``[|U| + |I|, d]`` per modality."""
         purified = self.purified(graph)
-        semantic = self.semantic_graphs(purified)
+        semantic = self.semantic_graphs(graph, purified)
         tokens = {}
-        for m, item in purified.items():
+        for index, (m, item) in enumerate(purified.items()):
             for _ in range(self.config.item_layers):
-                item = semantic[m].propagate(item)                                          # eq. 9
+                item = semantic.propagate(item, index)                                      # eq. 9
             tokens[m] = torch.cat([self.user_modality(graph, item), item])                 # eq. 10
         return tokens
 
