@@ -262,7 +262,18 @@ def run_dglmm(work: Path, model: str, seed: int, epochs: int, data: Path = DATA)
     return {"side": "dglmm", "model": model, "seed": seed, "point": dglmm_overrides(model, seed, epochs),
             "stats": split_stats_dglmm(data), "best_epoch": results["best_epoch"],
             "epochs_run": results["epochs_run"], "valid": results["valid"], "test": results["test"],
-            "seconds": round(time.time() - tic, 1)}
+            "history": validation_history(run_dir / "metrics.jsonl"), "seconds": round(time.time() - tic, 1)}
+
+
+def validation_history(path: Path) -> list[dict]:
+    """``[{"epoch", "valid"}]`` from a dglmm run's ``metrics.jsonl`` (a resumed run may repeat an epoch: the
+    last record counts)."""
+    records = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if "valid" in record:
+            records[record["epoch"]] = {"epoch": record["epoch"], "valid": record["valid"]}
+    return [records[e] for e in sorted(records)]
 
 
 # -- one epoch, one evaluation, peak memory (each side in its own process) ----------------------------------
@@ -337,6 +348,9 @@ def summarize(runs: list[dict]) -> dict:
             if all(m is not None for m in maxima):
                 row[f"{metric} (test-selected)"] = mean_std(maxima)
         table.setdefault(model, {})[side] = row
+        curves = [{h["epoch"]: h["valid"]["recall@20"] for h in r.get("history", [])} for r in members]
+        common = sorted(set.intersection(*(set(c) for c in curves)))
+        row["valid_curve"] = {e: float(np.mean([c[e] for c in curves])) for e in common}
     for sides in table.values():
         if {"mmrec", "dglmm"} <= sides.keys():
             sides["relative"] = {m: sides["dglmm"][m][0] / sides["mmrec"][m][0] - 1 for m in METRICS}
@@ -346,6 +360,20 @@ def summarize(runs: list[dict]) -> dict:
 def split_agreement(runs: list[dict]) -> dict[str, dict]:
     """The split as each side read it (users, items, split sizes, evaluated users); equal when they agree."""
     return {side: next((r["stats"] for r in runs if r["side"] == side), None) for side in ("mmrec", "dglmm")}
+
+
+def curve_lines(model: str, sides: dict, every: int = 5) -> list[str]:
+    """Mean validation Recall@20 over seeds at every ``every``-th epoch both sides ran: the two trainings side
+    by side, whatever epoch each selection rule then picks."""
+    curves = [sides[s]["valid_curve"] for s in ("mmrec", "dglmm") if s in sides]
+    epochs = [e for e in sorted(set.intersection(*(set(c) for c in curves))) if e % every == 0 or e == 1]
+    if not epochs:
+        return []
+    lines = [f"{model:8s} valid R@20 at epoch " + "  ".join(f"{e:>6d}" for e in epochs)]
+    for side in ("mmrec", "dglmm"):
+        if side in sides:
+            lines.append(f"{'':8s} {side:18s} " + "  ".join(f"{sides[side]['valid_curve'][e]:.4f}" for e in epochs))
+    return lines
 
 
 def load_results(work: Path, prefix: str) -> list[dict]:
@@ -378,6 +406,7 @@ def report(work: Path) -> str:
             flag = "  (beyond 5%)" if any(abs(v) > 0.05 for v in rel.values()) else ""
             lines.append(f"{model:8s} dglmm/MMRec - 1: Recall@20 {rel['recall@20']:+.1%}, "
                          f"NDCG@20 {rel['ndcg@20']:+.1%}{flag}")
+        lines += curve_lines(model, sides)
     speeds = {(s["model"], s["side"]): s for s in load_results(work, "speed")}
     if speeds:
         lines += ["", "one thread each: one training epoch, one full evaluation (test), peak RSS of the process"]
@@ -420,15 +449,13 @@ def run_all(args: argparse.Namespace) -> None:
     work.mkdir(parents=True, exist_ok=True)
     if "mmrec" in args.sides:
         prepare(args.mmrec, work)
-    for side in args.sides:
-        for model in args.models:
-            for seed in SEEDS[:args.seeds]:
-                if result_path(work, side, model, seed).exists():
-                    continue
-                print(f"{side} {model} seed {seed} ...", flush=True)
-                spawn(["run", "--side", side, "--model", model, "--seed", str(seed), "--epochs", str(args.epochs),
-                       "--work", str(work), *(["--mmrec", str(args.mmrec)] if args.mmrec else [])],
-                      work / "runs.log")
+    for seed in SEEDS[:args.seeds]:  # seed by seed: an interrupted run leaves whole seeds of every model
+        for model, side in ((m, s) for m in args.models for s in args.sides):
+            if result_path(work, side, model, seed).exists():
+                continue
+            print(f"{side} {model} seed {seed} ...", flush=True)
+            spawn(["run", "--side", side, "--model", model, "--seed", str(seed), "--epochs", str(args.epochs),
+                   "--work", str(work), *(["--mmrec", str(args.mmrec)] if args.mmrec else [])], work / "runs.log")
     if args.speed:
         for model in args.models:
             for side in args.sides:

@@ -79,7 +79,7 @@ def _run(side, model, seed, recall, ndcg, history=None):
 
 
 def test_summary_means_relative_gaps_and_test_selection():
-    hist = [{"epoch": e, "valid": {}, "test": {"recall@20": r, "ndcg@20": r / 2}}
+    hist = [{"epoch": e, "valid": {"recall@20": r / 4}, "test": {"recall@20": r, "ndcg@20": r / 2}}
             for e, r in enumerate((0.1, 0.3, 0.2), 1)]
     runs = [_run("mmrec", "mgcn", 1, 0.2, 0.1, hist), _run("mmrec", "mgcn", 2, 0.4, 0.1, hist),
             _run("dglmm", "mgcn", 1, 0.3, 0.1), _run("dglmm", "mgcn", 2, 0.33, 0.1)]
@@ -90,6 +90,16 @@ def test_summary_means_relative_gaps_and_test_selection():
     assert table["relative"]["ndcg@20"] == pytest.approx(0.0)
     assert table["mmrec"]["recall@20 (test-selected)"] == pytest.approx((0.3, 0.0))  # max over epochs
     assert "recall@20 (test-selected)" not in table["dglmm"]                         # never tested per epoch
+    assert table["mmrec"]["valid_curve"] == pytest.approx({1: 0.025, 2: 0.075, 3: 0.05})
+
+
+def test_validation_history_keeps_the_last_record_of_a_repeated_epoch(tmp_path):
+    records = [{"epoch": 1, "valid": {"recall@20": 0.1}}, {"epoch": 2, "bpr": 0.5},
+               {"epoch": 2, "valid": {"recall@20": 0.2}}, {"epoch": 2, "valid": {"recall@20": 0.3}}]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert pm.validation_history(path) == [{"epoch": 1, "valid": {"recall@20": 0.1}},
+                                           {"epoch": 2, "valid": {"recall@20": 0.3}}]
 
 
 def test_report_reads_result_files_and_flags_gaps(tmp_path):
