@@ -9,6 +9,7 @@ popular nodes are dropped more often.  :func:`prune_edges` keeps ``round((1 - ra
 replacement with probabilities proportional to ``p_e`` (``torch.multinomial``, as FREEDOM's code), from a
 ``torch.Generator`` the caller seeds, so a pruned graph is a deterministic function of (edges, ratio, seed):
 models re-derive it from a seed instead of storing it.  Returns kept edge ids in increasing order.
+:func:`prune_interactions` applies it to user-item pairs and returns LightGCN's weights of the kept graph.
 """
 
 from __future__ import annotations
@@ -49,6 +50,18 @@ def prune_edges(weights: torch.Tensor, ratio: float, generator: torch.Generator 
     race = torch.empty(n, dtype=torch.float64).exponential_(1.0, generator=generator).to(weights.device)
     chosen = (weights.double() / race).topk(keep).indices
     return chosen.sort().values
+
+
+def prune_interactions(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, ratio: float,
+                       generator: torch.Generator | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Degree-sensitive pruning of user-item pairs and LightGCN's weights of the pruned graph: the kept
+    ``(users, items)`` (:func:`prune_edges` with keep weights :func:`degree_weights` of the full graph, in
+    their original order) and ``1 / sqrt(d_u d_i)`` with the degrees counted on the pruned graph (FREEDOM's
+    normalisation of ``A_rho``; SLIF-MR eqs. 6-7)."""
+    keep = prune_edges(degree_weights(users, items, n_users, n_items), ratio, generator).to(users.device)
+    users, items = users[keep], items[keep]
+    return users, items, degree_weights(users, items, n_users, n_items)
 
 
 def pruning_generator(seed: int, stream: int) -> torch.Generator:

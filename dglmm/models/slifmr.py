@@ -79,7 +79,7 @@ from dglmm.errors import InputError
 from dglmm.graph.cache import graph_key
 from dglmm.graph.kg import knowledge_graph
 from dglmm.graph.knn import check_neighbours, cosine_knn, normalize_edge_weights
-from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, pruning_generator
+from dglmm.graph.ops import average_graphs, degree_weights, prune_edges, prune_interactions, pruning_generator
 from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER, similar_etype
 from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, register
 from dglmm.nn.added_relation import AddedRelation
@@ -303,16 +303,16 @@ class SLIFMR(Recommender):
         aug = self.correlate.attach(graph) if sge else graph
         gen = pruning_generator(self.config.prune_seed, stream) if stream is not None else None
         users, items = graph.edges(etype=INTERACT_ETYPE, order="eid")
-        if gen is not None:                                                            # eq. 6 on A
-            keep = prune_edges(degree_weights(users, items, self.n_users, self.n_items),
-                               self.config.prune_ratio, gen).to(users.device)
-            users, items = users[keep], items[keep]
+        if gen is not None:                                                            # eqs. 6-7 on A
+            users, items, w = prune_interactions(users, items, self.n_users, self.n_items,
+                                                 self.config.prune_ratio, gen)
+        else:
+            w = degree_weights(users, items, self.n_users, self.n_items)                # eq. 7 on A
         edges = {INTERACT_ETYPE: (users, items), INTERACTED_BY_ETYPE: (items, users)}
         if sge:
             edges[CORRELATE] = aug.edges(etype=CORRELATE, order="eid")
         cf = dgl.heterograph(edges, {USER: self.n_users, ITEM: self.n_items}, idtype=graph.idtype,
                              device=graph.device)
-        w = degree_weights(users, items, self.n_users, self.n_items)                    # eq. 7 on the pruned A
         cf.edges[INTERACT_ETYPE].data["w"] = w
         cf.edges[INTERACTED_BY_ETYPE].data["w"] = w
         if sge:

@@ -82,11 +82,17 @@ class ModalityInputs(nn.Module):
             return dict(self.features)
         return item_features(graph, self.names)
 
-    def project(self, graph: dgl.DGLGraph, modality: str, masked: bool = True) -> torch.Tensor:
-        """``W_m x^m + b_m`` of every item (zero rows for items without ``modality`` when ``masked``)."""
+    def project(self, graph: dgl.DGLGraph, modality: str, masked: bool = True,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``W_m x^m + b_m`` of every item, or of the items ``rows`` only (zero rows for items without
+        ``modality`` when ``masked``)."""
         lin = self.projections[modality]
-        out = lin(self.raw(graph)[modality].to(lin.weight.dtype))
-        return apply_mask(out, self.mask(modality)) if masked else out
+        x = self.raw(graph)[modality]
+        mask = self.mask(modality)
+        if rows is not None:
+            x, mask = x[rows], None if mask is None else mask[rows]
+        out = lin(x.to(lin.weight.dtype))
+        return apply_mask(out, mask) if masked else out
 
     def projected(self, graph: dgl.DGLGraph) -> list[torch.Tensor]:
         """:meth:`project` of every modality, in the order of ``self.names``."""
