@@ -234,6 +234,7 @@ def run_mmrec(src: Path, work: Path, model: str, seed: int, epochs: int) -> dict
     _, best_valid, test_at_best = trainer.fit(train_data, valid_data=valid_data, test_data=test_data, saved=False)
     best_epoch = next((h["epoch"] for h in history if h["valid"] is best_valid), 0)
     return {"side": "mmrec", "model": model, "seed": seed, "point": POINTS[model]["mmrec"], "stats": stats,
+            "mmrec_commit": _commit(src.parents[1]) if (src.parents[1] / ".git").exists() else None,
             "best_epoch": best_epoch, "epochs_run": len(history), "valid": best_valid, "test": test_at_best,
             "history": history, "seconds": round(time.time() - tic, 1)}
 
@@ -262,7 +263,15 @@ def run_dglmm(work: Path, model: str, seed: int, epochs: int, data: Path = DATA)
     return {"side": "dglmm", "model": model, "seed": seed, "point": dglmm_overrides(model, seed, epochs),
             "stats": split_stats_dglmm(data), "best_epoch": results["best_epoch"],
             "epochs_run": results["epochs_run"], "valid": results["valid"], "test": results["test"],
-            "history": validation_history(run_dir / "metrics.jsonl"), "seconds": round(time.time() - tic, 1)}
+            "history": validation_history(run_dir / "metrics.jsonl"), "seconds": round(time.time() - tic, 1),
+            "dglmm_commit": _commit(HERE.parents[1])}
+
+
+def _commit(repo: Path) -> str | None:
+    """The checked-out commit of ``repo`` (None outside a git checkout)."""
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=False)
+    return done.stdout.strip() or None
 
 
 def validation_history(path: Path) -> list[dict]:
