@@ -234,7 +234,6 @@ def run_mmrec(src: Path, work: Path, model: str, seed: int, epochs: int) -> dict
     _, best_valid, test_at_best = trainer.fit(train_data, valid_data=valid_data, test_data=test_data, saved=False)
     best_epoch = next((h["epoch"] for h in history if h["valid"] is best_valid), 0)
     return {"side": "mmrec", "model": model, "seed": seed, "point": POINTS[model]["mmrec"], "stats": stats,
-            "mmrec_commit": _commit(src.parents[1]) if (src.parents[1] / ".git").exists() else None,
             "best_epoch": best_epoch, "epochs_run": len(history), "valid": best_valid, "test": test_at_best,
             "history": history, "seconds": round(time.time() - tic, 1)}
 
