@@ -18,7 +18,7 @@ except _metadata.PackageNotFoundError:  # a source checkout that was never insta
 #     run = dglmm.fit("lightgcn", "synthetic")
 #     run.recommend(users=["0", "1"], k=10)
 #     dglmm.compare_runs(dglmm.load("runs/<baseline>"), run)
-_PUBLIC = ("Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class",
+_PUBLIC = ("InputError", "Run", "build_graph", "compare_runs", "describe", "fit", "load", "load_dataset", "model_class",
            "model_names")
 
 

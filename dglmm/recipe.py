@@ -29,7 +29,7 @@ from dglmm.train.run import model_sections, resolve_model_config, run_experiment
 #: The rest of the recipe kit: ``from dglmm.recipe import format_table`` (each loaded on first use, so that
 #: importing this module does not start matplotlib).  A recipe imports only ``dglmm`` and ``dglmm.recipe``.
 KIT = {"format_table": "dglmm.report", "plt": "dglmm.plots", "plot_heatmaps": "dglmm.plots",
-       "kg_alignment": "dglmm.data.kg_check", "verdict": "dglmm.data.kg_check"}
+       "kg_alignment": "dglmm.data.kg_check", "verdict": "dglmm.data.kg_check", "LADDER": "dglmm.models.camgr"}
 
 
 def __getattr__(name: str):

@@ -30,7 +30,7 @@ from dglmm.errors import InputError
 from dglmm.io import write_bytes, write_chunks, write_json, write_text
 from dglmm.train.evaluate import InteractionIndex, rank_topk
 
-COLD_ITEM_MODELS = ("vbpr", "lattice", "micro", "freedom", "tmfun", "camgr", "slifmr", "kgat")
+COLD_ITEM_MODELS = ("vbpr", "lattice", "micro", "freedom", "tmfun", "mgcn", "camgr", "slifmr", "kgat")
 FORMATS = ("csv", "jsonl")
 
 

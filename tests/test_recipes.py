@@ -1,7 +1,10 @@
 """The paper recipes run end to end (smoke runs of their tables on the synthetic data)."""
 
 import importlib.util
+import json
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,16 +59,22 @@ def test_slifmr_recipe_robustness_figure(tmp_path, capsys):
     assert (next(tmp_path.glob("synthetic-fig7-*")) / "fig7_robustness.png").stat().st_size > 0
 def test_camgr_recipe_quick_every_table(tmp_path, capsys):
     recipe = load_recipe("camgr")
-    code = recipe.main(["--quick", "--quick-epochs", "1", "--only", "CAmgr", "alpha_1=0.01", "image", "k=5",
+    code = recipe.main(["--quick", "--quick-epochs", "1", "--only", "CAmgr", "MGCN", "alpha_1=0.01", "image", "k=5",
                         "--alphas", "0.01", "--ks", "5", "10",
                         "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
-    for title in ("Table 2", "Table 3", "Table 4", "Figure 2", "Figure 3"):
+    for title in ("Table 2", "Table 3", "Table 4", "Figure 2", "Figure 3", "Ladder MGCN -> CAmgr"):
         assert title in out
     folder = next(tmp_path.glob("synthetic-all-*"))
     text = (folder / "tables.txt").read_text()
     assert "0.1056" in text and "0.0640" in text  # the paper's Baby numbers beside ours
+    assert "0.0964" in text  # MGCN's, measured beside them
+    summaries = json.loads((folder / "summaries.json").read_text())
+    mgcn = next(s for s in summaries["2"] if s["label"] == "MGCN")
+    rung = next(s for s in summaries["ladder"] if s["label"] == "MGCN")  # a camgr config equal to mgcn
+    assert mgcn["model"] == "mgcn" and rung["model"] == "camgr"
+    assert mgcn["test"]["recall@20"]["mean"] == pytest.approx(rung["test"]["recall@20"]["mean"], abs=1e-6)
     assert (folder / "figure2_modalities.png").stat().st_size > 0
     assert (folder / "figure3_knn_k.png").stat().st_size > 0
 def test_tmfun_recipe_quick_tables(tmp_path, capsys):
@@ -84,8 +93,6 @@ def test_tmfun_recipe_quick_tables(tmp_path, capsys):
 
 def test_every_recipe_states_its_expected_time(capsys):
     import re
-
-    import pytest
 
     for name in ("camgr", "micro", "slifmr", "tmfun"):
         recipe = load_recipe(name)

@@ -1,4 +1,19 @@
-"""CAmgr (Li et al., Mathematics 2024): ID-enhanced purification and cross-attention fusion.
+"""CAmgr (Li et al., Mathematics 2024): MGCN with ID-and-user purification, a GAT user-item view and cross-attention.
+
+Read against MGCN (:mod:`dglmm.models.mgcn`, which this model extends), CAmgr keeps MGCN's purifier, item-item
+view, preference gates, ``h = h_n + h_m`` and InfoNCE, and makes three changes, each an option value here, so
+that every rung of the ladder MGCN -> CAmgr and every combination is one config (:data:`LADDER`):
+
+1. ``id_guide``: ``item+users`` adds ``U_bar_i``, the mean ID embedding of the item's users, to the purifier's
+   ID part (eqs. 2-6); ``item`` is MGCN's purifier.
+2. ``ui_view``: ``gat``, a ReLU GAT on the user-item graph (eqs. 7-9); ``lightgcn`` is MGCN's user-item view.
+3. ``fusion``: ``cross_attention`` with LayerNorm and MLP (eqs. 15-26); ``attention`` is MGCN's
+   behaviour-aware fuser (its options ``fusion_softmax`` and ``fusion_mean`` then apply).
+
+The defaults are all three changes with the paper's readings of the parts it prints differently from MGCN's
+code (``knn_norm=rw`` eq. 12, ``user_modality=mean`` eq. 14, fixed features, Xavier initialisation, each
+distinct batch user/item once in the InfoNCE); :data:`MGCN_READINGS` sets those back to MGCN's code, which with
+the three changes switched off computes exactly ``mgcn`` (a test proves it).
 
 The computation, with the paper's equation numbers (node-major tensors: rows are users or items):
 
@@ -40,72 +55,130 @@ paper's K/V is the image]; ``attention_axis`` [``channels``; ``nodes``]; with ``
 [``all``: exact attention in evaluation; ``sampled``: a fixed key sample]; ``knn_source`` [``raw`` features as
 MGCN's code; ``purified``: rebuilt each epoch from ``H''``];
 ``knn_norm`` [``rw`` = eq. 12, ``sym`` as MGCN's code]; ``knn_k`` [10, MGCN's code; Fig. 3 sweeps 5-25];
-``id_guide`` [``item+users`` = eq. 5; ``item`` as MGCN]; ``cl_critic`` [``cosine`` as MGCN's code; ``dot`` as
+``user_modality`` [``mean`` = eq. 14; ``sym`` as MGCN]; ``cl_critic`` [``cosine`` as MGCN's code; ``dot`` as
 eq. 30 is printed]; ``cl_items`` [``batch``: the batch's users and positive items, as MGCN's code; ``all`` as the
-sums of eq. 30]; ``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters
-as eq. 31 is printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``gat_transform`` [``learned``
-``W^l`` as eq. 7; ``identity``: ``W^l = I``, the layers only attend, as MGCN's parameter-free user-item view];
-``mlp_hidden`` / ``mlp_init`` [64, PyTorch's default initialisation; ``zero`` last layer];
-``trainable_features`` [False: fixed extracted features as section 3.2; True as MGCN].
+sums of eq. 30]; ``cl_distinct`` [True: each distinct batch user/item once; False: every row, as MGCN's code];
+``l2_on`` [``final`` batch embeddings as MGCN's code; ``ego`` ID embeddings; ``all`` parameters as eq. 31 is
+printed]; ``gat_activation`` [``relu`` as eq. 7; ``none``]; ``gat_transform`` [``learned`` ``W^l`` as eq. 7;
+``identity``: ``W^l = I``, the layers only attend]; ``mlp_hidden`` / ``mlp_init`` [64, PyTorch's default
+initialisation; ``zero`` last layer]; ``trainable_features`` [False: fixed extracted features as section 3.2;
+True as MGCN]; ``linear_init`` [``xavier`` as section 4.3; ``default`` as MGCN's code].
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import dgl
-import dgl.function as fn
 import torch
 from torch import nn
 
 from dglmm.data.dataset import Dataset
 from dglmm.errors import InputError
 from dglmm.graph.cache import graph_key
-from dglmm.graph.features import apply_mask, item_features, item_modalities
-from dglmm.graph.knn import check_neighbours, knn_graph_edges
 from dglmm.graph.schema import INTERACT_ETYPE, INTERACTED_BY_ETYPE, ITEM, USER
-from dglmm.models.base import Batch, ModelConfig, Recommender, Representations, Rows, register
+from dglmm.models.base import register
+from dglmm.models.mgcn import MGCN, MGCNConfig, SemanticGraph
 from dglmm.nn.attention import GATLayer
 from dglmm.nn.cross_attention import CrossAttention, ResidualMLP
-from dglmm.nn.graph_state import GraphState
-from dglmm.nn.losses import CRITICS, info_nce, l2_penalty
-from dglmm.nn.modality import ModalityInputs
-from dglmm.nn.propagation import item_mean, user_mean
+from dglmm.nn.losses import CRITICS
+from dglmm.nn.propagation import item_mean
 from dglmm.options import MAX_DIM, MAX_LAYERS, Above, Categorical, IntRange, OptionError, Uniform, option
 
 VARIANTS = ("camgr", "w/o IUID", "w/o CAFF")
-_CROSS = {"variant": ("camgr", "w/o IUID")}                     # the cross-attention fusion (eqs. 15-26)
+_FUSION = {"variant": ("camgr", "w/o IUID")}                      # a fusion block at all (not w/o CAFF)
+_CROSS = {"fusion": ("cross_attention",)}                         # the cross-attention fusion (eqs. 15-26)
+_MGCN_FUSER = {"fusion": ("attention",)}                          # MGCN's behaviour-aware fuser
+_GAT = {"ui_view": ("gat",)}                                      # the GAT user-item view (eqs. 7-9)
 _FEW_KEYS = {"token_set": ("sampled", "batch")}                  # attention over a subset of the tokens
 _INFO = {"cl_weight": Above(0.0)}                                 # the InfoNCE term of eqs. 29-30
 
+#: the options by which CAmgr's paper reads the parts it shares with MGCN differently from MGCN's code; with
+#: these and the three changes switched off, ``camgr`` computes ``mgcn``
+MGCN_READINGS = {"knn_norm": "sym", "user_modality": "sym", "trainable_features": True, "linear_init": "default",
+                 "cl_distinct": False}
+#: the three changes of CAmgr over MGCN, each off (MGCN's value) and on (CAmgr's)
+CHANGES = {"id_guide": ("item", "item+users"), "ui_view": ("lightgcn", "gat"),
+           "fusion": ("attention", "cross_attention")}
+
+
+def _switches(*on: str) -> dict[str, str]:
+    return {name: values[name in on] for name, values in CHANGES.items()}
+
+
+#: the ladder MGCN -> CAmgr as (label, camgr options): the changes added one at a time on MGCN's readings,
+#: then CAmgr's own readings, then the combinations that drop one change from CAmgr
+LADDER = [
+    ("MGCN", {**_switches(), **MGCN_READINGS}),
+    ("+U_i", {**_switches("id_guide"), **MGCN_READINGS}),
+    ("+U_i +GAT", {**_switches("id_guide", "ui_view"), **MGCN_READINGS}),
+    ("+U_i +GAT +cross-attention", {**_switches("id_guide", "ui_view", "fusion"), **MGCN_READINGS}),
+    ("CAmgr", {}),
+    ("CAmgr, LightGCN view", {"ui_view": "lightgcn"}),
+    ("CAmgr, MGCN fusion", {"fusion": "attention"}),
+    ("CAmgr, LightGCN view + MGCN fusion", {"ui_view": "lightgcn", "fusion": "attention"}),
+]
+
 
 @dataclasses.dataclass
-class CAmgrConfig(ModelConfig):
-    variant: str = option("camgr", "Table 3: camgr, 'w/o IUID' (no ID purification), 'w/o CAFF' (mean fusion)",
-                          choices=VARIANTS)
-    modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Fig. 2 subsets)")
-    query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
-                                              "non-image one; K and V come from the others (eqs. 15, 17)",
-                                        active_when=_CROSS)
-    id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
-                                         "H_i alone (MGCN's purifier)", choices=("item+users", "item"),
-                           active_when={"variant": ("camgr", "w/o CAFF")})
-    n_layers: int = option(2, "GAT layers L on the user-item graph (eqs. 7-9; MGCN's code uses 2; searched over "
-                           "the documented range 1-3)", low=0, high=MAX_LAYERS, space=IntRange(1, 3))
-    gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"))
-    gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
-                                           "attention-weighted propagation as MGCN's user-item view)",
-                                choices=("learned", "identity"))
-    gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0)
-    gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)")
+class CAmgrConfig(MGCNConfig):
+    # -- MGCN's options, with CAmgr's readings as defaults ------------------------------------------------
+    n_layers: int = option(2, "layers L of the user-item view (GAT eqs. 7-9, or LightGCN; MGCN's code uses 2; "
+                           "searched over the documented range 1-3)", low=0, high=MAX_LAYERS, space=IntRange(1, 3))
+    item_layers: int = option(1, "propagations over each semantic graph (eq. 13: one)", low=0, high=MAX_LAYERS)
     knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; searched over Fig. 3's sweep 5-25)", low=1,
                         space=IntRange(5, 25, step=5))
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
                            choices=("rw", "sym"))
+    user_modality: str = option("mean", "users' modality representation: 'mean' of their items' (eq. 14) or "
+                                        "'sym' over sqrt(|N_u||N_i|) (MGCN)", choices=("mean", "sym"))
+    trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
+    linear_init: str = option("xavier", "initialisation of the alignment (eq. 1) and purifier gates (eqs. 5-6): "
+                                        "'xavier' (section 4.3) or PyTorch 'default' (MGCN code)",
+                              choices=("xavier", "default"))
+    fusion_softmax: str = option("modalities", "with fusion='attention', MGCN's eq. 12 softmax over the "
+                                               "'modalities' of each node (MGCN code) or over all 'nodes'",
+                                 choices=("modalities", "nodes"), active_when=_MGCN_FUSER)
+    fusion_mean: str = option("with_common", "with fusion='attention', MGCN's eq. 15: 'with_common' (code) or "
+                                             "'specific' (MGCN paper)", choices=("with_common", "specific"),
+                              active_when=_MGCN_FUSER)
+    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01; searched over Table 4's grid)",
+                              low=0.0, space=Categorical((0.001, 0.01, 0.1)))
+    cl_temperature: float = option(0.2, "tau of eq. 30 (searched over the documented range 0.1-1.0)", low=0.0,
+                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_INFO)
+    cl_critic: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
+                            choices=CRITICS, active_when=_INFO, renamed_from="cl_similarity")
+    cl_items: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
+                           choices=("batch", "all"), renamed_from="cl_nodes")
+    cl_distinct: bool = option(True, "InfoNCE over each distinct batch user/item once (True) or every batch row, "
+                                     "repeats included (False, MGCN code)",
+                               active_when={"cl_items": ("batch",), **_INFO})
+    l2_on: str = option("final", "L2 (alpha_2) on the 'final' batch embeddings (MGCN code), the batch's 'ego' ID "
+                                 "embeddings, or 'all' parameters (eq. 31 as printed)",
+                        choices=("final", "ego", "all"))
+    # -- CAmgr's own ------------------------------------------------------------------------------------------
+    variant: str = option("camgr", "Table 3: camgr, 'w/o IUID' (no ID purification), 'w/o CAFF' (mean fusion)",
+                          choices=VARIANTS)
+    id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
+                                         "H_i alone (MGCN's purifier)", choices=("item+users", "item"),
+                           active_when={"variant": ("camgr", "w/o CAFF")})
+    ui_view: str = option("gat", "user-item view: 'gat' (eqs. 7-9) or 'lightgcn' (MGCN's)",
+                          choices=("gat", "lightgcn"))
+    fusion: str = option("cross_attention", "fusion: 'cross_attention' (eqs. 15-26) or 'attention' (MGCN's "
+                                            "behaviour-aware fuser)", choices=("cross_attention", "attention"),
+                         active_when=_FUSION)
+    query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
+                                              "non-image one; K and V come from the others (eqs. 15, 17)",
+                                        active_when=_CROSS)
+    gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"), active_when=_GAT)
+    gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
+                                           "attention-weighted propagation)",
+                                choices=("learned", "identity"), active_when=_GAT)
+    gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0, active_when=_GAT)
+    gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)",
+                                  active_when=_GAT)
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
                                     "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
-    trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
     attention_axis: str = option("channels", "what QK^T of eq. 18 attends over: 'channels' (d x d: the paper's "
                                              "d x N matrices read literally) or 'nodes' (N x N over all user and "
                                              "item tokens, chunked)", choices=("channels", "nodes"),
@@ -125,17 +198,6 @@ class CAmgrConfig(ModelConfig):
     mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1, high=MAX_DIM, active_when=_CROSS)
     mlp_init: str = option("default", "last layer of the MLPs of eqs. 20/23: PyTorch 'default' or 'zero' (H = R at "
                                       "initialisation)", choices=("default", "zero"), active_when=_CROSS)
-    cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01; searched over Table 4's grid)",
-                              low=0.0, space=Categorical((0.001, 0.01, 0.1)))
-    cl_temperature: float = option(0.2, "tau of eq. 30 (searched over the documented range 0.1-1.0)", low=0.0,
-                                   low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_INFO)
-    cl_critic: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
-                            choices=CRITICS, active_when=_INFO, renamed_from="cl_similarity")
-    cl_items: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
-                           choices=("batch", "all"), renamed_from="cl_nodes")
-    l2_on: str = option("final", "L2 (alpha_2) on the 'final' batch embeddings (MGCN code), the batch's 'ego' ID "
-                                 "embeddings, or 'all' parameters (eq. 31 as printed)",
-                        choices=("final", "ego", "all"))
 
     def check_options(self, section: str = "model") -> None:
         """``token_set`` chooses keys of the attention over nodes: with ``channels`` only ``all`` exists."""
@@ -191,62 +253,42 @@ class GATEncoder(nn.Module):
         return torch.stack(users).mean(0), torch.stack(items).mean(0)
 
 
-class SemanticGraph(GraphState):
-    """A cosine top-k item graph with normalised weights (eqs. 10-12) as a homogeneous DGL graph."""
-
-    def __init__(self, features: torch.Tensor, k: int, norm: str, mask: torch.Tensor | None = None) -> None:
-        """``mask``: items without the modality get no edge (see ``Dataset.feature_mask``)."""
-        edges = knn_graph_edges(features.detach(), k, keep_self=True, norm=norm, mask=mask)
-        self.graph = dgl.graph((edges.src, edges.dst), num_nodes=features.shape[0], device=features.device)
-        self.graph.edata["w"] = edges.w
-
-    def bind(self, device: torch.device) -> None:
-        self.graph = self.graph.to(device)
-
-    def propagate(self, h: torch.Tensor) -> torch.Tensor:
-        """``S'' H`` (eq. 13)."""
-        graph = self.graph
-        with graph.local_scope():
-            graph.ndata["h"] = h
-            graph.update_all(fn.u_mul_e("h", "w", "m"), fn.sum("m", "h"))
-            return graph.ndata["h"]
-
-
 @register
-class CAmgr(Recommender):
-    """CAmgr (Mathematics'24): ID-purified modalities, GAT + semantic graphs, cross-attention fusion."""
+class CAmgr(MGCN):
+    """CAmgr (Mathematics'24): MGCN with ID-and-user purification, a GAT user-item view and cross-attention fusion."""
 
     name = "camgr"
     Config = CAmgrConfig
-    needs_modalities = True
+    input_legacy_names = {"align": "projections", "features": "features"}   # before the modality block
 
     def __init__(self, dataset: Dataset, graph: dgl.DGLGraph, config: CAmgrConfig) -> None:
         super().__init__(dataset, graph, config)
-        d = config.embedding_dim
-        check_neighbours(config.knn_k, self.n_items, "model.knn_k", type(config).knn_k)
-        self.modalities = item_modalities(graph, config.modalities)
-        self.query_modality = self._query_modality(config.query_modality)
+        self._rebuild = True
+
+    # -- construction steps (MGCN's order: ID tables, eq. 1 alignment, eqs. 5-6 gates, views, fusion) ------
+    def check_modalities(self) -> None:
+        self.query_modality = self._query_modality(self.config.query_modality)
         self.kv_modalities = [m for m in self.modalities if m != self.query_modality] or [self.query_modality]
-        self.add_id_tables(d)
-        self.inputs = ModalityInputs(graph, self.modalities, d, config.trainable_features, init=None,  # eq. 1
-                                     legacy_names={"align": "projections", "features": "features"})
-        self.gate = nn.ModuleDict({m: nn.Linear(d, d) for m in self.modalities})              # eqs. 5-6
-        self.inputs.init_projections("xavier")
-        for lin in self.gate.values():
-            nn.init.xavier_uniform_(lin.weight)
-        self.encoder = GATEncoder(d, config.n_layers, config.gat_activation, config.gat_negative_slope,
-                                  config.gat_transform, config.gat_self_loops)
+
+    def build_ui_view(self, config: CAmgrConfig) -> None:
+        if config.ui_view == "lightgcn":
+            return super().build_ui_view(config)
+        self.encoder = GATEncoder(config.embedding_dim, config.n_layers, config.gat_activation,       # eqs. 7-9
+                                  config.gat_negative_slope, config.gat_transform, config.gat_self_loops)
+
+    def build_fusion(self, config: CAmgrConfig) -> None:
+        if config.fusion == "attention":
+            return super().build_fusion(config)
+        d = config.embedding_dim
         self.cross = CrossAttention(d, config.attention_chunk, config.attention_axis)         # eqs. 15-18
         zero = config.mlp_init == "zero"
         self.common_branch = ResidualMLP(d, config.mlp_hidden, zero)                         # eqs. 19-20
         self.distinct_branch = ResidualMLP(d, config.mlp_hidden, zero)                       # eqs. 22-23
         self.gate_common = nn.Linear(d, d)                                                    # eq. 24
         self.gate_distinct = nn.Linear(d, d)                                                  # eq. 25
-        self._semantic: dict[str, SemanticGraph] = {}
-        if config.knn_source == "raw":   # items without a modality: zero features, no edges
-            self._semantic = {m: SemanticGraph(f.float(), config.knn_k, config.knn_norm, self.inputs.mask(m))
-                              for m, f in item_features(graph, self.modalities).items()}
-        self._rebuild = True
+
+    def frozen_item_graphs(self, graph: dgl.DGLGraph) -> dict[str, SemanticGraph]:
+        return super().frozen_item_graphs(graph) if self.config.knn_source == "raw" else {}
 
     def _query_modality(self, chosen: str | None) -> str:
         if chosen is not None:
@@ -258,61 +300,53 @@ class CAmgr(Recommender):
         others = [m for m in self.modalities if m != "image"]
         return others[0] if others else self.modalities[0]
 
-    def bind_graphs(self, device: torch.device) -> None:
-        super().bind_graphs(device)
-        for semantic in self._semantic.values():   # plain holders, not submodules
-            semantic.bind(device)
-
     # -- hooks: the purified semantic graphs are rebuilt on the first batch of each epoch ------------------
     def on_batch_start(self, batch_index: int) -> None:
         self._rebuild = self._rebuild or batch_index == 0
 
     # -- eqs. 1-6 ---------------------------------------------------------------------------------------------
-    def aligned(self, graph: dgl.DGLGraph, modality: str) -> torch.Tensor:
-        """``H' = W_1 H + b_1`` (eq. 1)."""
-        return self.inputs.project(graph, modality, masked=False)
+    def purifier_ids(self, graph: dgl.DGLGraph) -> torch.Tensor:
+        """``H_i + U_bar_i`` (eqs. 2-5), or ``H_i`` alone (``id_guide="item"``, MGCN's purifier)."""
+        ids = self.item_emb.weight
+        if self.config.id_guide == "item+users":
+            ids = ids + item_mean(graph, self.user_emb.weight)                              # eqs. 2-4
+        return ids
 
     def purified(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
         """``H'' = (H_i + U_bar_i) * sigmoid(W_2 H' + b_2)`` (eqs. 2-6); ``H'`` itself for ``w/o IUID``."""
         if self.config.variant == "w/o IUID":
             return {m: self._masked(self.aligned(graph, m), m) for m in self.modalities}
-        ids = self.item_emb.weight
-        if self.config.id_guide == "item+users":
-            ids = ids + item_mean(graph, self.user_emb.weight)                              # eqs. 2-4
-        return {m: self._masked(ids * torch.sigmoid(self.gate[m](self.aligned(graph, m))), m)
-                for m in self.modalities}
+        return super().purified(graph)
 
-    def _masked(self, h: torch.Tensor, modality: str) -> torch.Tensor:
-        """Zero rows for the items that lack ``modality`` (they carry no information from it)."""
-        return apply_mask(h, self.inputs.mask(modality))
+    # -- eqs. 7-14 --------------------------------------------------------------------------------------------
+    def ui_view(self, graph: dgl.DGLGraph) -> tuple[torch.Tensor, torch.Tensor]:
+        """``H_n`` of eq. 9 (GAT), or MGCN's LightGCN view."""
+        if self.config.ui_view == "lightgcn":
+            return super().ui_view(graph)
+        return self.encoder(graph, self.user_emb.weight, self.item_emb.weight)
 
-    # -- eqs. 10-14 -------------------------------------------------------------------------------------------
     def semantic_graphs(self, purified: dict[str, torch.Tensor]) -> dict[str, SemanticGraph]:
-        if self.config.knn_source == "purified" and (self._rebuild or not self.training or not self._semantic):
+        """Eqs. 10-12 on the raw features (built once) or on ``H''`` (rebuilt each epoch and in evaluation)."""
+        if self.config.knn_source == "purified" and (self._rebuild or not self.training
+                                                     or not self._semantic):
             self._semantic = {m: SemanticGraph(h, self.config.knn_k, self.config.knn_norm, self.inputs.mask(m))
                               for m, h in purified.items()}
             self._rebuild = False
         return self._semantic
 
-    def modality_tokens(self, graph: dgl.DGLGraph) -> dict[str, torch.Tensor]:
-        """``H~_* = [H~_u,* | H~_i,*]`` (eqs. 13-14), users first, ``[|U| + |I|, d]`` per modality."""
-        purified = self.purified(graph)
-        semantic = self.semantic_graphs(purified)
-        tokens = {}
-        for m, h in purified.items():
-            item = semantic[m].propagate(h)                                                  # eq. 13
-            tokens[m] = torch.cat([user_mean(graph, item), item])                            # eq. 14
-        return tokens
-
     # -- eqs. 15-26 -------------------------------------------------------------------------------------------
-    def fuse(self, tokens: dict[str, torch.Tensor], h_n: torch.Tensor, queries: torch.Tensor | None,
-             keys: torch.Tensor | None) -> torch.Tensor:
-        """``H_m`` of the ``queries`` tokens (all when None) attending to the ``keys`` tokens (eqs. 15-26)."""
+    def fuse(self, tokens: dict[str, torch.Tensor], h_n: torch.Tensor, queries: torch.Tensor | None = None,
+             users: torch.Tensor | None = None, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``H_m`` of the ``queries`` tokens (all when None) attending to the key tokens (eqs. 15-26); the mean
+        of the modalities for ``w/o CAFF``; MGCN's fuser with ``fusion="attention"``."""
         if self.config.variant == "w/o CAFF":
             mean = torch.stack(list(tokens.values())).mean(0)
             return mean if queries is None else mean[queries]
+        if self.config.fusion == "attention":
+            return super().fuse(tokens, h_n, queries)
         x_q = tokens[self.query_modality]
         x_kv = torch.stack([tokens[m] for m in self.kv_modalities]).mean(0)
+        keys = self._keys(h_n.device, users, items)
         common, distinct, q = self.cross(x_q, x_kv, queries, keys)                          # eqs. 15-18, 21
         h_com = self.common_branch(common, q)                                                # eqs. 19-20
         h_dif = self.distinct_branch(distinct, q)                                            # eqs. 22-23
@@ -334,72 +368,3 @@ class CAmgr(Recommender):
         if self.config.token_set == "batch":
             return torch.cat([users, items + self.n_users])
         return None
-
-    def encode(self, graph: dgl.DGLGraph, users: torch.Tensor | None = None,
-               items: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``h_n`` (eq. 9) and ``h_m`` (eq. 26) of the given users and items (all when None)."""
-        user_n, item_n = self.encoder(graph, self.user_emb.weight, self.item_emb.weight)    # eqs. 7-9
-        tokens = self.modality_tokens(graph)
-        if users is None or items is None:
-            h_n = torch.cat([user_n, item_n])
-            h_m = self.fuse(tokens, h_n, None, self._keys(h_n.device))
-            return {"user_n": user_n, "item_n": item_n, "user_m": h_m[: self.n_users],
-                    "item_m": h_m[self.n_users:]}
-        queries = torch.cat([users, items + self.n_users])
-        h_n = torch.cat([user_n[users], item_n[items]])
-        h_m = self.fuse(tokens, h_n, queries, self._keys(h_n.device, users, items))
-        n_u = len(users)
-        return {"user_n": h_n[:n_u], "item_n": h_n[n_u:], "user_m": h_m[:n_u], "item_m": h_m[n_u:]}
-
-    # -- the contract -----------------------------------------------------------------------------------------
-    def forward(self, graph: dgl.DGLGraph) -> Representations:
-        """``h = h_n + h_m`` (eq. 27) of all users and items; scores are inner products (eq. 28)."""
-        parts = self.encode(graph)
-        return Representations(parts["user_n"] + parts["user_m"], parts["item_n"] + parts["item_m"])
-
-    def training_forward(self, graph: dgl.DGLGraph, batch: Batch) -> dict[str, Any]:
-        """``h_n`` and ``h_m`` of the batch's distinct users and items only (``cl_items="all"``: of all)."""
-        if self.config.cl_items == "all":
-            parts = self.encode(graph)
-            parts["user_index"], parts["item_index"] = batch.users, torch.cat([batch.pos, batch.neg])
-            return parts
-        users, user_index = torch.unique(batch.users, return_inverse=True)
-        items, item_index = torch.unique(torch.cat([batch.pos, batch.neg]), return_inverse=True)
-        parts = self.encode(graph, users, items)
-        parts["user_index"], parts["item_index"] = user_index, item_index
-        return parts
-
-    def batch_rows(self, output: dict[str, Any], batch: Batch) -> Rows:
-        """``h = h_n + h_m`` (eq. 27) of the batch's users, positive and negative items (eq. 28 scores them)."""
-        user_h = output["user_n"] + output["user_m"]
-        item_h = output["item_n"] + output["item_m"]
-        n_pos = len(batch.pos)
-        pos_index, neg_index = output["item_index"][:n_pos], output["item_index"][n_pos:]
-        return user_h[output["user_index"]], item_h[pos_index], item_h[neg_index]
-
-    def l2_term(self, output: dict[str, Any], batch: Batch, rows: Rows) -> torch.Tensor | None:
-        """``||w||^2`` of eq. 31 over every trainable parameter (``l2_on="all"``), or L2 on the batch's final
-        (MGCN code) or ego embeddings."""
-        if self.config.l2_on == "all":
-            return sum(p.pow(2).sum() for p in self.parameters() if p.requires_grad)
-        if self.config.l2_on == "final":
-            return l2_penalty(*rows)
-        return super().l2_term(output, batch, rows)
-
-    def model_terms(self, output: dict[str, Any], batch: Batch) -> dict[str, torch.Tensor]:
-        """``alpha_1 (L_u + L_i)`` of eq. 31 (BPR of eq. 28 and the L2 term: the base loss)."""
-        terms = {}
-        if self.config.cl_weight > 0:
-            pos_index = output["item_index"][:len(batch.pos)]
-            users = slice(None)  # the batch's distinct users (or all users)
-            items = slice(None) if self.config.cl_items == "all" else torch.unique(pos_index)
-            terms["info"] = self.config.cl_weight * (                                        # eq. 29
-                self.info_nce(output["user_m"][users], output["user_n"][users])
-                + self.info_nce(output["item_m"][items], output["item_n"][items]))
-        return terms
-
-    def info_nce(self, modal: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Eq. 30, averaged over rows: positives ``(h_m, h_n)`` of the same node, negatives the other nodes' ``h_n``."""
-        return info_nce(modal, ids, self.config.cl_temperature, same_view_negatives=False,
-                        critic=self.config.cl_critic)
-

@@ -1,7 +1,7 @@
 """Attention blocks shared by the models.
 
 * :class:`ModalityAttention` + :func:`weighted_sum`: a softmax over views of ``q^T tanh(W h + b)`` per node
-  (MICRO eqs. 7-8 and 14-15; item-level view attention in general).
+  (MICRO eqs. 7-8 and 14-15, MGCN's modality-shared part; item-level view attention in general).
 * :func:`edge_attention`: attention per edge of one relation, normalised over each destination's in-edges
   with ``edge_softmax`` and aggregated with ``fn.u_mul_e`` + ``fn.sum``: dot-product scores (``fn.u_dot_v``,
   a scaled dot-product attention restricted to the graph) or additive scores (``fn.u_add_v`` + LeakyReLU,
@@ -33,9 +33,12 @@ class ModalityAttention(nn.Module):
         self.project = nn.Linear(dim, dim)
         self.query = nn.Linear(dim, 1, bias=False)
 
+    def scores(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """The logits ``q^T tanh(W h^m_i + b)`` before the softmax, ``[n, |views|]``."""
+        return torch.cat([self.query(torch.tanh(self.project(v))) for v in views], 1)
+
     def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
-        logits = torch.cat([self.query(torch.tanh(self.project(v))) for v in views], 1)
-        return torch.softmax(logits, dim=1)  # [n, |views|]
+        return torch.softmax(self.scores(views), dim=1)  # [n, |views|]
 
 
 def weighted_sum(weights: torch.Tensor, views: list[torch.Tensor]) -> torch.Tensor:
