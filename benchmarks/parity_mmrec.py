@@ -348,10 +348,12 @@ def summarize(runs: list[dict]) -> dict:
         groups.setdefault((run["model"], run["side"]), []).append(run)
     table: dict = {}
     for (model, side), members in sorted(groups.items()):
+        members.sort(key=lambda r: r["seed"])
         row = {"seeds": sorted(r["seed"] for r in members), "best_epochs": [r["best_epoch"] for r in members],
                "epochs_run": [r["epochs_run"] for r in members], "epoch_cap": members[0].get("epoch_cap")}
         for metric in METRICS:
-            row[metric] = mean_std([r["test"][metric] for r in members])
+            row[f"{metric} per seed"] = [r["test"][metric] for r in members]
+            row[metric] = mean_std(row[f"{metric} per seed"])
             maxima = [test_max(r, metric) for r in members]
             if all(m is not None for m in maxima):
                 row[f"{metric} (test-selected)"] = mean_std(maxima)
@@ -362,7 +364,19 @@ def summarize(runs: list[dict]) -> dict:
     for sides in table.values():
         if {"mmrec", "dglmm"} <= sides.keys():
             sides["relative"] = {m: sides["dglmm"][m][0] / sides["mmrec"][m][0] - 1 for m in METRICS}
+            sides["welch_p"] = {m: welch_p(sides["dglmm"][f"{m} per seed"], sides["mmrec"][f"{m} per seed"])
+                                for m in METRICS}
     return table
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test between two sides' per-seed values (None below 2 seeds a side or
+    without spread on either side)."""
+    from scipy.stats import ttest_ind
+
+    if min(len(a), len(b)) < 2 or np.std(a) == np.std(b) == 0:  # no spread: the test is undefined
+        return None
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def split_agreement(runs: list[dict]) -> dict[str, dict]:
@@ -412,8 +426,13 @@ def report(work: Path) -> str:
         if "relative" in sides:
             rel = sides["relative"]
             flag = "  (beyond 5%)" if any(abs(v) > 0.05 for v in rel.values()) else ""
-            lines.append(f"{model:8s} dglmm/MMRec - 1: Recall@20 {rel['recall@20']:+.1%}, "
-                         f"NDCG@20 {rel['ndcg@20']:+.1%}{flag}")
+            p = {m: "" if v is None else f" (Welch p {v:.2f})" for m, v in sides["welch_p"].items()}
+            lines.append(f"{model:8s} dglmm/MMRec - 1: Recall@20 {rel['recall@20']:+.1%}{p['recall@20']}, "
+                         f"NDCG@20 {rel['ndcg@20']:+.1%}{p['ndcg@20']}{flag}")
+            for side in ("mmrec", "dglmm"):
+                seeds = "  ".join(f"{a:.4f} / {b:.4f}" for a, b in zip(
+                    *(sides[side][f"{m} per seed"] for m in METRICS), strict=True))
+                lines.append(f"{'':8s} {side} per seed R@20 / N@20: {seeds}")
         lines += curve_lines(model, sides)
     speeds = {(s["model"], s["side"]): s for s in load_results(work, "speed")}
     if speeds:

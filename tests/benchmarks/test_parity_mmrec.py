@@ -88,6 +88,8 @@ def test_summary_means_relative_gaps_and_test_selection():
     assert table["dglmm"]["recall@20"] == pytest.approx((0.315, 0.015))
     assert table["relative"]["recall@20"] == pytest.approx(0.315 / 0.3 - 1)
     assert table["relative"]["ndcg@20"] == pytest.approx(0.0)
+    assert table["welch_p"]["recall@20"] == pytest.approx(0.905, abs=0.002)  # scipy: 0.3, 0.33 vs 0.2, 0.4
+    assert table["dglmm"]["recall@20 per seed"] == [0.3, 0.33]
     assert table["mmrec"]["recall@20 (test-selected)"] == pytest.approx((0.3, 0.0))  # max over epochs
     assert "recall@20 (test-selected)" not in table["dglmm"]                         # never tested per epoch
     assert table["mmrec"]["valid_curve"] == pytest.approx({1: 0.025, 2: 0.075, 3: 0.05})
