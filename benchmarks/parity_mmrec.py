@@ -256,14 +256,14 @@ def run_dglmm(work: Path, model: str, seed: int, epochs: int, data: Path = DATA)
     from dglmm.data.readers import load_dataset
     from dglmm.train.run import run_once
 
-    tic = time.time()
+    tic, commit = time.time(), _commit(HERE.parents[1])  # the code the run starts with
     run_dir = work / f"dglmm-{model}-s{seed}"
     results = run_once(model, load_dataset(data), _dglmm_config(model, seed, epochs, data), run_dir, resume=True)
     return {"side": "dglmm", "model": model, "seed": seed, "point": dglmm_overrides(model, seed, epochs),
             "stats": split_stats_dglmm(data), "best_epoch": results["best_epoch"],
             "epochs_run": results["epochs_run"], "valid": results["valid"], "test": results["test"],
             "history": validation_history(run_dir / "metrics.jsonl"), "seconds": round(time.time() - tic, 1),
-            "dglmm_commit": _commit(HERE.parents[1])}
+            "dglmm_commit": commit}
 
 
 def _commit(repo: Path) -> str | None:
