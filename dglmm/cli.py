@@ -515,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "dataset's own ids (RecBole tokens; MMRec, LATTICE and KGAT integer ids).  Output: CSV "
                     "(user,rank,item,score) or JSON lines ({user, items, scores}).  Cold items (no training "
                     "interaction) are ranked too; their scores carry information for the models whose item "
-                    "representations use content: VBPR, LATTICE, MICRO, FREEDOM, TMFUN, CAmgr, SLIF-MR (features) "
+                    "representations use content: VBPR, LATTICE, MICRO, FREEDOM, TMFUN, MGCN, CAmgr, SLIF-MR (features) "
                     "and KGAT (knowledge graph), not for MF, LightGCN and NGCF (an untrained ID embedding).")
     _run_arguments(recommend)
     recommend.add_argument("--users", metavar="FILE|IDS",
