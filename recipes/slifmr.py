@@ -67,7 +67,7 @@ FIG6_QUICK = {"ui_layers": [1, 2], "cl_weight": [0.1, 0.5], "intra_weight": [1e-
 
 def slifmr_sets(r: Recipe) -> list[str]:
     """SLIF-MR's common overrides of this recipe (the L_inter anchor sample, for CPU time)."""
-    return [f"model.cl_max_items={r.args.cl_max_items}"]
+    return [f"model.cl_max_items={r.args.inter_max_items}"]
 
 
 def quick_sets(r: Recipe) -> list[str]:
@@ -207,7 +207,7 @@ def fig7(r: Recipe) -> str:
                 if model == "slifmr":
                     extra += slifmr_sets(r)
                 elif model == "micro":
-                    extra += [f"model.cl_max_items={r.args.cl_max_items}"]
+                    extra += [f"model.cl_max_items={r.args.inter_max_items}"]
                 s = run_if_registered(r, "fig7", f"{label} {noise} {share:.0%}", model, extra)
                 if s is None:
                     continue

@@ -14,11 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted([ROOT / "README.md", *DOCS.rglob("*.md")])
 
-#: pages other parts of the project write (the leaderboard's generated page, parity reports, the pages of
-#: models added alongside these docs): a link to one of them may be dangling only while it is absent
-PROVIDED_ELSEWHERE = {"docs/results.md", "docs/models/mgcn.md", "docs/models/freedom.md", "docs/parity.md",
-                      "docs/parity-kgat.md"}
-
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 DOC_PATH = re.compile(r"\bdocs/[\w./-]+\.md\b")
 
@@ -30,8 +25,7 @@ def relative_links(page: Path) -> list[str]:
 
 
 def missing(target: Path) -> bool:
-    rel = target.resolve().relative_to(ROOT).as_posix() if target.resolve().is_relative_to(ROOT) else str(target)
-    return not target.exists() and rel not in PROVIDED_ELSEWHERE
+    return not target.exists()
 
 
 def test_the_link_checker_sees_a_dangling_link(tmp_path):
@@ -53,14 +47,14 @@ def test_every_docs_path_mentioned_anywhere_exists():
                *ROOT.glob("tests/**/*.py"), *ROOT.glob("notebooks/*.ipynb"), ROOT / "pyproject.toml"]
     stale = sorted({f"{src.relative_to(ROOT)}: {path}" for src in sources if src != Path(__file__)
                     for path in DOC_PATH.findall(src.read_text())
-                    if not (ROOT / path).exists() and path not in PROVIDED_ELSEWHERE})
+                    if not (ROOT / path).exists()})
     assert not stale, "\n".join(stale)
 
 
 def test_every_model_has_a_page_linked_from_the_index():
     index = (DOCS / "models" / "index.md").read_text()
     for name in REGISTRY:
-        assert (DOCS / "models" / f"{name}.md").is_file() or f"docs/models/{name}.md" in PROVIDED_ELSEWHERE, name
+        assert (DOCS / "models" / f"{name}.md").is_file(), name
         assert f"]({name}.md)" in index, f"docs/models/index.md does not link {name}.md"
 
 

@@ -213,7 +213,7 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert main(board_args(tmp_path, spec, "--readme", "")) == 0
     assert "small mf done: 2 trials" in capsys.readouterr().out
     page = (tmp_path / "docs" / "results.md").read_text()
-    assert "Run in 2 sessions" in page and "0 studies finished, 0 workers, interrupted)" in page
+    assert "Run in 2 invocations of the command" in page and "0 studies finished, 0 workers, interrupted)" in page
     rows = trial_rows(study)
     assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run

@@ -234,7 +234,7 @@ def _sessions(out: Path) -> str:
     parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ("
              f"{_count(s.get('finished', 0), 'study', 'studies')} finished, {_count(s['workers'], 'worker')}"
              + (", interrupted" if s.get("interrupted") else "") + ")" for s in sessions]
-    return f"Run in {_count(len(sessions), 'session')}: " + "; ".join(parts) + "."
+    return f"Run in {_count(len(sessions), 'invocation')} of the command: " + "; ".join(parts) + "."
 
 
 def _count(n: int, one: str, many: str = "") -> str:
