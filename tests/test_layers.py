@@ -19,7 +19,7 @@ FLOORS = {
     "nn": 4,
     "models": 5,
     "train": 6,
-    "tune": 7, "recommend": 7, "compare": 7, "report": 7, "recipe": 8, "api": 8,
+    "tune": 7, "recommend": 7, "compare": 7, "report": 7, "recipe": 8, "api": 8, "leaderboard": 8,
     "cli": 9, "__main__": 10, "configs": 0,
 }
 ROOT = Path(dglmm.__file__).parent

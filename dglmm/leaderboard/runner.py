@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -272,7 +273,7 @@ def trials_used(folder: Path) -> dict[str, int]:
 
 def _open_session(out: Path, workers: int, todo: int) -> dict:
     session = {"started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "workers": workers, "to_run": todo,
-               "pid": os.getpid()}
+               "pid": os.getpid(), "id": uuid.uuid4().hex}  # two invocations may share a second and a process
     sessions = read_sessions(out)
     if todo:
         sessions.append(session)
@@ -283,7 +284,7 @@ def _open_session(out: Path, workers: int, todo: int) -> dict:
 def _update_session(out: Path, session: dict, counts: dict, interrupted: bool = False) -> None:
     sessions = read_sessions(out)
     for entry in sessions:
-        if entry["started"] == session["started"] and entry["pid"] == session["pid"]:
+        if entry.get("id", entry["started"]) == session["id"]:
             entry.update(last=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), finished=counts["done"],
                          failed=counts["failed"], interrupted=interrupted)
     _write_sessions(out, sessions)

@@ -119,7 +119,8 @@ class Recommender(nn.Module):
 
     def upgrade_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
         """``state`` with every key this model no longer has but once had (:meth:`legacy_prefixes`) renamed,
-        in its order; other keys are kept, so that loading stays strict about them."""
+        in its order, and the extra state of modules that gained one since; other keys are kept, so that loading
+        stays strict about them."""
         current = {k for k, _ in self.named_parameters()} | {k for k, _ in self.named_buffers()}
         prefixes = self.legacy_prefixes()
 
@@ -128,7 +129,14 @@ class Recommender(nn.Module):
                 if key.startswith(old) and key not in current and new + key[len(old):] in current:
                     return new + key[len(old):]
             return key
-        return {rename(k): v for k, v in state.items()}
+        upgraded = {rename(k): v for k, v in state.items()}
+        # a module that keeps extra state only since the checkpoint was written gets it as it is now (derived
+        # state, e.g. a frozen item graph built from the features)
+        for name, module in self.named_modules():
+            key = f"{name}._extra_state" if name else "_extra_state"
+            if type(module).get_extra_state is not nn.Module.get_extra_state and key not in upgraded:
+                upgraded[key] = module.get_extra_state()
+        return upgraded
 
     def add_id_tables(self, dim: int) -> None:
         """The layer-0 ID embeddings ``user_emb`` and ``item_emb`` (Xavier-uniform, as all the papers): what

@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -525,7 +526,8 @@ def plot_study(study: Any, folder: Path) -> list[str]:
                 continue
             figure = axes.figure
             figure.tight_layout()
-            tmp = folder / f".{name}.tmp.png"
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".png")  # one per process: workers
+            os.close(fd)                                                                   # of a study draw at once
             figure.savefig(tmp, dpi=120)
             os.replace(tmp, folder / name)
             plt.close(figure)
