@@ -191,10 +191,6 @@ class ItemGraph(nn.Module, GraphState):
             self._set([tuple(t.to(device) for t in r) for r in self.relations])
 
 
-#: the former name of :class:`ItemGraph` (a learned graph: ``ItemGraph(n_items, k, schedule=...)``)
-LearnedItemGraph = ItemGraph
-
-
 def skip_connection(frozen: torch.Tensor, learned: torch.Tensor | float, lam: float) -> torch.Tensor:
     """``lambda * S~ h + (1 - lambda) * A~ h`` (eq. 5 applied to a signal)."""
     return lam * frozen + (1.0 - lam) * learned
