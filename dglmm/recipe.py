@@ -5,7 +5,10 @@ A recipe is a dict of table functions ``name -> f(recipe) -> str``; each table r
 them beside the paper's numbers.  :func:`recipe_main` parses the common command line, runs the chosen tables,
 prints them and writes ``tables.txt`` and ``summaries.json`` into the output folder.  Every row's runs are
 kept under ``<out>/runs/<table>-<row>`` (with their per-user test metrics), so that :func:`cell` can mark a
-difference to a table's baseline row that is significant (``*``, :mod:`dglmm.compare`).  Under ``torchrun``
+difference to a table's baseline row that is significant (``*``, :mod:`dglmm.compare`).  ``--resume FOLDER``
+makes FOLDER the output folder and keeps every row already finished there with the same model, data, options
+and seeds, so an interrupted recipe continues where it stopped, and two recipes started with different
+``--only`` rows into one folder are gathered into one table by a last ``--resume`` run.  Under ``torchrun``
 (``torchrun --standalone --nproc_per_node=2 recipes/micro.py ...``) every row trains data-parallel and only
 rank 0 prints and writes.
 """
@@ -15,13 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from dglmm.config import parse_override, sweep_axes
 from dglmm.data.readers import load_dataset
-from dglmm.io import write_text
+from dglmm.errors import InputError
+from dglmm.io import write_json, write_text
 from dglmm.report import format_table
 from dglmm.train import distributed
 from dglmm.train.run import model_sections, resolve_model_config, run_experiment
@@ -49,7 +54,7 @@ class Recipe:
         tables = "-".join(args.tables) if len(args.tables) < n_tables else "all"
         tables += "".join(f"-{re.sub(r'[^A-Za-z0-9_.+=-]+', '_', label)}" for label in args.only or [])
         stamp = distributed.broadcast_object(time.strftime('%Y%m%d-%H%M%S'))  # one folder for every rank
-        self.out = Path(args.out) / f"{self.dataset.name}-{tables}-{stamp}"
+        self.out = Path(args.resume) if args.resume else Path(args.out) / f"{self.dataset.name}-{tables}-{stamp}"
         self.summaries: dict[str, list[dict]] = {}
 
     def run(self, table: str, label: str, model: str, overrides: list[str]) -> dict | None:
@@ -64,7 +69,12 @@ class Recipe:
         config = resolve_model_config(model, self.dataset.name, self.args.config, sets)
         tic = time.time()
         run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9_.+=-]+", "_", f"{table}-{label}")
-        summary = run_experiment(model, self.dataset, config, run_dir, seeds=self.args.seeds)
+        request = {"model": model, "dataset": self.dataset.name, "config": config, "seeds": self.args.seeds}
+        summary = self.finished(run_dir, request)
+        if summary is None:
+            if distributed.is_main():
+                write_json(run_dir / "request.json", request)  # before training: what the folder holds
+            summary = run_experiment(model, self.dataset, config, run_dir, seeds=self.args.seeds)
         summary.update(label=label, overrides=overrides, run_dir=str(run_dir))
         self.summaries.setdefault(table, []).append(summary)
         if distributed.is_main():
@@ -72,6 +82,37 @@ class Recipe:
                   flush=True)
             write_text(self.out / "summaries.json", json.dumps(self.summaries, indent=1, default=str))
         return summary
+
+
+    def finished(self, run_dir: Path, request: dict) -> dict | None:
+        """With ``--resume``, the summary of a row finished in ``run_dir`` with exactly ``request`` (model, data,
+        resolved options, seeds); None when it has to run.  A folder made with other options is an error, so
+        that a resumed table never mixes two settings."""
+        if not self.args.resume or not (run_dir / "request.json").exists():
+            return None
+        try:
+            made = json.loads((run_dir / "request.json").read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"{run_dir / 'request.json'}: unreadable ({error}); resume into a new folder") from None
+        now = json.loads(json.dumps(request, default=str))
+        if made != now:
+            raise InputError(f"--resume {self.out}: {run_dir.name} was run with other options than this row now "
+                             f"has ({_first_difference(made, now)}); resume into a new folder")
+        try:
+            return json.loads((run_dir / "summary.json").read_text())
+        except (OSError, ValueError):  # not finished (or cut short): the row runs again
+            return None
+
+
+def _first_difference(made: object, now: object, key: str = "") -> str | None:
+    """``key: was -> now`` of the first value that differs between two JSON trees (for the resume error)."""
+    if isinstance(made, dict) and isinstance(now, dict):
+        for sub in sorted(set(made) | set(now)):
+            found = _first_difference(made.get(sub), now.get(sub), f"{key}.{sub}" if key else sub)
+            if found:
+                return found
+        return None
+    return None if made == now else f"{key}: {made!r} -> {now!r}"
 
 
 def defines_sweep(override: str, sections: dict[str, type]) -> bool:
@@ -105,7 +146,6 @@ def compare_rows(summary: dict, baseline: dict, metrics: list[str]) -> list | No
     """The paired comparisons (:class:`dglmm.compare.Comparison`, one per metric) of a recipe row's test results
     with a baseline row's; None for the baseline itself or when per-user results are not available."""
     from dglmm.compare import compare_sides, load_side
-    from dglmm.errors import InputError
 
     a, b = selected_runs(baseline), selected_runs(summary)
     if a is None or b is None or a == b:
@@ -211,6 +251,8 @@ def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override for every row, e.g. train.patience=10")
     parser.add_argument("--out", default=out, help="folder in which the output folder is made")
+    parser.add_argument("--resume", metavar="FOLDER",
+                        help="use FOLDER as the output folder and keep the rows already finished in it")
     return parser
 
 
@@ -221,8 +263,23 @@ def recipe_main(title: str, parser: argparse.ArgumentParser, tables: dict[str, C
     if args.quick:
         args.seeds = 1
     distributed.init_from_env()  # a no-op unless started by torchrun
+    try:
+        return _run_tables(title, args, tables, note)
+    except InputError as error:  # a bad option, data set or resume folder: one line, as the CLI says it
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return distributed.leave(2)
+    except KeyboardInterrupt:
+        out = getattr(args, "out_folder", None)
+        print(f"{parser.prog}: interrupted" + (f"; finished rows are kept: continue with the same command and "
+                                                f"--resume {out}" if out else ""), file=sys.stderr)
+        return distributed.leave(130)
+
+
+def _run_tables(title: str, args: argparse.Namespace, tables: dict[str, Callable[[Recipe], str]],
+                note: Callable[[Recipe], str]) -> int:
     main = distributed.is_main()
     recipe = Recipe(args, len(tables))
+    args.out_folder = recipe.out
     if main:
         print(f"{title} recipe on {recipe.dataset.name}: {args.seeds} seed(s); {note(recipe)}\n"
               f"output folder: {recipe.out}", flush=True)

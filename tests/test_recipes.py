@@ -101,3 +101,35 @@ def test_every_recipe_states_its_expected_time(capsys):
             recipe.main(["--help"])
         text = " ".join(capsys.readouterr().out.split())
         assert re.search(r"Expected time: .*--quick[^.]*\d+ min", text), (name, text[-300:])
+
+
+def test_recipe_resume_keeps_finished_rows_and_refuses_other_options(tmp_path, capsys):
+    recipe = load_recipe()
+    folder = tmp_path / "table4"
+    common = ["--quick", "--quick-epochs", "1", "--tables", "4", "--resume", str(folder)]
+    assert recipe.main([*common, "--only", "MF"]) == 0
+    mf_summary = folder / "runs" / "4-MF" / "summary.json"
+    first = mf_summary.stat().st_mtime_ns
+    capsys.readouterr()
+    assert recipe.main([*common, "--only", "MF", "LightGCN"]) == 0  # MF kept, LightGCN trained into the folder
+    assert mf_summary.stat().st_mtime_ns == first
+    assert (folder / "runs" / "4-LightGCN" / "summary.json").exists()
+    assert "MF" in (folder / "tables.txt").read_text() and "LightGCN" in (folder / "tables.txt").read_text()
+    capsys.readouterr()
+    # the same folder with another epoch cap: refused in one line naming the option, nothing overwritten
+    code = recipe.main(["--quick", "--quick-epochs", "2", "--tables", "4", "--resume", str(folder), "--only", "MF"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "config.train.epochs: 1 -> 2" in err and "4-MF" in err
+    assert mf_summary.stat().st_mtime_ns == first
+    # a row cut short (request written, no summary) runs again
+    mf_summary.unlink()
+    assert recipe.main([*common, "--only", "MF"]) == 0
+    assert mf_summary.exists()
+
+
+def test_recipe_bad_option_is_one_line(capsys, tmp_path):
+    recipe = load_recipe()
+    code = recipe.main(["--quick", "--tables", "4", "--only", "MF", "--set", "model.bogus=1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "bogus" in err and "Traceback" not in err
