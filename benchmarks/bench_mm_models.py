@@ -7,9 +7,9 @@ LightGCN: one training epoch and one full evaluation, on TikTok and on Baby-size
 TikTok: ``../shared/data/tiktok`` (real 128-d image and audio features).  Baby-sized: the real Amazon Baby
 interactions from ``../shared/data/baby`` (else a synthetic dataset of Baby's size) with random stand-in 4096-d
 image and 384-d text features (``bench_engine.baby_with_paper_features``).  Every model runs with its defaults
-and batch 2048 (the field's protocol); LightGCN with 2 layers, the user-item depth of both models; FREEDOM also
-with fixed raw features (its default fine-tunes them, as the official code: Adam then updates the whole
-feature matrices at every step).  The epoch
+and batch 2048 (the field's protocol); LightGCN with 2 layers, the user-item depth of both models; FREEDOM and
+MGCN also with fixed raw features (their defaults fine-tune them, as their official code: Adam then updates the
+whole feature matrices at every step).  The epoch
 is a whole epoch through ``Trainer.train_epoch`` (FREEDOM's pruned graph is drawn in it); the evaluation ranks
 every test user against every item.  Each case runs in its own process so that the peak resident memory
 (``ru_maxrss``) is that case's.  ``OMP_NUM_THREADS=1`` is set for the child processes.  Nothing here is a test.
@@ -39,7 +39,8 @@ from dglmm.models import REGISTRY  # noqa: E402
 MODELS = {"lightgcn": ("LightGCN (2 layers)", "lightgcn", {"n_layers": 2}),
           "freedom": ("FREEDOM (defaults)", "freedom", {}),
           "freedom-fixed": ("FREEDOM, fixed features", "freedom", {"trainable_features": False}),
-          "mgcn": ("MGCN (defaults)", "mgcn", {})}
+          "mgcn": ("MGCN (defaults)", "mgcn", {}),
+          "mgcn-fixed": ("MGCN, fixed features", "mgcn", {"trainable_features": False})}
 
 
 RESULT = "RESULT"  # the child's last line: epoch seconds, evaluation seconds, peak RSS MB
