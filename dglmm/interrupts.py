@@ -28,7 +28,8 @@ def _ignore(signum: int, frame: object) -> None:
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """While the block runs, SIGTERM raises ``KeyboardInterrupt`` (in the main thread only: elsewhere Python
-    cannot set a handler, and the block runs unchanged)."""
+    cannot set a handler, and the block runs unchanged).  A handler that the block sets in its place stays
+    (a torchrun rank's: SIGTERM there means a peer failed, :mod:`dglmm.train.distributed`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -37,7 +38,8 @@ def terminate_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is _raise:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def interrupt_once() -> None:
