@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from dglmm.errors import InputError, PeerFailure
+from dglmm.interrupts import exit_status, terminate_as_interrupt
 from dglmm.report import HelpFormatter
 
 
@@ -393,12 +393,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:  # the running trial is marked failed; its slot is run again on resume
         print(f"dglmm: interrupted; finished trials are kept in the study's storage: run the same command, or "
               f"dglmm tune --resume {settings.folder}, to continue", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(exit_status()) from None
     print(format_result(result))
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
@@ -408,16 +404,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
     shown = [*(["--spec", args.spec] if args.spec else []), *(["--out", args.out] if args.out != DEFAULT_OUT else []),
              *(["--workers", str(args.workers)] if args.workers != 1 else []),
              *(["--page", args.page] if args.page != "docs/results.md" else [])]
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the workers as Ctrl-C does
     try:
         counts = leaderboard(args.spec, args.out, args.page, args.readme or None, args.workers, args.datasets,
                              args.models, args.page_only, not args.quiet, command_line(shown))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers were stopped (dglmm.leaderboard.runner)
         print("dglmm: interrupted; finished studies, trials and seeds are kept: run the same command to "
               "continue", file=sys.stderr)
-        raise SystemExit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise SystemExit(exit_status()) from None
     print(f"page: {args.page} ({counts['studies']} studies"
           + (f"; this run: {counts['done']} finished, {counts['failed']} failed" if "done" in counts else "") + ")")
 
@@ -645,7 +638,8 @@ def _run(argv: list[str] | None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
     try:
-        args.func(args)
+        with terminate_as_interrupt():  # `kill PID` stops a command as Ctrl-C does (dglmm.interrupts)
+            args.func(args)
     except InputError as error:
         if args.debug:
             raise
@@ -668,7 +662,7 @@ def _run(argv: list[str] | None) -> int:
         else:
             print("dglmm: interrupted" + (" before an epoch completed (nothing to resume)"
                                           if args.command == "train" else ""), file=sys.stderr)
-        return 130
+        return exit_status()
     except Exception as error:  # noqa: BLE001 - a bug, not an input problem: say so in one line
         if args.debug:
             raise

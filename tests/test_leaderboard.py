@@ -4,7 +4,13 @@ and resumption without redoing finished studies or seeds."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,8 @@ import yaml
 from dglmm.cli import main
 from dglmm.leaderboard.page import BEGIN, END
 from dglmm.leaderboard.spec import load_spec, plan_rows
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BUDGET = {"trials": 2, "seeds": 2, "epochs": 2, "patience": 2, "pruner": "median", "prune_startup_trials": 1,
           "prune_warmup_epochs": 1, "startup_trials": 1, "seed": 2024}
@@ -219,3 +227,125 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run
     states = [row["state"] for row in rows]
     assert states.count("fail") == 1 and len(states) - states.count("fail") == 2
+
+
+def _live_processes_with(marker: str) -> list[int]:
+    """Pids of the running (not zombie) processes whose environment holds ``marker``: a board and its workers."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "environ").read_bytes() \
+                    and "\tZ" not in (entry / "status").read_text().split("State:")[1].splitlines()[0]:
+                pids.append(int(entry.name))
+        except (OSError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+    return pids
+
+
+def _finished_trials(journal: Path) -> set[int]:
+    """Trial ids that the Optuna journal shows complete or pruned (a half-written last line is skipped)."""
+    done = set()
+    for line in journal.read_text().splitlines() if journal.is_file() else []:
+        try:
+            op = json.loads(line)
+        except ValueError:
+            continue
+        if op.get("op_code") == 6 and op.get("state") in (1, 2):
+            done.add(op["trial_id"])
+    return done
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="reads /proc (Linux)")
+def test_sigterm_stops_the_board_and_its_workers_and_the_board_resumes(tmp_path, capsys):
+    from dglmm.leaderboard.runner import STOP_SECONDS
+
+    spec = write_spec(tmp_path, ["mf", "lightgcn", "ngcf"])
+    data = yaml.safe_load(spec.read_text())
+    data["budget"].update(trials=4, seeds=1, epochs=6, patience=6, pruner="none")
+    spec.write_text(yaml.safe_dump(data))
+    args = board_args(tmp_path, spec, "--readme", "")
+    out, mf = tmp_path / "out", tmp_path / "out" / "small" / "mf"
+    assert main([*args, "--models", "mf"]) == 0  # one study finished before
+    before = files_of(mf)
+
+    # the rest with 2 workers, started in the background (SIGINT ignored, as under `nohup ... &`); SIGTERM to the
+    # parent once both studies started and one trial finished
+    marker = f"DGLMM_BOARD_TEST={uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", marker.split("=")[0]: marker.split("=")[1]}
+    workers = [*args]
+    workers[workers.index("--workers") + 1] = "2"
+    log, err = tmp_path / "board.out", tmp_path / "board.err"
+    with open(log, "w") as stdout, open(err, "w") as stderr:
+        board = subprocess.Popen([sys.executable, "-m", "dglmm", *workers], stdout=stdout, stderr=stderr, env=env,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert _wait_for(lambda: log.read_text().count(" started (pid ") == 2 or board.poll() is not None, 120), \
+            err.read_text()
+        journals = [out / "small" / name / "journal.log" for name in ("lightgcn", "ngcf")]
+        assert _wait_for(lambda: any(_finished_trials(j) for j in journals) or board.poll() is not None, 120)
+        assert board.poll() is None, err.read_text()
+        kept = {j.parent.name: _finished_trials(j) for j in journals}
+        started = time.monotonic()
+        board.send_signal(signal.SIGTERM)
+        board.wait(STOP_SECONDS + 30)
+        stopped = time.monotonic() - started
+        assert _wait_for(lambda: not _live_processes_with(marker), 10), _live_processes_with(marker)
+    finally:
+        for pid in _live_processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
+    worker_pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log.read_text())]
+    assert board.returncode == 128 + signal.SIGTERM and stopped < STOP_SECONDS, (board.returncode, stopped)
+    assert "dglmm: interrupted; finished studies, trials and seeds are kept" in err.read_text()
+    assert len(worker_pids) == 2 and not [p for p in worker_pids if Path(f"/proc/{p}").exists()]
+    session = json.loads((out / "sessions.jsonl").read_text().splitlines()[-1])
+    assert session["interrupted"] and session["finished"] == 0 and session["to_run"] == 2
+    for name in kept:  # each worker recorded its study as interrupted
+        assert json.loads((out / "small" / name / "board.json").read_text())["status"] == "interrupted"
+
+    # the same command again (here in this process): MF untouched, the trials finished before the signal kept
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "3 studies, 1 finished, 2 to run" in text and "small lightgcn done" in text and "small ngcf done" in text
+    assert files_of(mf) == before
+    for name, ids in kept.items():
+        rows = trial_rows(out / "small" / name)
+        finished = [int(r["number"]) for r in rows if r["state"] in ("complete", "pruned")]
+        assert len(finished) == 4 and ids <= set(finished)
+
+
+def _deaf_worker(ready) -> None:
+    """A worker that ignores SIGTERM (stuck in native code, say)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(120)
+
+
+def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period(capsys):
+    import multiprocessing
+
+    from dglmm.leaderboard.runner import _stop
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    worker = context.Process(target=_deaf_worker, args=(ready,), name="board deaf")
+    worker.start()
+    try:
+        assert ready.wait(60)
+        started = time.monotonic()
+        _stop([worker], grace=0.5)
+        assert time.monotonic() - started < 10 and worker.exitcode == -signal.SIGKILL
+    finally:
+        if worker.is_alive():
+            worker.kill()
+    err = capsys.readouterr().err
+    assert f"stopping board deaf (pid {worker.pid})" in err and "did not stop within 0.5 s: killed" in err

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import sys
 import time
 import uuid
@@ -26,6 +25,7 @@ from dglmm.leaderboard.spec import DataSpec, Row, Spec, dataset_inputs, plan_row
 
 RECORD = "board.json"
 SESSIONS = "sessions.jsonl"
+STOP_SECONDS = 30.0  # how long stopped workers may take to record their state before they are killed
 
 
 @dataclasses.dataclass
@@ -179,8 +179,8 @@ def _task(board: Board, row: Row, position: str, progress: bool) -> dict:
 
 def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
     """Each task in a fresh spawned process (no forked torch/OpenMP state; its peak memory is its own), at most
-    ``workers`` at a time.  On an interrupt the running ones get SIGINT (their trial is failed and runs again on
-    the next run) and no other starts."""
+    ``workers`` at a time.  On an interrupt (Ctrl-C, or SIGTERM to this process) no other starts and the running
+    ones are stopped (:func:`_stop`)."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -189,7 +189,7 @@ def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
     try:
         while queue or running:
             while queue and len(running) < workers:
-                task = queue.pop(0)
+                task = {**queue.pop(0), "parent": os.getpid()}
                 process = context.Process(target=_child, args=(task,), name=f"board {task['name']}")
                 process.start()
                 running[process.sentinel] = (process, task)
@@ -198,20 +198,44 @@ def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
                 process.join()
                 finished(task, "" if process.exitcode == 0 else f"worker exit status {process.exitcode}")
     except KeyboardInterrupt:
-        for process, _ in running.values():
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
-        for process, _ in running.values():
-            process.join()
+        _stop([process for process, _ in running.values()])
         raise
 
 
+def _stop(processes: list, grace: float | None = None) -> None:
+    """Stop worker processes: SIGTERM (each fails its running trial and records its study as interrupted), then
+    up to ``grace`` seconds (:data:`STOP_SECONDS`) for all of them, then SIGKILL for any still running (its trial
+    is failed on the next run, as a dead worker's).  Further Ctrl-C or SIGTERM cannot cut this short."""
+    from dglmm.interrupts import ignoring_stop_signals
+
+    grace = STOP_SECONDS if grace is None else grace
+    with ignoring_stop_signals():
+        for process in processes:
+            if process.is_alive():
+                print(f"board: stopping {process.name} (pid {process.pid})", file=sys.stderr, flush=True)
+                process.terminate()
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                print(f"board: {process.name} (pid {process.pid}) did not stop within {grace:g} s: killed",
+                      file=sys.stderr, flush=True)
+                process.kill()
+                process.join()
+
+
 def _child(task: dict) -> None:
-    """A worker process: one study; a failure is one line on stderr (the record holds it) and exit status 1."""
+    """A worker process: one study; a failure is one line on stderr (the record holds it) and exit status 1;
+    SIGTERM (from the board) or Ctrl-C records the study as interrupted, exit status 128 + the signal."""
+    from dglmm.interrupts import die_with_parent, exit_status, interrupt_once
+
+    interrupt_once()
+    die_with_parent(task["parent"])
     try:
         run_study(task)
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(exit_status()) from None
     except Exception as error:  # noqa: BLE001 - reported by the board, which goes on with the other studies
         print(f"board: {task['name']}: {type(error).__name__}: {' '.join(str(error).split())[:300]}",
               file=sys.stderr, flush=True)

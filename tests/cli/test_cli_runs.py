@@ -162,21 +162,27 @@ def test_a_checkpoint_that_counted_epochs_from_0_resumes_renumbered(stopped_run,
     assert json.loads((folder / "seed0" / "results.json").read_text())["best_epoch"] == best
 
 
-def test_interrupt_says_where_to_resume(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("stop, status", [("ctrl-c", 130), ("kill", 143)])
+def test_interrupt_says_where_to_resume(tmp_path, capsys, monkeypatch, stop, status):
+    import os
+    import signal
+
     from dglmm.train.trainer import Trainer
 
     original = Trainer.train_epoch
 
     def interrupted(self, epoch):
-        if epoch == 2:
+        if epoch == 2 and stop == "ctrl-c":
             raise KeyboardInterrupt
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # `kill PID`: the same as Ctrl-C, status 128 + 15
         return original(self, epoch)
 
     monkeypatch.setattr(Trainer, "train_epoch", interrupted)
     code, out, err = run_cli(capsys, "train", "-m", "mf", "--out", str(tmp_path), "--set", "train.epochs=4",
                              "--set", "train.checkpoint_every=5", "--set", "train.progress=false")
     folder = next(tmp_path.glob("mf_synthetic_*"))
-    assert code == 130 and out.startswith(f"run folder: {folder}")
+    assert code == status and out.startswith(f"run folder: {folder}")
     assert err.strip().endswith(f"continue with: dglmm train --resume {folder / 'seed0'}")
     monkeypatch.setattr(Trainer, "train_epoch", original)
     code, _, err = run_cli(capsys, "train", "--resume", str(folder), "--set", "train.progress=true")

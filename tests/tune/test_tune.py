@@ -268,6 +268,27 @@ def test_killed_tune_resumes_to_n_trials_without_rerunning_finished_ones(tmp_pat
     assert killed and all("stopped" in t.user_attrs["interrupted"] for t in killed)
 
 
+def test_sigterm_fails_the_running_trial_keeps_the_others_and_exits_143(tmp_path, capsys, monkeypatch):
+    data = _write_mmrec(tmp_path / "toy")
+    original, calls, handler = Trainer.fit_validation, [], signal.getsignal(signal.SIGTERM)
+
+    def killed_in_second(self):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` during the second trial
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "fit_validation", killed_in_second)
+    with pytest.raises(SystemExit) as stopped:
+        main(["tune", *_common(data, tmp_path / "out", 3)])
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "dglmm: interrupted; finished trials are kept" in capsys.readouterr().err
+    trials = _storage_trials(tmp_path / "out" / "lightgcn-toy")
+    assert [t.state.name for t in trials][1:] == ["FAIL"] and trials[0].state.name in ("COMPLETE", "PRUNED")
+    assert trials[1].user_attrs["interrupted"].startswith("KeyboardInterrupt")
+    assert signal.getsignal(signal.SIGTERM) == handler  # the command's handler is gone after it
+
+
 # -- bad input ---------------------------------------------------------------------------------------------------
 def _snapshot(folder: Path) -> dict:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} if folder.exists() else {}
