@@ -206,6 +206,7 @@ def _same_data(a: str, b: str) -> bool:
 
 RESUME_MAY_CHANGE = {("train", "progress"), ("train", "device"), ("train", "eval_chunk_size"),
                      ("train", "checkpoint_every")}  # how a run proceeds, not what it computes
+RESUME_MAY_RAISE = {("train", "epochs"), ("train", "patience")}  # a longer budget continues exactly
 
 
 def _refuse_contradictions(args: argparse.Namespace, run_dir: Path, model_name: str, config: dict) -> dict:
@@ -235,12 +236,14 @@ def _refuse_contradictions(args: argparse.Namespace, run_dir: Path, model_name: 
         recorded = build(sections[section], config.get(section, {}), section)
         wanted = build(sections[section], {**config.get(section, {}), **values}, section)
         for key in values:
-            if (section, key) in RESUME_MAY_CHANGE:
+            if (section, key) in RESUME_MAY_CHANGE or (
+                    (section, key) in RESUME_MAY_RAISE and getattr(wanted, key) >= getattr(recorded, key)):
                 config = merge(config, {section: {key: values[key]}})
             elif getattr(recorded, key) != getattr(wanted, key):
                 raise InputError(f"{where}: the run has {section}.{key}={getattr(recorded, key)!r}; "
                                  f"{section}.{key}={getattr(wanted, key)!r} contradicts it (a resumed run keeps "
-                                 "its options: leave -c/--set out, or train anew)")
+                                 "its options, except train.epochs and train.patience, which may be raised: "
+                                 "leave -c/--set out, or train anew)")
     return config
 
 

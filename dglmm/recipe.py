@@ -29,7 +29,7 @@ from dglmm.errors import InputError
 from dglmm.io import write_json, write_text
 from dglmm.report import format_table
 from dglmm.train import distributed
-from dglmm.train.run import model_sections, resolve_model_config, run_experiment
+from dglmm.train.run import extend_experiment, model_sections, resolve_model_config, run_experiment
 
 #: The rest of the recipe kit: ``from dglmm.recipe import format_table`` (each loaded on first use, so that
 #: importing this module does not start matplotlib).  A recipe imports only ``dglmm`` and ``dglmm.recipe``.
@@ -71,7 +71,11 @@ class Recipe:
         run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9_.+=-]+", "_", f"{table}-{label}")
         request = {"model": model, "dataset": self.dataset.name, "config": config, "seeds": self.args.seeds}
         summary = self.finished(run_dir, request)
-        if summary is None:
+        if summary == EXTEND:
+            summary = extend_experiment(model, self.dataset, config, run_dir, self.args.seeds)
+            if distributed.is_main():
+                write_json(run_dir / "request.json", request)
+        elif summary is None:
             if distributed.is_main():
                 write_json(run_dir / "request.json", request)  # before training: what the folder holds
             summary = run_experiment(model, self.dataset, config, run_dir, seeds=self.args.seeds)
@@ -86,7 +90,9 @@ class Recipe:
 
     def finished(self, run_dir: Path, request: dict) -> dict | None:
         """With ``--resume``, the summary of a row finished in ``run_dir`` with exactly ``request`` (model, data,
-        resolved options, seeds); None when it has to run.  A folder made with other options is an error, so
+        resolved options, seeds); :data:`EXTEND` when the request only raises ``train.epochs`` or
+        ``train.patience`` (the row's seed runs continue from their checkpoints, as runs started with the larger
+        budget would have gone); None when it has to run.  A folder made with other options is an error, so
         that a resumed table never mixes two settings."""
         if not self.args.resume or not (run_dir / "request.json").exists():
             return None
@@ -95,6 +101,8 @@ class Recipe:
         except (OSError, ValueError) as error:
             raise InputError(f"{run_dir / 'request.json'}: unreadable ({error}); resume into a new folder") from None
         now = json.loads(json.dumps(request, default=str))
+        if made != now and _longer_budget(made, now) and (run_dir / "summary.json").exists():
+            return EXTEND
         if made != now:
             raise InputError(f"--resume {self.out}: {run_dir.name} was run with other options than this row now "
                              f"has ({_first_difference(made, now)}); resume into a new folder")
@@ -102,6 +110,22 @@ class Recipe:
             return json.loads((run_dir / "summary.json").read_text())
         except (OSError, ValueError):  # not finished (or cut short): the row runs again
             return None
+
+
+#: :meth:`Recipe.finished`'s answer for a finished row asked again with a larger epoch cap or patience
+EXTEND = {"extend": True}
+RAISABLE = ("epochs", "patience")
+
+
+def _longer_budget(made: dict, now: dict) -> bool:
+    """Whether ``now`` differs from ``made`` only by a larger ``train.epochs`` and/or ``train.patience``."""
+    def without_budget(request: dict) -> dict:
+        train = {k: v for k, v in request["config"].get("train", {}).items() if k not in RAISABLE}
+        return {**request, "config": {**request["config"], "train": train}}
+
+    before, after = made["config"].get("train", {}), now["config"].get("train", {})
+    return without_budget(made) == without_budget(now) and all(
+        k in before and k in after and after[k] >= before[k] for k in RAISABLE if k in before or k in after)
 
 
 def _first_difference(made: object, now: object, key: str = "") -> str | None:

@@ -116,11 +116,11 @@ def test_recipe_resume_keeps_finished_rows_and_refuses_other_options(tmp_path, c
     assert (folder / "runs" / "4-LightGCN" / "summary.json").exists()
     assert "MF" in (folder / "tables.txt").read_text() and "LightGCN" in (folder / "tables.txt").read_text()
     capsys.readouterr()
-    # the same folder with another epoch cap: refused in one line naming the option, nothing overwritten
-    code = recipe.main(["--quick", "--quick-epochs", "2", "--tables", "4", "--resume", str(folder), "--only", "MF"])
+    # the same folder with another batch size: refused in one line naming the option, nothing overwritten
+    code = recipe.main([*common, "--only", "MF", "--set", "train.batch_size=256"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "config.train.epochs: 1 -> 2" in err and "4-MF" in err
+    assert "config.train.batch_size: 512 -> 256" in err and "4-MF" in err
     assert mf_summary.stat().st_mtime_ns == first
     # a row cut short (request written, no summary) runs again
     mf_summary.unlink()
@@ -133,3 +133,22 @@ def test_recipe_bad_option_is_one_line(capsys, tmp_path):
     code = recipe.main(["--quick", "--tables", "4", "--only", "MF", "--set", "model.bogus=1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "bogus" in err and "Traceback" not in err
+
+
+def test_recipe_resume_with_a_longer_budget_continues_rows_exactly(tmp_path, capsys):
+    """Raising the epoch cap on --resume continues each seed from its checkpoint: the row ends exactly as a
+    row trained with the larger cap from the start."""
+    recipe = load_recipe()
+    extended, fresh = tmp_path / "extended", tmp_path / "fresh"
+    assert recipe.main(["--quick", "--quick-epochs", "1", "--tables", "4", "--only", "MF",
+                        "--resume", str(extended)]) == 0
+    assert recipe.main(["--quick", "--quick-epochs", "3", "--tables", "4", "--only", "MF",
+                        "--resume", str(extended)]) == 0
+    assert recipe.main(["--quick", "--quick-epochs", "3", "--tables", "4", "--only", "MF",
+                        "--resume", str(fresh)]) == 0
+    capsys.readouterr()
+    a, b = (json.loads((f / "runs" / "4-MF" / "summary.json").read_text()) for f in (extended, fresh))
+    assert a["test"]["recall@20"]["mean"] == b["test"]["recall@20"]["mean"]
+    assert a["best_epochs"] == b["best_epochs"]
+    lines = (extended / "runs" / "4-MF" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]

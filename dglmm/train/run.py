@@ -187,6 +187,31 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
     return summary
 
 
+def extend_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path, seeds: int) -> dict:
+    """Continue every seed run of a one-point experiment in ``out_dir`` with ``config``'s larger
+    ``train.epochs`` / ``train.patience`` (each from its last checkpoint; a seed without one is trained anew):
+    the runs end as runs started with that budget would have.  Returns the summary, as :func:`run_experiment`."""
+    points = expand_grid(config, model_sections(model_name))
+    if len(points) > 1:
+        raise InputError(f"{out_dir}: a grid cannot be extended (its selection may change); run it anew")
+    point, cfg = points[0]
+    base_seed = int(config.get("train", {}).get("seed", TrainConfig.seed))
+    metric = instantiate(TrainConfig, cfg["train"]).metric
+    started = time.time()
+    runs = []
+    for s in range(seeds):
+        cfg["train"]["seed"] = base_seed + s
+        run_dir = _run_dir(out_dir, None, s)
+        runs.append(run_once(model_name, dataset, cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists()))
+    summary = {"model": model_name, "dataset": dataset.name, "selected": point, "metric": metric,
+               "grid": [{"point": point, "valid": runs[0]["valid"]}],
+               **summarize_runs(runs, [base_seed + s for s in range(seeds)]),
+               "seconds": round(time.time() - started, 1)}
+    if distributed.is_main():
+        write_json(out_dir / "summary.json", summary)
+    return summary
+
+
 def _run_dir(out_dir: Path | None, point: int | None, seed_index: int) -> Path | None:
     if out_dir is None:
         return None

@@ -248,7 +248,8 @@ class Trainer:
         self.history.append(record)
         self._append_metrics(record)
         self._snapshot = self._state(epoch)
-        if self.run_dir is not None and ((epoch + 1) % self.config.checkpoint_every == 0 or stop):
+        last = stop or epoch + 1 == self.config.epochs  # a finished run can be continued with a longer budget
+        if self.run_dir is not None and ((epoch + 1) % self.config.checkpoint_every == 0 or last):
             self._write_checkpoint()
         return stop
 
@@ -358,7 +359,8 @@ class Trainer:
     def _append_metrics(self, record: dict) -> None:
         if self.run_dir is not None:
             make_folder(self.run_dir)
-            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fresh = self.start_epoch == 0 and len(self.history) == 1  # a new run replaces an earlier attempt's log
+            with open(self.run_dir / "metrics.jsonl", "w" if fresh else "a") as fh:
                 fh.write(json.dumps(record) + "\n")
 
     def _plot_curves(self) -> None:

@@ -286,3 +286,17 @@ def test_options_lists_every_option_of_every_section(capsys):
 def test_model_descriptions_stand_alone(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "see the module" not in out and "``" not in out
+
+
+def test_resume_may_raise_the_epoch_cap_and_patience_but_not_lower_them(stopped_run, capsys):
+    folder, _ = stopped_run
+    seed0 = folder / "seed0"
+    code, _, err = run_cli(capsys, "train", "--resume", str(folder), "--set", "train.epochs=3")
+    assert_one_line_error(code, err, "train.epochs=3 contradicts it", "may be raised")
+    code, _, err = run_cli(capsys, "train", "--resume", str(folder), "--set", "train.epochs=6",
+                           "--set", "train.patience=50")
+    assert code == 0, err
+    history = [json.loads(line) for line in (seed0 / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    recorded = yaml.safe_load((seed0 / "config.yaml").read_text())["train"]
+    assert recorded["epochs"] == 6 and recorded["patience"] == 50
