@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dglmm.config import parse_override, sweep_axes
+from dglmm.config import expand_grid, parse_override, sweep_axes
 from dglmm.data.readers import load_dataset
 from dglmm.errors import InputError
 from dglmm.io import write_json, write_text
@@ -70,8 +70,8 @@ class Recipe:
         tic = time.time()
         run_dir = self.out / "runs" / re.sub(r"[^A-Za-z0-9_.+=-]+", "_", f"{table}-{label}")
         request = {"model": model, "dataset": self.dataset.name, "config": config, "seeds": self.args.seeds}
-        summary = self.finished(run_dir, request)
-        if summary == EXTEND:
+        summary = self.finished(run_dir, request, len(expand_grid(config, model_sections(model))) > 1)
+        if summary is EXTEND:
             summary = extend_experiment(model, self.dataset, config, run_dir, self.args.seeds)
             if distributed.is_main():
                 write_json(run_dir / "request.json", request)
@@ -88,12 +88,12 @@ class Recipe:
         return summary
 
 
-    def finished(self, run_dir: Path, request: dict) -> dict | None:
-        """With ``--resume``, the summary of a row finished in ``run_dir`` with exactly ``request`` (model, data,
-        resolved options, seeds); :data:`EXTEND` when the request only raises ``train.epochs`` or
-        ``train.patience`` (the row's seed runs continue from their checkpoints, as runs started with the larger
-        budget would have gone); None when it has to run.  A folder made with other options is an error, so
-        that a resumed table never mixes two settings."""
+    def finished(self, run_dir: Path, request: dict, grid: bool) -> dict | None:
+        """With ``--resume``: the summary of a row finished in ``run_dir`` with exactly ``request`` (model, data,
+        resolved options, seeds); :data:`EXTEND` when its seed runs are to be continued from their checkpoints
+        (the request only raises ``train.epochs`` or ``train.patience``, so they end as runs started with the
+        larger budget would have; or the row was cut short); None when it has to run anew.  A folder made
+        with other options is an error, so that a resumed table never mixes two settings."""
         if not self.args.resume or not (run_dir / "request.json").exists():
             return None
         try:
@@ -101,15 +101,16 @@ class Recipe:
         except (OSError, ValueError) as error:
             raise InputError(f"{run_dir / 'request.json'}: unreadable ({error}); resume into a new folder") from None
         now = json.loads(json.dumps(request, default=str))
-        if made != now and _longer_budget(made, now) and (run_dir / "summary.json").exists():
-            return EXTEND
-        if made != now:
+        if made != now and not _longer_budget(made, now):
             raise InputError(f"--resume {self.out}: {run_dir.name} was run with other options than this row now "
                              f"has ({_first_difference(made, now)}); resume into a new folder")
         try:
-            return json.loads((run_dir / "summary.json").read_text())
-        except (OSError, ValueError):  # not finished (or cut short): the row runs again
-            return None
+            summary = json.loads((run_dir / "summary.json").read_text())
+        except (OSError, ValueError):  # cut short
+            summary = None
+        if made == now and (summary is not None or grid):
+            return summary  # a grid cut short runs anew (its selection needs every point)
+        return EXTEND
 
 
 #: :meth:`Recipe.finished`'s answer for a finished row asked again with a larger epoch cap or patience
