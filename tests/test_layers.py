@@ -11,7 +11,7 @@ import dglmm
 
 #: package (or top-level module) -> floor; imports go down (or stay in the package), never up or sideways
 FLOORS = {
-    "errors": 0, "metric_keys": 0,
+    "errors": 0, "metric_keys": 0, "interrupts": 0,
     "options": 1, "io": 1, "plots": 1,
     "data": 2,
     "graph": 3,
