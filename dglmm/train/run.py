@@ -177,14 +177,8 @@ def run_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Pat
         cfg["train"]["seed"] = base_seed + s
         runs.append(run_once(model_name, dataset, cfg, _run_dir(out_dir, best_index if len(points) > 1
                                                                 else None, s), graph_cache=graph_cache))
-    summary = {
-        "model": model_name, "dataset": dataset.name, "selected": best["point"], "metric": metric,
-        "grid": [{"point": t["point"], "valid": t["valid"]} for t in trials],
-        **summarize_runs(runs, [base_seed + s for s in range(seeds)]), "seconds": round(time.time() - started, 1),
-    }
-    if out_dir is not None and distributed.is_main():
-        write_json(out_dir / "summary.json", summary)
-    return summary
+    grid = [{"point": t["point"], "valid": t["valid"]} for t in trials]
+    return _summary(model_name, dataset, best["point"], metric, grid, runs, base_seed, started, out_dir)
 
 
 def extend_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: Path, seeds: int) -> dict:
@@ -203,11 +197,18 @@ def extend_experiment(model_name: str, dataset: Dataset, config: dict, out_dir: 
         cfg["train"]["seed"] = base_seed + s
         run_dir = _run_dir(out_dir, None, s)
         runs.append(run_once(model_name, dataset, cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists()))
-    summary = {"model": model_name, "dataset": dataset.name, "selected": point, "metric": metric,
-               "grid": [{"point": point, "valid": runs[0]["valid"]}],
-               **summarize_runs(runs, [base_seed + s for s in range(seeds)]),
+    grid = [{"point": point, "valid": runs[0]["valid"]}]
+    return _summary(model_name, dataset, point, metric, grid, runs, base_seed, started, out_dir)
+
+
+def _summary(model_name: str, dataset: Dataset, selected: dict, metric: str, grid: list[dict], runs: list[dict],
+             base_seed: int, started: float, out_dir: Path | None) -> dict:
+    """An experiment's summary (written to ``out_dir/summary.json`` by the main process): the selected point,
+    the grid's validation results and the seed runs aggregated."""
+    summary = {"model": model_name, "dataset": dataset.name, "selected": selected, "metric": metric, "grid": grid,
+               **summarize_runs(runs, [base_seed + s for s in range(len(runs))]),
                "seconds": round(time.time() - started, 1)}
-    if distributed.is_main():
+    if out_dir is not None and distributed.is_main():
         write_json(out_dir / "summary.json", summary)
     return summary
 
