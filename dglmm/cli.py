@@ -606,9 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--out", default="runs/board", help="parent of the study folders (<out>/<data set>/<model>)")
     board.add_argument("--workers", type=int, default=1, help="studies run at the same time, each in a process of its own (0: one after the other in this "
                             "process; the peak memory is then this process's maximum so far)")
-    board.add_argument("--datasets", nargs="+", metavar="KEY", help="run only these data sets' studies now (the page still shows every data set)")
+    board.add_argument("--datasets", nargs="+", metavar="KEY",
+                       help="run only these data sets' studies now, in this order (the page still shows every data set)")
     board.add_argument("--models", nargs="+", metavar="MODEL",
-                       help="run only these models' studies now (the page still shows every row)")
+                       help="run only these models' studies now, in this order within a data set (the page still shows every row)")
     board.add_argument("--page", default="docs/results.md", help="the page to write (PNGs in <page stem>/)")
     board.add_argument("--readme", default="README.md",
                        help="README whose 'results at a glance' block is rewritten ('' : none)")

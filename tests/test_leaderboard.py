@@ -349,3 +349,20 @@ def test_a_worker_that_does_not_stop_is_killed_after_the_grace_period(capsys):
             worker.kill()
     err = capsys.readouterr().err
     assert f"stopping board deaf (pid {worker.pid})" in err and "did not stop within 0.5 s: killed" in err
+
+
+def test_studies_run_in_the_order_of_datasets_then_models_given(tmp_path, monkeypatch):
+    from dglmm.leaderboard import runner
+
+    spec = write_spec(tmp_path, ["lightgcn", "mf", "vbpr"])
+    data = yaml.safe_load(spec.read_text())
+    data["datasets"]["other"] = {"title": "Other", "source": "synthetic", "options": {"n_users": 100, "n_items": 120}}
+    spec.write_text(yaml.safe_dump(data))
+    board = runner.plan_board(load_spec(spec), tmp_path / "out")
+    order = []
+    monkeypatch.setattr(runner, "run_study", lambda task: order.append(task["name"]))
+    runner.run_board(board, workers=0, models=["vbpr", "lightgcn"], datasets=["other", "small"], progress=False)
+    assert order == ["other vbpr", "other lightgcn", "small vbpr", "small lightgcn"]
+    order.clear()
+    runner.run_board(board, workers=0, progress=False)  # the specification's order (its keys sorted here)
+    assert order == ["other lightgcn", "other mf", "other vbpr", "small lightgcn", "small mf", "small vbpr"]

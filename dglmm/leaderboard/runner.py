@@ -141,11 +141,12 @@ def _finish_record(folder: Path, record: dict, started: float) -> None:
 
 def run_board(board: Board, workers: int = 1, models: list[str] | None = None, datasets: list[str] | None = None,
               progress: bool = True, on_progress: Any = None) -> dict:
-    """Run every row that is not done (of ``models`` and ``datasets`` only, when given), ``workers`` studies at a
-    time, each in a fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
+    """Run every row that is not done (of ``models`` and ``datasets`` only, when given, and in their order: data
+    set by data set, then model by model), ``workers`` studies at a time, each in a fresh process (``workers=0``: in this process, one after the other); ``on_progress()`` is called after each
     study (the page is rewritten there).  Returns the counts of studies."""
     rows = [r for r in board.rows() if (not models or r.model in models) and (not datasets or r.dataset in datasets)
             and not board.missing(r.dataset)]
+    rows.sort(key=lambda r: (datasets.index(r.dataset) if datasets else 0, models.index(r.model) if models else 0))
     todo = [r for r in rows if not is_done(board, r)]
     print(f"board: {len(rows)} studies, {len(rows) - len(todo)} finished, {len(todo)} to run, "
           f"{workers} worker(s), study folders in {board.out}", flush=True)
