@@ -44,3 +44,23 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default == [] or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
+
+
+def ordering_agreement(labels: list[str], ours: list[float], paper: list[float], metric: str) -> str:
+    """Whether the rows rank alike by ``metric`` in dglmm's run (``ours``) and in the paper: the pairs of rows
+    in the same order, Kendall's tau (tau-b, ties allowed) and the best row of each."""
+    from scipy import stats
+
+    n = len(labels)
+    if n < 2:
+        return f"ordering by {metric}: fewer than two rows with paper numbers, nothing to compare"
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    same = sum((ours[i] - ours[j]) * (paper[i] - paper[j]) > 0 for i, j in pairs)
+    tied = sum(ours[i] == ours[j] or paper[i] == paper[j] for i, j in pairs)
+    tau = stats.kendalltau(ours, paper).statistic
+    best_ours, best_paper = labels[max(range(n), key=ours.__getitem__)], labels[max(range(n), key=paper.__getitem__)]
+    verdict = "agrees with" if same == len(pairs) else "differs from"
+    ties = f", {tied} tied on one side" if tied else ""
+    tau_text = "undefined: one side all tied" if tau != tau else f"{tau:+.2f}"  # NaN when a side is constant
+    return (f"ordering by {metric} {verdict} the paper's: {same} of {len(pairs)} pairs in the same order{ties} "
+            f"(Kendall tau {tau_text}); best: {best_ours} here, {best_paper} in the paper")

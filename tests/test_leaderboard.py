@@ -67,8 +67,14 @@ def files_of(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
+QUESTIONS = [{"ask": "Does MF beat LightGCN?", "versus": {"models": ["mf"], "baseline": "lightgcn",
+                                                          "datasets": ["small"]}},
+             {"ask": "Where does MF stand?", "standing": {"models": ["mf"], "datasets": ["small", "absent"]}},
+             {"ask": "Orderings?", "claims": [{"paper": "A paper, Table 1", "order": ["lightgcn", "mf"]}]}]
+
+
 def test_board_page_pending_and_resume(tmp_path, capsys):
-    spec = write_spec(tmp_path, ["lightgcn", "mf"])
+    spec = write_spec(tmp_path, ["lightgcn", "mf"], questions=QUESTIONS)
     (tmp_path / "README.md").write_text("# x\n\n## Results at a glance\n\nhand-written line\n\n## Layout\n")
     page = tmp_path / "docs" / "results.md"
 
@@ -94,6 +100,9 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     readme = (tmp_path / "README.md").read_text()
     assert BEGIN in readme and END in readme and "hand-written line" in readme and "1 of 2 models" in readme
     assert "| Absent data | pending (data not prepared) |" in readme
+    answers = text.split("## What the tables say")[1]
+    assert "Pending: mf on Small synthetic." in answers and "Pending: mf on Small synthetic, mf on Absent" in answers
+    assert "  - Small synthetic: pending (mf)" in answers
 
     # 2. the whole board: LightGCN's study is not touched, MF runs; the paired test is dglmm compare's
     before = files_of(light)
@@ -110,6 +119,24 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     diff = (per_user["mf"] - per_user["lightgcn"]).mean()
     assert rows["mf"][6].startswith(f"{diff:+.4f} (p ")
     assert rows["lightgcn"][6] == "" and rows["mf"][7] == ""  # MF uses no KG: no test against MF
+    # the answers: the same difference, its verdict from scipy's Wilcoxon test on the per-user averages
+    from scipy.stats import wilcoxon
+
+    p = wilcoxon(per_user["mf"], per_user["lightgcn"]).pvalue
+    above = "beats" if diff > 0 else "is below"
+    said = "mf and lightgcn are not separated" if p >= 0.05 else f"mf {above} lightgcn"
+    answers = page.read_text().split("## What the tables say")[1]
+    versus = answers.split("### Does MF beat LightGCN?")[1].split("###")[0]
+    assert f"On Small synthetic, {said}" in versus
+    assert versus.strip().startswith("Yes: mf on Small synthetic" if p < 0.05 and diff > 0 else "No: ")
+    assert f"{diff:+.4f} test Recall@20 per user, p {p:.2g}" in versus
+    assert f"| Small synthetic | mf | {rows['mf'][0]} of 2 | {rows['mf'][2].split(' ±')[0]}" in versus
+    standing = answers.split("### Where does MF stand?")[1].split("###")[0]
+    assert f"mf ranks {rows['mf'][0]} of 2 by mean test Recall@20" in standing and "Pending: mf on Absent" in standing
+    claims = answers.split("### Orderings?")[1]
+    agree, reverse = int(p < 0.05 and diff < 0), int(p < 0.05 and diff > 0)
+    assert f"Small synthetic: {agree} of 1 pairs significantly in the paper's order, {reverse} significantly reversed"\
+        in claims
     readme = (tmp_path / "README.md").read_text()
     assert readme.count(BEGIN) == 1 and "2 of 2 models" in readme
 
@@ -162,6 +189,11 @@ def test_board_uses_every_registered_model_by_default(tmp_path):
     ({"budget": {"trials": 2}}, "budget needs exactly"),
     ({"models": ["lightgcn", "nosuch"]}, "nosuch are not registered"),
     ({"datasets": {"Bad Key": {"source": "synthetic"}}}, "a data set key is"),
+    ({"questions": [{"ask": "Why?"}]}, "questions[0] needs ask and exactly one of versus"),
+    ({"questions": [{"ask": "Who?", "versus": {"models": ["mf"]}}]}, "questions[0].versus needs models, baseline"),
+    ({"questions": [{"ask": "Which?", "claims": [{"paper": "P"}]}]}, "questions[0].claims must list"),
+    ({"questions": [{"ask": "Where?", "standing": {"models": ["mf"], "datasets": ["smal"]}}]},
+     "questions[0] names data sets smal the board does not have"),
 ])
 def test_bad_spec_is_one_line(tmp_path, capsys, change, message):
     spec = write_spec(tmp_path, ["lightgcn"])

@@ -1,6 +1,7 @@
 """Recipe tables rank dglmm's rows and the paper's and say, computed, whether the two orderings agree."""
 
-from dglmm.recipe import ordering_agreement, paper_table
+from dglmm.recipe import paper_table
+from dglmm.report import ordering_agreement
 
 HEAD = ["model", "R@20", "NDCG@20", "paper R@20", "paper NDCG@20"]
 

@@ -154,8 +154,26 @@ def render(board: Board, command: str, page: Path) -> tuple[str, dict[str, bytes
         if entries:
             body += table(board, entries)
         body += _notes(section, entries)
+    body += _questions(board, digest)
     header = _header(board, command, digest)
     return "\n".join(header + body) + "\n", images, digest
+
+
+def _questions(board: Board, digest: list[dict]) -> list[str]:
+    """The specification's questions, each answered from the rows it names (:mod:`dglmm.leaderboard.questions`)."""
+    from dglmm.leaderboard.questions import answer
+
+    if not board.spec.questions:
+        return []
+    sections = {d["data"].key: {"title": d["data"].title, "entries": d["entries"]} for d in digest}
+    lines = ["", "## What the tables say", "",
+             "Each answer is written by the command from the finished rows above (test Recall@20; differences are "
+             "the mean per-user difference, two-sided Wilcoxon p, `dglmm compare`; \"not separated\": p >= 0.05). "
+             "A paper's ordering is the paper's claim on its own data, quoted from its table; the data here differ, "
+             "so only orderings are compared."]
+    for question in board.spec.questions:
+        lines += answer(question, sections)
+    return lines
 
 
 def _sentence(text: str) -> str:

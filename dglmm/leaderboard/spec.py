@@ -18,7 +18,7 @@ DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "configs" / "leaderboard.ya
 BUDGET_KEYS = {"trials": int, "seeds": int, "epochs": int, "patience": int, "pruner": str,
                "prune_startup_trials": int, "prune_warmup_epochs": int, "startup_trials": int, "seed": int}
 INPUTS = ("kg", "modalities")
-SPEC_KEYS = ("budget", "models", "datasets", "variants", "models_set")
+SPEC_KEYS = ("budget", "models", "datasets", "variants", "models_set", "questions")
 
 
 @dataclasses.dataclass
@@ -44,6 +44,7 @@ class Spec:
     datasets: list[DataSpec]
     variants: dict[str, dict] = dataclasses.field(default_factory=dict)
     models_set: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    questions: list[dict] = dataclasses.field(default_factory=list)  # answered under the tables (questions.py)
     path: str = ""
 
     def model_names(self) -> list[str]:
@@ -86,17 +87,20 @@ def slug(text: str) -> str:
 def load_spec(path: str | Path | None = None) -> Spec:
     """Read and check a board specification; every problem is one :class:`InputError` naming the file."""
     from dglmm.config import read_yaml
+    from dglmm.leaderboard.questions import check_questions
 
     path = Path(path) if path else DEFAULT_SPEC
     data = read_yaml(path)  # a readable YAML mapping, else one line naming the file
     unknown = sorted(set(data) - set(SPEC_KEYS))
     if unknown:
         raise InputError(f"{path}: unknown keys {', '.join(unknown)} (known: {', '.join(SPEC_KEYS)})")
+    datasets = _datasets(path, data.get("datasets") or {})
     return Spec(budget=_budget(path, data.get("budget") or {}), models=_models(path, data.get("models", "all")),
-                datasets=_datasets(path, data.get("datasets") or {}),
+                datasets=datasets,
                 variants=_variants(path, data.get("variants") or {}),
                 models_set={str(k): _strings(path, f"models_set.{k}", v)
                             for k, v in (data.get("models_set") or {}).items()},
+                questions=check_questions(path, data.get("questions"), [d.key for d in datasets]),
                 path=str(path))
 
 
