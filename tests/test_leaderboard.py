@@ -51,7 +51,7 @@ def table_rows(page: str) -> dict[str, list[str]]:
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == 11 and cells[1] not in ("model",):
+        if line.startswith("| ") and len(cells) == 12 and cells[1] not in ("model",):
             rows[cells[1]] = cells
     return rows
 
@@ -91,6 +91,8 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     for cell, metric in zip(rows["lightgcn"][2:6], ("recall@20", "ndcg@20", "recall@10", "ndcg@10"), strict=True):
         assert cell == f"{summary['test'][metric]['mean']:.4f} ± {summary['test'][metric]['std']:.4f}"
     assert rows["lightgcn"][0] == "1" and rows["lightgcn"][8].startswith("2 (")
+    best = ", ".join(map(str, summary["best_epochs"])) + (" ‡" if BUDGET["epochs"] in summary["best_epochs"] else "")
+    assert rows["lightgcn"][9] == best and rows["mf"][9] == ""
     assert "not found): its rows stay pending until it is prepared: copy it here." in text
     absent = text.split("## Absent data")[1]
     assert "| mf | pending |" in absent and "| lightgcn | pending |" in absent

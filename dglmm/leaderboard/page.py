@@ -78,7 +78,7 @@ def table(board: Board, entries: list[dict]) -> list[str]:
     by_model = {e["row"].model: e for e in entries if not e["row"].variant}
     budget = board.spec.budget
     head = ["#", "model", *HEADERS, "vs LightGCN (R@20)", "vs MF (R@20, KG models)", "trials (pruned)",
-            "s / epoch", "peak memory"]
+            "best epochs", "s / epoch", "peak memory"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rank, e in enumerate(entries, 1):
         row = e["row"]
@@ -87,15 +87,22 @@ def table(board: Board, entries: list[dict]) -> list[str]:
         if e["status"] != "done":
             state = "pending" + (f" ({e['status']}: see its board.json)" if e["status"] in ("error", "interrupted")
                                  else "")
-            cells = ["", name, state, "", "", "", "", "", f"{e['trials']['finished']}/{budget['trials']}", "",
+            cells = ["", name, state, "", "", "", "", "", f"{e['trials']['finished']}/{budget['trials']}", "", "",
                      _memory(e["peak_mb"]) if e["peak_mb"] else ""]
         else:
             cells = [str(rank), name, *(_cell(e["test"], m) for m in METRICS),
                      paired(by_model.get("lightgcn"), e),
                      paired(by_model.get("mf"), e) if row.uses_kg else "",
-                     used, f"{e['seconds_per_epoch']:.2f}", _memory(e["peak_mb"])]
+                     used, _best_epochs(e["best_epochs"], budget["epochs"]), f"{e['seconds_per_epoch']:.2f}",
+                     _memory(e["peak_mb"])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _best_epochs(epochs: list[int], cap: int) -> str:
+    """The seeds' selected epochs, ``‡`` when one of them is the epoch cap (the budget stopped a model still
+    improving)."""
+    return ", ".join(map(str, epochs)) + (" ‡" if cap in epochs else "")
 
 
 def figure(title: str, entries: list[dict]) -> bytes | None:
@@ -153,7 +160,7 @@ def render(board: Board, command: str, page: Path) -> tuple[str, dict[str, bytes
             body += [f"![{data.title}: models ranked by test Recall@20]({name})", ""]
         if entries:
             body += table(board, entries)
-        body += _notes(section, entries)
+        body += _notes(section, entries, board.spec.budget["epochs"])
     body += _questions(board, digest)
     header = _header(board, command, digest)
     return "\n".join(header + body) + "\n", images, digest
@@ -190,7 +197,7 @@ def _data_line(summary: dict) -> str:
     return "; ".join(parts) + "."
 
 
-def _notes(section: dict, entries: list[dict]) -> list[str]:
+def _notes(section: dict, entries: list[dict], cap: int) -> list[str]:
     notes = [""]
     if any(e["row"].variant for e in entries):
         notes.append("† the model's documented variant without the input this data set lacks.")
@@ -198,6 +205,9 @@ def _notes(section: dict, entries: list[dict]) -> list[str]:
         notes.append("Not run on this data set: " + "; ".join(f"{m} ({why})" for m, why in
                                                              sorted(section["skipped"].items())) + ".")
     users = next((e for e in entries if e["status"] == "done"), None)
+    if any(e["status"] == "done" and cap in e["best_epochs"] for e in entries):
+        notes.append(f"‡ a seed run selected the last epoch allowed ({cap}): the budget stopped the model while it "
+                     "was still improving on validation.")
     if users is not None:
         notes.append("vs: mean per-user difference of test Recall@20 (the row minus the baseline, each averaged "
                      "over its seeds), two-sided Wilcoxon signed-rank p; * also significant in the paired t-test "
