@@ -1,5 +1,6 @@
 """The documentation: every relative link resolves, every registered model has its page, every `docs/...md`
-path the code and the docs mention exists, and no page speaks of how the project's work was organised."""
+path the code and the docs mention exists, every table row has its header's cells, and no page speaks of
+how the project's work was organised."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_the_index_reaches_every_page():
 
 
 #: how the work on the project was organised is no concern of a user: words that speak of it
-ORGANISATIONAL = re.compile(r"\b(issues?|sessions?|branch(es)?|helpers?|round \d|this round|by me|of mine|"
+ORGANISATIONAL = re.compile(r"\b(issues?|sessions?|branch(es)?|helpers?|coordinator|worktrees?|round \d|this round|by me|of mine|"
                             r"stopped by me)\b|/work/", re.IGNORECASE)
 
 
@@ -83,3 +84,35 @@ def test_the_word_check_catches_them():
 def test_no_page_speaks_of_how_the_work_was_organised(page):
     found = organisational_words(page.read_text())
     assert not found, f"{page.relative_to(ROOT)}: {found}"
+
+
+PIPE = re.compile(r"(?<!\\)\|")
+
+
+def uneven_table_rows(text: str) -> list[str]:
+    """Rows of the markdown tables (outside code fences) whose cell count differs from their header's: an
+    unescaped ``|`` inside a cell (``|x|``, even in a code span) is a column break on GitHub and cuts the row."""
+    found, width, fenced = [], None, False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced or not line.startswith("|"):
+            width = None
+            continue
+        cells = len(PIPE.split(line.strip().strip("|").replace("\\\\", "")))
+        if width is None:
+            width = cells
+        elif cells != width:
+            found.append(line[:80])
+    return found
+
+
+def test_the_table_check_sees_a_cut_row():
+    table = "| a | b |\n|---|---|\n| `1/|N|` | 2 |\n| `1/\\|N\\|` | 2 |\n"
+    assert uneven_table_rows(table) == ["| `1/|N|` | 2 |"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_table_row_has_its_header_s_cells(page):
+    found = uneven_table_rows(page.read_text())
+    assert not found, f"{page.relative_to(ROOT)}: rows with another number of cells than the header: {found}"
