@@ -18,6 +18,7 @@ PROBE goes to ``dglmm train -m camgr`` (``-m`` is set here), so run folders, log
 from __future__ import annotations
 
 import sys
+from unittest.mock import patch
 
 import torch
 import torch.nn.functional as F
@@ -27,21 +28,21 @@ from dglmm.models.camgr import CAmgr
 from dglmm.nn.cross_attention import ResidualMLP
 
 
-def id_side_only() -> None:
-    """``h_m = 0``: the fusion's output replaced by zeros of ``h_n``'s shape (rows: the queried nodes)."""
-    CAmgr.fuse = lambda self, tokens, h_n, *args, **kwargs: torch.zeros_like(h_n)
+def _no_modality_side(self: CAmgr, tokens: dict, h_n: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """``h_m = 0``: zeros of ``h_n``'s shape (its rows are the queried nodes) in place of eqs. 15-26."""
+    return torch.zeros_like(h_n)
 
 
-def node_layernorm() -> None:
+def _node_layernorm_forward(self: ResidualMLP, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """``H = MLP(LN_nodes(R)) + R`` with ``LN_nodes`` normalising each channel over the rows (nodes)."""
-    def forward(self: ResidualMLP, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        r = self.linear(x) + q
-        normed = F.layer_norm(r.T, (r.shape[0],), eps=self.norm.eps).T
-        return self.mlp(normed * self.norm.weight + self.norm.bias) + r
-    ResidualMLP.forward = forward
+    r = self.linear(x) + q
+    normed = F.layer_norm(r.T, (r.shape[0],), eps=self.norm.eps).T
+    return self.mlp(normed * self.norm.weight + self.norm.bias) + r
 
 
-PROBES = {"id-side": id_side_only, "node-layernorm": node_layernorm}
+#: probe -> a context manager that applies its patch (undone on exit)
+PROBES = {"id-side": lambda: patch.object(CAmgr, "fuse", _no_modality_side),
+          "node-layernorm": lambda: patch.object(ResidualMLP, "forward", _node_layernorm_forward)}
 
 
 def main(argv: list[str]) -> int:
@@ -52,8 +53,8 @@ def main(argv: list[str]) -> int:
     if "-m" in argv or "--model" in argv:
         print("camgr_probes: error: -m is set here (camgr)", file=sys.stderr)
         return 2
-    PROBES[argv[0]]()
-    return dglmm_main(["train", "-m", "camgr", *argv[1:]])
+    with PROBES[argv[0]]():
+        return dglmm_main(["train", "-m", "camgr", *argv[1:]])
 
 
 if __name__ == "__main__":
