@@ -182,8 +182,7 @@ def _agreement(done: list[tuple[str, dict]]) -> str:
 
 
 def _paragraph(sentences: list[str], pending: list[str]) -> list[str]:
-    text = "; ".join(sentences)
-    text = text[:1].upper() + text[1:] + "." if text else ""
+    text = " ".join(f"{s[:1].upper()}{s[1:]}." for s in sentences)
     if pending:
         text += (" " if text else "") + f"Pending: {', '.join(dict.fromkeys(pending))}."
     return [text or "No row of this question is on the board."]
