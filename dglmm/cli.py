@@ -601,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="For each data set and model of the specification, dglmm tune with the board's one budget and "
                     "the best trial re-run with several seeds; finished studies and seeds are kept, so running the "
                     "command again resumes. After every study docs/results.md (a table and a PNG per data set, "
-                    "unfinished rows 'pending') and the README's extract are rewritten.")
+                    "unfinished rows 'pending', the answers to the specification's questions) and the README's "
+                    "extract are rewritten.")
     board.add_argument("--spec", help="the board's YAML specification (default: dglmm/configs/leaderboard.yaml)")
     board.add_argument("--out", default="runs/board", help="parent of the study folders (<out>/<data set>/<model>)")
     board.add_argument("--workers", type=int, default=1, help="studies run at the same time, each in a process of its own (0: one after the other in this "
