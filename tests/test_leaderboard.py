@@ -209,14 +209,20 @@ def test_bad_spec_is_one_line(tmp_path, capsys, change, message):
 
 
 @pytest.mark.slow
-def test_parallel_workers_run_studies_in_their_own_processes(tmp_path, capfd):
+def test_parallel_workers_run_studies_in_their_own_processes(tmp_path, capfd, monkeypatch):
+    from dglmm.leaderboard import runner
+
     spec = write_spec(tmp_path, ["lightgcn", "mf"])
     data = yaml.safe_load(spec.read_text())
     data["budget"].update(trials=1, seeds=1)
     spec.write_text(yaml.safe_dump(data))
     args = board_args(tmp_path, spec, "--readme", "")
     args[args.index("--workers") + 1] = "2"
+    updates, update = [], runner._update_session
+    monkeypatch.setattr(runner, "ALIVE_EVERY", 0.2)
+    monkeypatch.setattr(runner, "_update_session", lambda *a, **k: (updates.append(time.time()), update(*a, **k)))
     assert main(args) == 0
+    assert len(updates) > 2  # besides one per study: the invocation's last time kept while the studies ran
     captured = capfd.readouterr()
     pids = set(re.findall(r"started \(pid (\d+)\)", captured.out))
     assert len(pids) == 2 and str(__import__("os").getpid()) not in pids

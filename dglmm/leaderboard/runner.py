@@ -165,7 +165,7 @@ def run_board(board: Board, workers: int = 1, models: list[str] | None = None, d
             for task in tasks:
                 finished(task, _run_here(task))
         else:
-            _run_processes(tasks, workers, finished)
+            _run_processes(tasks, workers, finished, alive=lambda: _update_session(board.out, session, counts))
     except KeyboardInterrupt:
         _update_session(board.out, session, counts, interrupted=True)
         raise
@@ -178,7 +178,10 @@ def _task(board: Board, row: Row, position: str, progress: bool) -> dict:
             "progress": progress, "options": board.data(row.dataset).options}
 
 
-def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
+ALIVE_EVERY = 300.0  # seconds between two updates of the invocation's last time while studies run
+
+
+def _run_processes(tasks: list[dict], workers: int, finished: Any, alive: Any = None) -> None:
     """Each task in a fresh spawned process (no forked torch/OpenMP state; its peak memory is its own), at most
     ``workers`` at a time.  On an interrupt (Ctrl-C, or SIGTERM to this process) no other starts and the running
     ones are stopped (:func:`_stop`)."""
@@ -194,7 +197,10 @@ def _run_processes(tasks: list[dict], workers: int, finished: Any) -> None:
                 process = context.Process(target=_child, args=(task,), name=f"board {task['name']}")
                 process.start()
                 running[process.sentinel] = (process, task)
-            for sentinel in wait(list(running)):
+            ready = wait(list(running), timeout=ALIVE_EVERY)
+            if not ready and alive is not None:
+                alive()  # the invocation's end stays known when the machine stops it without a word
+            for sentinel in ready:
                 process, task = running.pop(sentinel)
                 process.join()
                 finished(task, "" if process.exitcode == 0 else f"worker exit status {process.exitcode}")
@@ -316,7 +322,8 @@ def _update_session(out: Path, session: dict, counts: dict, interrupted: bool = 
 
 
 def read_sessions(out: Path) -> list[dict]:
-    """The board's sessions: start, last study finished, studies finished and failed, workers."""
+    """The board's invocations: start, last time seen running (a study ended, or every ``ALIVE_EVERY`` seconds
+    while workers run), studies finished and failed, workers."""
     path = Path(out) / SESSIONS
     if not path.is_file():
         return []
