@@ -132,7 +132,7 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     assert f"On Small synthetic, {said}" in versus
     assert versus.strip().startswith("Yes: mf on Small synthetic" if p < 0.05 and diff > 0 else "No: ")
     assert f"{diff:+.4f} test Recall@20 per user, p {p:.2g}" in versus
-    assert f"| Small synthetic | mf | {rows['mf'][0]} of 2 | {rows['mf'][2].split(' ±')[0]}" in versus
+    assert f"| Small synthetic | mf | {rows['mf'][0]} of 2 | {rows['mf'][2]} | {rows['mf'][9]} |" in versus
     standing = answers.split("### Where does MF stand?")[1].split("###")[0]
     assert f"mf ranks {rows['mf'][0]} of 2 by mean test Recall@20" in standing and "Pending: mf on Absent" in standing
     claims = answers.split("### Orderings?")[1]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dglmm.compare import compare_sides, load_side
 from dglmm.io import write_bytes, write_text
+from dglmm.leaderboard.questions import best_epochs_cell
 from dglmm.leaderboard.runner import Board, read_record, read_sessions, trials_used
 from dglmm.leaderboard.spec import Row
 
@@ -93,16 +94,10 @@ def table(board: Board, entries: list[dict]) -> list[str]:
             cells = [str(rank), name, *(_cell(e["test"], m) for m in METRICS),
                      paired(by_model.get("lightgcn"), e),
                      paired(by_model.get("mf"), e) if row.uses_kg else "",
-                     used, _best_epochs(e["best_epochs"], budget["epochs"]), f"{e['seconds_per_epoch']:.2f}",
+                     used, best_epochs_cell(e["best_epochs"], budget["epochs"]), f"{e['seconds_per_epoch']:.2f}",
                      _memory(e["peak_mb"])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _best_epochs(epochs: list[int], cap: int) -> str:
-    """The seeds' selected epochs, ``‡`` when one of them is the epoch cap (the budget stopped a model still
-    improving)."""
-    return ", ".join(map(str, epochs)) + (" ‡" if cap in epochs else "")
 
 
 def figure(title: str, entries: list[dict]) -> bytes | None:
@@ -172,12 +167,14 @@ def _questions(board: Board, digest: list[dict]) -> list[str]:
 
     if not board.spec.questions:
         return []
-    sections = {d["data"].key: {"title": d["data"].title, "entries": d["entries"]} for d in digest}
+    sections = {d["data"].key: {"title": d["data"].title, "entries": d["entries"], "cap": board.spec.budget["epochs"]}
+                for d in digest}
     lines = ["", "## What the tables say", "",
              "Each answer is written by the command from the finished rows above (test Recall@20; differences are "
              "the mean per-user difference, two-sided Wilcoxon p, `dglmm compare`; \"not separated\": p >= 0.05). "
              "A paper's ordering is the paper's claim on its own data, quoted from its table; the data here differ, "
-             "so only orderings are compared."]
+             "so only orderings are compared. ‡: a seed run selected the last epoch allowed, so the row was still "
+             "improving when the budget stopped it."]
     for question in board.spec.questions:
         lines += answer(question, sections)
     return lines

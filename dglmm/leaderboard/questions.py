@@ -23,7 +23,7 @@ TESTED = ("recall@20",)
 
 def answer(question: dict, sections: dict[str, dict]) -> list[str]:
     """The markdown of one question: its heading, its paragraph, the rows it rests on.  ``sections``: data set
-    key -> {"title", "entries"} (the page's rows, ranked, pending ones after)."""
+    key -> {"title", "entries", "cap"} (the page's rows, ranked, pending ones after; the epoch cap)."""
     kind = next(k for k in ("versus", "standing", "claims") if k in question)
     lines = ["", f"### {question['ask']}", ""]
     if kind == "versus":
@@ -63,8 +63,16 @@ def _r20(entry: dict) -> str:
     return f"{test['mean']:.4f} ± {test['std']:.4f}"
 
 
-def _row_line(title: str, entry: dict, entries: list[dict], versus: dict[str, dict | None]) -> str:
-    cells = [title, entry["row"].label, _rank(entries, entry), _r20(entry)]
+def best_epochs_cell(epochs: list[int], cap: int) -> str:
+    """The seeds' selected epochs, ``‡`` when one of them is the epoch cap (the budget stopped a model still
+    improving)."""
+    return ", ".join(map(str, epochs)) + (" ‡" if cap in epochs else "")
+
+
+def _row_line(section: dict, entry: dict, versus: dict[str, dict | None]) -> str:
+    entries = section["entries"]
+    cells = [section["title"], entry["row"].label, _rank(entries, entry), _r20(entry),
+             best_epochs_cell(entry["best_epochs"], section["cap"])]
     for baseline in versus.values():
         if baseline is None or baseline["status"] != "done" or baseline is entry:
             cells.append("")
@@ -77,7 +85,7 @@ def _row_line(title: str, entry: dict, entries: list[dict], versus: dict[str, di
 def _rows_table(lines: list[str], baselines: tuple[str, ...]) -> list[str]:
     if not lines:
         return []
-    head = ["data set", "model", "rank", "test Recall@20", *(f"vs {b}" for b in baselines)]
+    head = ["data set", "model", "rank", "test Recall@20", "best epochs", *(f"vs {b}" for b in baselines)]
     return ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
 
 
@@ -101,8 +109,8 @@ def _versus(spec: dict, sections: dict[str, dict]) -> list[str]:
             winners += [f"{entry['row'].label} on {title}"] if p < ALPHA and diff > 0 else []
             sentences.append(f"on {title}, {verdict(diff, p, entry['row'].label, baseline_name)} "
                              f"({diff:+.4f} test Recall@20 per user, p {p:.2g})")
-            rows += [_row_line(title, entry, entries, {baseline_name: baseline}),
-                     _row_line(title, baseline, entries, {baseline_name: baseline})]
+            rows += [_row_line(section, entry, {baseline_name: baseline}),
+                     _row_line(section, baseline, {baseline_name: baseline})]
     lead = ""
     if sentences and not pending:
         lead = (f"Yes: {', '.join(winners)} significantly above {baseline_name}. " if winners
@@ -133,7 +141,7 @@ def _standing(spec: dict, sections: dict[str, dict]) -> list[str]:
             sentences.append(f"on {title}, {entry['row'].label} ranks {_rank(entries, entry)} by mean test Recall@20"
                              + (f" (above it: {', '.join(above)})" if above else "")
                              + (f"; {'; '.join(tests)}" if tests else ""))
-            rows.append(_row_line(title, entry, entries, baselines))
+            rows.append(_row_line(section, entry, baselines))
     return _paragraph(sentences, pending) + _rows_table(rows, ("lightgcn", "mf"))
 
 
