@@ -89,59 +89,53 @@ def _rows_table(lines: list[str], baselines: tuple[str, ...]) -> list[str]:
     return ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *lines]
 
 
-def _versus(spec: dict, sections: dict[str, dict]) -> list[str]:
-    baseline_name = spec["baseline"]
-    sentences, rows, pending, winners = [], [], [], []
+def _named_rows(spec: dict, sections: dict[str, dict]):
+    """(section, row) of each model the question names on each data set it names that has the model."""
     for key in spec["datasets"]:
         section = sections.get(key)
-        if section is None:
+        for model in spec["models"] if section is not None else ():
+            entry = _find(section["entries"], model)
+            if entry is not None:
+                yield section, entry
+
+
+def _versus(spec: dict, sections: dict[str, dict]) -> list[str]:
+    name = spec["baseline"]
+    sentences, rows, pending, winners = [], [], [], []
+    for section, entry in _named_rows(spec, sections):
+        title, baseline = section["title"], _find(section["entries"], name)
+        if entry["status"] != "done" or baseline is None or baseline["status"] != "done":
+            pending.append(f"{(entry if entry['status'] != 'done' else baseline)['row'].label} on {title}")
             continue
-        entries, title = section["entries"], section["title"]
-        baseline = _find(entries, baseline_name)
-        for model in spec["models"]:
-            entry = _find(entries, model)
-            if entry is None:
-                continue
-            if entry["status"] != "done" or baseline is None or baseline["status"] != "done":
-                pending.append(f"{(entry if entry['status'] != 'done' else baseline)['row'].label} on {title}")
-                continue
-            diff, p = difference(entry, baseline)
-            winners += [f"{entry['row'].label} on {title}"] if p < ALPHA and diff > 0 else []
-            sentences.append(f"on {title}, {verdict(diff, p, entry['row'].label, baseline_name)} "
-                             f"({diff:+.4f} test Recall@20 per user, p {p:.2g})")
-            rows += [_row_line(section, entry, {baseline_name: baseline}),
-                     _row_line(section, baseline, {baseline_name: baseline})]
+        diff, p = difference(entry, baseline)
+        winners += [f"{entry['row'].label} on {title}"] if p < ALPHA and diff > 0 else []
+        sentences.append(f"on {title}, {verdict(diff, p, entry['row'].label, name)} "
+                         f"({diff:+.4f} test Recall@20 per user, p {p:.2g})")
+        rows += [_row_line(section, entry, {name: baseline}), _row_line(section, baseline, {name: baseline})]
     lead = ""
     if sentences and not pending:
-        lead = (f"Yes: {', '.join(winners)} significantly above {baseline_name}. " if winners
-                else f"No: no row significantly above {baseline_name}. ")
+        lead = (f"Yes: {', '.join(winners)} significantly above {name}. " if winners
+                else f"No: no row significantly above {name}. ")
     text = _paragraph(sentences, pending)
-    return [lead + text[0]] + _rows_table(list(dict.fromkeys(rows)), (baseline_name,))
+    return [lead + text[0]] + _rows_table(list(dict.fromkeys(rows)), (name,))
 
 
 def _standing(spec: dict, sections: dict[str, dict]) -> list[str]:
     sentences, rows, pending = [], [], []
-    for key in spec["datasets"]:
-        section = sections.get(key)
-        if section is None:
+    for section, entry in _named_rows(spec, sections):
+        title, label = section["title"], entry["row"].label
+        if entry["status"] != "done":
+            pending.append(f"{label} on {title}")
             continue
-        entries, title = section["entries"], section["title"]
-        baselines = {b: _find(entries, b) for b in ("lightgcn", "mf")}
-        for model in spec["models"]:
-            entry = _find(entries, model)
-            if entry is None:
-                continue
-            if entry["status"] != "done":
-                pending.append(f"{entry['row'].label} on {title}")
-                continue
-            done = [e for e in entries if e["status"] == "done"]
-            above = [e["row"].label for e in done[:done.index(entry)]]
-            tests = [verdict(*difference(entry, b), entry["row"].label, name)
-                     for name, b in baselines.items() if b is not None and b["status"] == "done" and b is not entry]
-            sentences.append(f"on {title}, {entry['row'].label} ranks {_rank(entries, entry)} by mean test Recall@20"
-                             + (f" (above it: {', '.join(above)})" if above else "")
-                             + (f"; {'; '.join(tests)}" if tests else ""))
-            rows.append(_row_line(section, entry, baselines))
+        baselines = {b: _find(section["entries"], b) for b in ("lightgcn", "mf")}
+        done = [e for e in section["entries"] if e["status"] == "done"]
+        above = [e["row"].label for e in done[:done.index(entry)]]
+        tests = [verdict(*difference(entry, b), label, b_name)
+                 for b_name, b in baselines.items() if b is not None and b["status"] == "done" and b is not entry]
+        sentences.append(f"on {title}, {label} ranks {_rank(section['entries'], entry)} by mean test Recall@20"
+                         + (f" (above it: {', '.join(above)})" if above else "")
+                         + (f"; {'; '.join(tests)}" if tests else ""))
+        rows.append(_row_line(section, entry, baselines))
     return _paragraph(sentences, pending) + _rows_table(rows, ("lightgcn", "mf"))
 
 
