@@ -355,7 +355,8 @@ def test_sigterm_stops_the_board_and_its_workers_and_the_board_resumes(tmp_path,
     # the same command again (here in this process): MF untouched, the trials finished before the signal kept
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "3 studies, 1 finished, 2 to run" in text and "small lightgcn done" in text and "small ngcf done" in text
+    assert "3 studies, 1 finished, 2 to run" in text and "small lightgcn done" in text and "small ngcf done" in text, \
+        [line for line in text.splitlines() if line.startswith("board:")]
     assert files_of(mf) == before
     for name, ids in kept.items():
         rows = trial_rows(out / "small" / name)

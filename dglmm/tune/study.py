@@ -280,14 +280,28 @@ def _pruner(plan: Plan) -> Any:
 
 # -- the worker ---------------------------------------------------------------------------------------------
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid``, and ``@start`` (the process's start time in clock ticks) where ``/proc`` tells it, so that a
+    later process that gets the same pid is not taken for this one."""
+    started = _process_state(os.getpid())
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"@{started[1]}" if started else "")
+
+
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time) of a process from ``/proc/<pid>/stat`` (Linux), None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (fields[0], fields[19]) if len(fields) > 19 else None
 
 
 def _alive(worker: str | None) -> bool | None:
-    """Whether a worker ``host:pid`` still runs (None: it runs on another host, unknown)."""
+    """Whether a worker ``host:pid[@start]`` still runs (None: it runs on another host, unknown).  A zombie (exited,
+    not yet reaped) is not running, nor is a process that reuses the pid with another start time."""
     if not worker or ":" not in worker:
         return None
     host, pid = worker.rsplit(":", 1)
+    pid, _, started = pid.partition("@")
     if host != socket.gethostname():
         return None
     try:
@@ -296,6 +310,9 @@ def _alive(worker: str | None) -> bool | None:
         return False
     except (PermissionError, ValueError):
         return True
+    state = _process_state(int(pid))
+    if state is not None and (state[0] == "Z" or (started and state[1] != started)):
+        return False
     return True
 
 

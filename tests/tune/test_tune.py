@@ -338,6 +338,26 @@ def test_a_journal_lock_left_by_a_killed_worker_is_broken(tmp_path):
     assert not (tmp_path / "journal.log.lock").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+def test_a_zombie_or_a_reused_pid_is_not_a_live_worker():
+    from dglmm.tune.study import _alive, worker_id
+
+    host = socket.gethostname()
+    me = worker_id()
+    assert me.startswith(f"{host}:{os.getpid()}@") and _alive(me) is True
+    assert _alive(f"{host}:{os.getpid()}") is True  # ids written before start times were recorded
+    assert _alive(f"{host}:{os.getpid()}@1") is False  # the same pid, another process (reused)
+    assert _alive(f"elsewhere.example:{os.getpid()}") is None
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exits, not reaped until wait()
+    deadline = time.time() + 30
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert _alive(f"{host}:{zombie.pid}") is False
+    zombie.wait()
+    assert _alive(f"{host}:{zombie.pid}") is False
+
+
 def test_sqlite_storage_holds_the_study(tmp_path):
     import optuna
 
