@@ -393,9 +393,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
     dataset = _load(settings.dataset)
     try:
         result = tune(settings, dataset)
-    except KeyboardInterrupt:  # the running trial is marked failed; its slot is run again on resume
-        print(f"dglmm: interrupted; finished trials are kept in the study's storage: run the same command, or "
-              f"dglmm tune --resume {settings.folder}, to continue", file=sys.stderr)
+    except KeyboardInterrupt:  # the running trial is marked failed and enqueued to continue from its checkpoint
+        print(f"dglmm: interrupted; finished trials are kept in the study's storage and the running one continues "
+              f"from its last epoch: run the same command, or dglmm tune --resume {settings.folder}, to continue",
+              file=sys.stderr)
         raise SystemExit(exit_status()) from None
     print(format_result(result))
 

@@ -15,6 +15,12 @@ space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are reco
    the pruner;
 4. rewrite ``trials.csv`` and ``config.yaml`` (the best configuration so far, for ``dglmm train -c``).
 
+A trial checkpoints every epoch into ``trials/<number>/`` (removed when it finishes; its ``metrics.jsonl``, the
+trial's learning curve, stays).  An interrupted trial (Ctrl-C, SIGTERM, a killed worker found in step 1) is
+failed and its configuration enqueued as a new trial that resumes from that checkpoint, with its reports to the
+pruner replayed: a resumed trial ends exactly as it would have without the interruption.  A trial is resumed at
+most :data:`ATTEMPTS` - 1 times (a configuration that kills its worker every time is then given up).
+
 When every trial is finished, one worker (a claim file decides which) re-runs the best trial with ``seeds``
 seeds into ``best-trial<N>/seed<i>`` (run folders that ``dglmm compare`` reads) and writes the PNGs.
 """
@@ -42,6 +48,8 @@ JOURNAL = "journal.log"
 #: seconds after which another host's journal lock counts as abandoned
 LOCK_STALE = 60.0
 PRUNERS = ("median", "hyperband", "none")
+#: runs of one trial's configuration: the first and the resumptions after an interruption
+ATTEMPTS = 3
 #: the settings that define a study; a worker with other values is refused (``trials``/``seeds`` may change)
 DEFINING = ("model", "dataset", "overrides", "space", "metric", "epochs", "patience", "seed", "pruner",
             "startup_trials")
@@ -329,7 +337,23 @@ def reclaim_stale(study: Any, stale_after: float) -> int:
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", f"worker {worker} stopped")
             if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 count += 1
+                enqueue_resumption(study, trial)
     return count
+
+
+def enqueue_resumption(study: Any, trial: Any) -> bool:
+    """Enqueue an interrupted trial's configuration as a new trial that resumes from its checkpoint (see the
+    module's docstring); False when it already had :data:`ATTEMPTS` runs or has no parameters."""
+    attempt = int(trial.user_attrs.get("attempt", 1))
+    if attempt >= ATTEMPTS or not trial.params:
+        return False
+    study.enqueue_trial(dict(trial.params), user_attrs={"resumes": trial.number, "attempt": attempt + 1})
+    return True
+
+
+def trial_folder(settings: TuneSettings, number: int) -> Path:
+    """Where trial ``number`` checkpoints (``checkpoint.pt``, ``best.pt``) and logs (``metrics.jsonl``)."""
+    return settings.folder / "trials" / str(number)
 
 
 def _live(trials: list) -> list:
@@ -384,8 +408,6 @@ class Worker:
         import optuna
         from optuna.trial import TrialState
 
-        from dglmm.train.run import prepare_run
-
         self.study.sampler = _sampler(self.plan, trial.number)  # reproducible draws, whatever ran before
         trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("heartbeat", time.time())
@@ -393,8 +415,11 @@ class Worker:
         config = sample(trial, self.plan.config, self.plan.dims, self.plan.sections)
         config["train"]["progress"] = False
         trial.set_user_attr("config", _plain(config))
-        prepared = prepare_run(self.plan.settings.model, self.dataset, config)
-        trainer = prepared.trainer
+        folder = self._folder(trial)
+        trainer = self._trainer(config, folder)
+        earlier = self._resume(trial, trainer, folder)
+        if earlier is None:  # a checkpoint that cannot be read may have left the trainer half-loaded
+            trainer, earlier = self._trainer(config, folder), 0.0
         trainer.on_validation = self._reporter(trial)
         state, note = TrialState.COMPLETE, ""
         try:
@@ -406,12 +431,16 @@ class Worker:
         except BaseException as error:  # interrupted or broken: the slot is freed for a later run
             trial.set_user_attr("interrupted", f"{type(error).__name__}: {error}"[:200])
             self.study.tell(trial, state=TrialState.FAIL)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):  # a broken configuration is not run again
+                enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id))
             raise
+        for name in ("checkpoint.pt", "best.pt"):  # a finished trial is never resumed; its curve stays
+            (folder / name).unlink(missing_ok=True)
         best = trainer.best
         # a pruned or diverged trial stops inside an epoch that the history does not hold yet
         trial.set_user_attr("epochs_run", len(trainer.history) + (state != TrialState.COMPLETE))
         trial.set_user_attr("best_epoch", best["epoch"])
-        trial.set_user_attr("seconds", round(time.time() - started, 2))
+        trial.set_user_attr("seconds", round(time.time() - started + earlier, 2))
         if note:
             trial.set_user_attr("note", note)
         if state == TrialState.COMPLETE:
@@ -419,6 +448,49 @@ class Worker:
         else:
             self.study.tell(trial, state=state)
         self._line(trial.number, bar)
+
+    def _folder(self, trial: Any) -> Path:
+        """The trial's folder, made; a resumption takes over the interrupted trial's folder."""
+        from dglmm.io import make_folder
+
+        folder = trial_folder(self.plan.settings, trial.number)
+        resumes = trial.user_attrs.get("resumes")
+        if resumes is not None:
+            earlier = trial_folder(self.plan.settings, int(resumes))
+            if (earlier / "checkpoint.pt").is_file() and not folder.exists():
+                os.replace(earlier, folder)
+        make_folder(folder)
+        return folder
+
+    def _trainer(self, config: dict, folder: Path) -> Any:
+        """A seeded model and its trainer, checkpointing every epoch into the trial's folder."""
+        from dglmm.train.run import prepare_run
+
+        trainer = prepare_run(self.plan.settings.model, self.dataset, config, run_dir=folder).trainer
+        trainer.config = dataclasses.replace(trainer.config, checkpoint_every=1)
+        return trainer
+
+    def _resume(self, trial: Any, trainer: Any, folder: Path) -> float | None:
+        """Continue a resumption from the interrupted trial's checkpoint and replay its reports to the pruner;
+        returns the training seconds of the epochs it continues from (0 for a trial that is not a resumption),
+        None when the checkpoint is missing or unreadable (the trial then runs from its first epoch)."""
+        from dglmm.errors import CheckpointError
+
+        resumes = trial.user_attrs.get("resumes")
+        if resumes is None:
+            return 0.0
+        try:
+            trainer.resume(folder / "checkpoint.pt")
+        except CheckpointError as error:  # none (killed before its first epoch ended) or unreadable
+            trial.set_user_attr("resumed", f"trial {resumes} run again from epoch 1: {error}"[:200])
+            return None
+        best = -float("inf")
+        for record in trainer.history:
+            if "valid" in record:
+                best = max(best, record["valid"][self.plan.metric])
+                trial.report(best, record["epoch"])
+        trial.set_user_attr("resumed", f"resumes trial {resumes} after epoch {len(trainer.history)}")
+        return float(sum(record["train_seconds"] for record in trainer.history))
 
     def _reporter(self, trial: Any):
         import optuna
@@ -479,14 +551,15 @@ def trials_table(study: Any) -> list[dict]:
     keys = sorted({k for t in trials for k in t.params})
     rows = []
     for t in trials:
-        if t.user_attrs.get("surplus"):
+        if t.user_attrs.get("surplus") or t.state.name == "WAITING":  # waiting: a resumption not yet started
             continue
         state = t.state.name.lower()
         rows.append({"number": t.number, "state": state, "value": t.value,
                      "pruned": state == "pruned", "epochs_run": t.user_attrs.get("epochs_run"),
                      "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
                      **{k: t.params.get(k) for k in keys},
-                     "note": t.user_attrs.get("note") or t.user_attrs.get("interrupted") or ""})
+                     "note": "; ".join(t.user_attrs[k] for k in ("resumed", "note", "interrupted")
+                                       if t.user_attrs.get(k))})
     return rows
 
 

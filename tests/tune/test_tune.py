@@ -216,6 +216,63 @@ def test_outputs_reproduce_with_train_c(tmp_path):
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["epochs"] == 6
 
 
+def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
+    dataset = tiny_dataset(40, 30, 400, seed=1)
+    settings = dict(trials=3, pruner="none", overrides=["train.epochs=6", "train.batch_size=64",
+                                                         "train.patience=6", "train.eval_chunk_size=64"])
+    tune(_settings(tmp_path / "whole", **settings), dataset, progress=False)
+    whole = pd.read_csv(tmp_path / "whole" / "lightgcn-tiny" / "trials.csv").set_index("number")
+
+    fits, original_fit, original_epoch = [], Trainer.fit_validation, Trainer.train_epoch
+
+    def counting_fit(self):
+        fits.append(self.start_epoch)
+        return original_fit(self)
+
+    def stopped_in_epoch_4_of_trial_1(self, epoch):
+        if len(fits) == 2 and epoch == 3:
+            raise KeyboardInterrupt
+        return original_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "fit_validation", counting_fit)
+    monkeypatch.setattr(Trainer, "train_epoch", stopped_in_epoch_4_of_trial_1)
+    with pytest.raises(KeyboardInterrupt):
+        tune(_settings(tmp_path / "cut", **settings), dataset, progress=False)
+    folder = tmp_path / "cut" / "lightgcn-tiny"
+    assert (folder / "trials" / "1" / "checkpoint.pt").is_file()
+    tune(_settings(tmp_path / "cut", **settings), dataset, progress=False)
+    assert fits[2] == 3  # the resumption starts at the epoch the interruption lost
+    cut = pd.read_csv(folder / "trials.csv").set_index("number")
+    assert cut.loc[1, "state"] == "fail" and "KeyboardInterrupt" in cut.loc[1, "note"]
+    assert cut.loc[2, "note"] == "resumes trial 1 after epoch 3"
+    params = [c for c in whole.columns if c.startswith(("train.", "model."))]
+    assert cut.loc[2, params].tolist() == whole.loc[1, params].tolist()
+    for column in ("value", "epochs_run", "best_epoch"):
+        assert cut.loc[2, column] == whole.loc[1, column], column
+    assert not (folder / "trials" / "1").exists()  # the resumption took the folder over
+    assert len((folder / "trials" / "2" / "metrics.jsonl").read_text().splitlines()) == whole.loc[1, "epochs_run"]
+    assert not list(folder.glob("trials/*/*.pt"))
+    assert len(cut[cut["state"].isin(["complete", "pruned"])]) == 3
+
+
+def test_a_trial_is_resumed_at_most_attempts_minus_one_times(tmp_path):
+    import optuna
+
+    from dglmm.tune.study import ATTEMPTS, enqueue_resumption
+
+    study = optuna.create_study(direction="maximize")
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    trial = study.ask(space)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    chain = [study.get_trials()[-1]]
+    while enqueue_resumption(study, chain[-1]):
+        waiting = study.ask(space)
+        assert waiting.params == trial.params and waiting.user_attrs["resumes"] == chain[-1].number
+        study.tell(waiting, state=optuna.trial.TrialState.FAIL)
+        chain.append(study.get_trials()[-1])
+    assert len(chain) == ATTEMPTS
+
+
 # -- several processes, killed and resumed ------------------------------------------------------------------------
 def _common(data: Path, out: Path, trials: int) -> list[str]:
     return ["-m", "lightgcn", "-d", str(data), "--trials", str(trials), "--seeds", "0", "--out", str(out),
@@ -266,6 +323,9 @@ def test_killed_tune_resumes_to_n_trials_without_rerunning_finished_ones(tmp_pat
     assert rerun and all(t.user_attrs["worker"].rsplit(":", 1)[1] != str(first.pid) for t in rerun)
     killed = [t for t in trials if t.state.name == "FAIL"]
     assert killed and all("stopped" in t.user_attrs["interrupted"] for t in killed)
+    resumed = {t.user_attrs.get("resumes"): t for t in rerun}
+    assert all(resumed[t.number].params == t.params for t in killed)  # the killed trials' configurations, resumed
+    assert not list(folder.glob("trials/*/checkpoint.pt"))  # finished trials keep only their curves
 
 
 def test_sigterm_fails_the_running_trial_keeps_the_others_and_exits_143(tmp_path, capsys, monkeypatch):
@@ -284,8 +344,11 @@ def test_sigterm_fails_the_running_trial_keeps_the_others_and_exits_143(tmp_path
     assert stopped.value.code == 128 + signal.SIGTERM
     assert "dglmm: interrupted; finished trials are kept" in capsys.readouterr().err
     trials = _storage_trials(tmp_path / "out" / "lightgcn-toy")
-    assert [t.state.name for t in trials][1:] == ["FAIL"] and trials[0].state.name in ("COMPLETE", "PRUNED")
+    assert [t.state.name for t in trials][1:] == ["FAIL", "WAITING"] and trials[0].state.name in ("COMPLETE",
+                                                                                                  "PRUNED")
     assert trials[1].user_attrs["interrupted"].startswith("KeyboardInterrupt")
+    # the interrupted configuration waits to be resumed by the next worker
+    assert trials[2].system_attrs["fixed_params"] == trials[1].params and trials[2].user_attrs["resumes"] == 1
     assert signal.getsignal(signal.SIGTERM) == handler  # the command's handler is gone after it
 
 
