@@ -68,9 +68,21 @@ def files_of(folder: Path) -> dict[str, int]:
 
 
 QUESTIONS = [{"ask": "Does MF beat LightGCN?", "versus": {"models": ["mf"], "baseline": "lightgcn",
-                                                          "datasets": ["small"]}},
+                                                          "datasets": ["small"]}, "note": "a hand-written remark."},
              {"ask": "Where does MF stand?", "standing": {"models": ["mf"], "datasets": ["small", "absent"]}},
              {"ask": "Orderings?", "claims": [{"paper": "A paper, Table 1", "order": ["lightgcn", "mf"]}]}]
+
+
+@pytest.mark.parametrize(("epochs_run", "best_epoch", "ended"), [
+    (30, 30, True),    # selected the last epoch
+    (30, 21, True),    # 9 epochs without a better one at the cap: patience 10 not exhausted
+    (30, 20, False),   # early stopping was due at the cap itself
+    (25, 15, False),   # early stopping ended it
+])
+def test_a_seed_run_is_marked_when_the_cap_ended_it_before_early_stopping(epochs_run, best_epoch, ended):
+    from dglmm.leaderboard.page import ended_by_cap
+
+    assert ended_by_cap({"epochs_run": epochs_run, "best_epoch": best_epoch}, {"epochs": 30, "patience": 10}) is ended
 
 
 def test_board_page_pending_and_resume(tmp_path, capsys):
@@ -91,7 +103,10 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     for cell, metric in zip(rows["lightgcn"][2:6], ("recall@20", "ndcg@20", "recall@10", "ndcg@10"), strict=True):
         assert cell == f"{summary['test'][metric]['mean']:.4f} ± {summary['test'][metric]['std']:.4f}"
     assert rows["lightgcn"][0] == "1" and rows["lightgcn"][8].startswith("2 (")
-    best = ", ".join(map(str, summary["best_epochs"])) + (" ‡" if BUDGET["epochs"] in summary["best_epochs"] else "")
+    seeds = [json.loads(f.read_text()) for f in sorted(light.glob("best-trial*/seed*/results.json"))]
+    capped = any(r["epochs_run"] == BUDGET["epochs"] and BUDGET["epochs"] - r["best_epoch"] < BUDGET["patience"]
+                 for r in seeds)  # the cap, not early stopping, ended a seed run
+    best = ", ".join(map(str, summary["best_epochs"])) + (" ‡" if capped else "")
     assert rows["lightgcn"][9] == best and rows["mf"][9] == ""
     assert "not found): its rows stay pending until it is prepared: copy it here." in text
     absent = text.split("## Absent data")[1]
@@ -132,6 +147,12 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     assert f"On Small synthetic, {said}" in versus
     assert versus.strip().startswith("Yes: mf on Small synthetic" if p < 0.05 and diff > 0 else "No: ")
     assert f"{diff:+.4f} test Recall@20 per user, p {p:.2g}" in versus
+    capped = {name: sum(r["epochs_run"] == 2 and 2 - r["best_epoch"] < 2  # cap 2, patience 2
+                        for r in map(json.loads, map(Path.read_text, folder.glob("best-trial*/seed*/results.json"))))
+              for name, folder in (("mf", mf), ("lightgcn", light))}
+    counts = ", ".join(f"{name} {n} of 2" for name, n in capped.items() if n)
+    assert (f"seed runs ended by the 2-epoch cap, not by early stopping: {counts})" in versus) == bool(counts)
+    assert versus.strip().endswith("Note (the specification's, not measured): a hand-written remark.")
     assert f"| Small synthetic | mf | {rows['mf'][0]} of 2 | {rows['mf'][2]} | {rows['mf'][9]} |" in versus
     standing = answers.split("### Where does MF stand?")[1].split("###")[0]
     assert f"mf ranks {rows['mf'][0]} of 2 by mean test Recall@20" in standing and "Pending: mf on Absent" in standing
@@ -196,6 +217,8 @@ def test_board_uses_every_registered_model_by_default(tmp_path):
     ({"questions": [{"ask": "Which?", "claims": [{"paper": "P"}]}]}, "questions[0].claims must list"),
     ({"questions": [{"ask": "Where?", "standing": {"models": ["mf"], "datasets": ["smal"]}}]},
      "questions[0] names data sets smal the board does not have"),
+    ({"questions": [{"ask": "Where?", "standing": {"models": ["mf"], "datasets": ["small"]}, "note": [1]}]},
+     "questions[0].note must be text"),
 ])
 def test_bad_spec_is_one_line(tmp_path, capsys, change, message):
     spec = write_spec(tmp_path, ["lightgcn"])

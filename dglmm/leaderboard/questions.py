@@ -8,7 +8,9 @@ A question of the specification (``questions:``) is one of three kinds:
 - ``claims``: a paper's ordering of models (better first, by the paper's Recall@20: the paper's claim, not a
   number measured here) against the board's on every data set where two or more of its models finished.
 
-Every answer quotes the table rows it rests on; a row that has not finished is named as pending.
+Every answer quotes the table rows it rests on; a row that has not finished is named as pending; a row whose seed
+runs the epoch cap ended before early stopping was due is said so.  A question's optional ``note`` (text of the
+specification: context that the tables cannot show, e.g. how a paper trains the model) is printed under its answer.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ def answer(question: dict, sections: dict[str, dict]) -> list[str]:
     kind = next(k for k in ("versus", "standing", "claims") if k in question)
     lines = ["", f"### {question['ask']}", ""]
     if kind == "versus":
-        return lines + _versus(question["versus"], sections)
-    if kind == "standing":
-        return lines + _standing(question["standing"], sections)
-    return lines + _claims(question["claims"], question.get("datasets"), sections)
+        lines += _versus(question["versus"], sections)
+    elif kind == "standing":
+        lines += _standing(question["standing"], sections)
+    else:
+        lines += _claims(question["claims"], question.get("datasets"), sections)
+    return lines + (["", f"Note (the specification's, not measured): {question['note']}"] if question.get("note")
+                    else [])
 
 
 def difference(a: dict, b: dict) -> tuple[float, float]:
@@ -63,16 +68,23 @@ def _r20(entry: dict) -> str:
     return f"{test['mean']:.4f} ± {test['std']:.4f}"
 
 
-def best_epochs_cell(epochs: list[int], cap: int) -> str:
-    """The seeds' selected epochs, ``‡`` when one of them is the epoch cap (the budget stopped a model still
-    improving)."""
-    return ", ".join(map(str, epochs)) + (" ‡" if cap in epochs else "")
+def best_epochs_cell(entry: dict) -> str:
+    """The seeds' selected epochs, ``‡`` when the epoch cap ended one of the seed runs before early stopping
+    was due (:func:`dglmm.leaderboard.page.ended_by_cap`)."""
+    return ", ".join(map(str, entry["best_epochs"])) + (" ‡" if entry["cap_ended"] else "")
+
+
+def _cap_clause(entries: list[dict], cap: int) -> str:
+    """``; seed runs ended by the 30-epoch cap, not by early stopping: kgat 3 of 3, mf 2 of 3`` (empty when
+    none of ``entries`` has one)."""
+    counts = [f"{e['row'].label} {e['cap_ended']} of {e['n_seeds']}" for e in entries if e["cap_ended"]]
+    return f"; seed runs ended by the {cap}-epoch cap, not by early stopping: {', '.join(counts)}" if counts else ""
 
 
 def _row_line(section: dict, entry: dict, versus: dict[str, dict | None]) -> str:
     entries = section["entries"]
     cells = [section["title"], entry["row"].label, _rank(entries, entry), _r20(entry),
-             best_epochs_cell(entry["best_epochs"], section["cap"])]
+             best_epochs_cell(entry)]
     for baseline in versus.values():
         if baseline is None or baseline["status"] != "done" or baseline is entry:
             cells.append("")
@@ -110,7 +122,7 @@ def _versus(spec: dict, sections: dict[str, dict]) -> list[str]:
         diff, p = difference(entry, baseline)
         winners += [f"{entry['row'].label} on {title}"] if p < ALPHA and diff > 0 else []
         sentences.append(f"on {title}, {verdict(diff, p, entry['row'].label, name)} "
-                         f"({diff:+.4f} test Recall@20 per user, p {p:.2g})")
+                         f"({diff:+.4f} test Recall@20 per user, p {p:.2g}{_cap_clause([entry, baseline], section['cap'])})")
         rows += [_row_line(section, entry, {name: baseline}), _row_line(section, baseline, {name: baseline})]
     lead = ""
     if sentences and not pending:
@@ -134,7 +146,7 @@ def _standing(spec: dict, sections: dict[str, dict]) -> list[str]:
                  for b_name, b in baselines.items() if b is not None and b["status"] == "done" and b is not entry]
         sentences.append(f"on {title}, {label} ranks {_rank(section['entries'], entry)} by mean test Recall@20"
                          + (f" (above it: {', '.join(above)})" if above else "")
-                         + (f"; {'; '.join(tests)}" if tests else ""))
+                         + (f"; {'; '.join(tests)}" if tests else "") + _cap_clause([entry], section["cap"]))
         rows.append(_row_line(section, entry, baselines))
     return _paragraph(sentences, pending) + _rows_table(rows, ("lightgcn", "mf"))
 
@@ -210,6 +222,8 @@ def check_questions(path: Any, questions: Any, datasets: list[str]) -> list[dict
         if kinds[0] == "claims" and (not isinstance(body, list) or not all(
                 isinstance(c, dict) and "paper" in c and isinstance(c.get("order"), list) for c in body)):
             raise InputError(f"{path}: questions[{i}].claims must list {{paper, order: [models, better first]}}")
+        if not isinstance(q.get("note", ""), str):
+            raise InputError(f"{path}: questions[{i}].note must be text")
         named = body.get("datasets") if isinstance(body, dict) else q.get("datasets")
         unknown = sorted(set(named or []) - set(datasets))
         if unknown:
