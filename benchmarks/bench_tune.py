@@ -1,18 +1,22 @@
-"""The tuning machinery's own cost per trial, as a share of a LightGCN trial on TikTok.
+"""The tuning machinery's own cost per trial, as a share of a real trial.
 
 Part 1 runs ``dglmm tune``'s worker loop (journal storage in a temporary folder, seeded TPE, median pruner,
 LightGCN's search space, ``trials.csv``/``config.yaml`` rewritten after every trial) with the training replaced
 by a stub that reports ``--epochs`` validation values, so what is timed is only the machinery: stale-trial
 check, ask, define-by-run sampling, per-epoch report and pruning decision, heartbeat, tell and bookkeeping.
-Part 2 times one real LightGCN trial on TikTok's given split (train + per-epoch validation, the same epoch
-count, no early stop) and prints the ratio.  Both parts run in this one process, one after the other.
+Part 2 times one real trial of ``--model`` (LightGCN by default) on ``--data`` (train + per-epoch validation,
+the same epoch count, no early stop) twice: without a folder, and as a worker runs it, checkpointing every
+epoch into its trial folder (what lets an interrupted trial resume); it prints both ratios.  Everything runs
+in this one process, one after the other.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_tune.py [--data ../shared/data/tiktok] [--trials 24] [--epochs 25]
+    OMP_NUM_THREADS=1 python benchmarks/bench_tune.py [--data ../shared/data/tiktok] [--model lightgcn]
+        [--trials 24] [--epochs 25]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import dglmm.train.run as run
+from dglmm.config import TrainConfig
 from dglmm.tune.study import TuneSettings, Worker, open_storage, open_study, plan_study
 
 
@@ -31,6 +36,7 @@ class _StubTrainer:
 
     def __init__(self, epochs: int, seed: int) -> None:
         self.epochs, self.rng = epochs, np.random.default_rng(seed)
+        self.config = TrainConfig()
         self.on_validation = None
         self.history: list[dict] = []
         self.best = {"epoch": -1, "score": -math.inf, "valid": {}}
@@ -77,23 +83,26 @@ def machinery_seconds(trials: int, epochs: int) -> list[float]:
         return times + [total / trials]
 
 
-def lightgcn_trial_seconds(data: str, epochs: int) -> float:
-    """One LightGCN trial on TikTok: train and validate ``epochs`` epochs (defaults, lr 1e-3), no test."""
-    from dglmm.data.readers import load_dataset
+def trial_seconds(model: str, dataset: object, epochs: int, folder: Path | None) -> tuple[float, int]:
+    """One trial: train and validate ``epochs`` epochs (the model's defaults), no test; with ``folder``, as a
+    worker runs it (``checkpoint.pt`` every epoch, ``best.pt`` at every better epoch).  Seconds, checkpoint bytes."""
     from dglmm.train.run import prepare_run, resolve_model_config
 
-    dataset = load_dataset(data)
-    config = resolve_model_config("lightgcn", dataset.name, [], [f"train.epochs={epochs}",
-                                                                 f"train.patience={epochs}", "train.progress=false"])
+    config = resolve_model_config(model, dataset.name, [], [f"train.epochs={epochs}",
+                                                            f"train.patience={epochs}", "train.progress=false"])
     tic = time.perf_counter()
-    prepared = prepare_run("lightgcn", dataset, config)
-    prepared.trainer.fit_validation()
-    return time.perf_counter() - tic
+    trainer = prepare_run(model, dataset, config, run_dir=folder).trainer
+    if folder is not None:
+        trainer.config = dataclasses.replace(trainer.config, checkpoint_every=1)
+    trainer.fit_validation()
+    seconds = time.perf_counter() - tic
+    return seconds, (folder / "checkpoint.pt").stat().st_size if folder is not None else 0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "tiktok"))
+    parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=25)
     args = parser.parse_args()
@@ -105,9 +114,16 @@ def main() -> None:
     if not Path(args.data).exists():
         print(f"{args.data}: not found; the LightGCN trial is not timed", file=sys.stderr)
         return
-    trial = lightgcn_trial_seconds(args.data, args.epochs)
-    print(f"LightGCN trial on TikTok, {args.epochs} epochs with validation: {trial:.1f} s")
-    print(f"machinery share of a LightGCN trial: {100 * loop / trial:.3f} % (whole loop, mean), "
+    from dglmm.data.readers import load_dataset
+
+    dataset = load_dataset(args.data)
+    trial, _ = trial_seconds(args.model, dataset, args.epochs, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        kept, size = trial_seconds(args.model, dataset, args.epochs, Path(tmp) / "0")
+    name = f"{args.model} trial on {dataset.name}, {args.epochs} epochs with validation"
+    print(f"{name}: {trial:.1f} s; with a checkpoint every epoch ({size / 2**20:.1f} MB): {kept:.1f} s "
+          f"(x{kept / trial:.3f})")
+    print(f"machinery share of a {args.model} trial: {100 * loop / trial:.3f} % (whole loop, mean), "
           f"{100 * per_trial[-1] / trial:.3f} % (last trial, the largest history)")
 
 
