@@ -417,6 +417,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         raise SystemExit(exit_status()) from None
     print(f"page: {args.page} ({counts['studies']} studies"
           + (f"; this run: {counts['done']} finished, {counts['failed']} failed" if "done" in counts else "") + ")")
+    print(counts["status"])
 
 
 def build_parser() -> argparse.ArgumentParser:

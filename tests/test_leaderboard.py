@@ -95,6 +95,7 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "board: 2 studies" not in out and "1 studies, 0 finished, 1 to run" in out
     assert re.search(r"small lightgcn done: 2 trials \(\d pruned\)", out)
+    assert "board: 1 of 4 studies finished; not started: 3" in out
     text = page.read_text()
     rows = table_rows(text)
     assert rows["mf"][2] == "pending" and rows["mf"][8] == "0/2"
@@ -171,6 +172,8 @@ def test_board_page_pending_and_resume(tmp_path, capsys):
     (seeds[1] / "results.json").unlink()
     journal = (mf / "journal.log").read_bytes()
     kept = seeds[0].joinpath("results.json").stat().st_mtime_ns
+    assert main(board_args(tmp_path, spec, "--page-only")) == 0
+    assert "board: 1 of 4 studies finished; under way: small mf 2/2 trials; not started: 2" in capsys.readouterr().out
     assert main(board_args(tmp_path, spec)) == 0
     out = capsys.readouterr().out
     assert "2 studies, 1 finished, 1 to run" in out and "small mf done" in out

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 
 from dglmm.leaderboard.page import write_page
-from dglmm.leaderboard.runner import Board, plan_board, run_board
+from dglmm.leaderboard.runner import Board, plan_board, run_board, status_line
 from dglmm.leaderboard.spec import DEFAULT_SPEC, Row, Spec, load_spec
 
 DEFAULT_OUT = "runs/board"
@@ -22,7 +22,8 @@ def leaderboard(spec: str | Path | None = None, out: str | Path = DEFAULT_OUT, p
                 readme: str | Path | None = "README.md", workers: int = 1, datasets: list[str] | None = None,
                 models: list[str] | None = None, page_only: bool = False, progress: bool = True,
                 command: str = "dglmm leaderboard") -> dict:
-    """Run the board (the studies not finished yet) and write its page; returns the study counts."""
+    """Run the board (the studies not finished yet) and write its page; returns the study counts and a status
+    line (:func:`~dglmm.leaderboard.runner.status_line`)."""
     from dglmm.errors import InputError
 
     if workers < 0:
@@ -45,7 +46,7 @@ def leaderboard(spec: str | Path | None = None, out: str | Path = DEFAULT_OUT, p
     if not page_only:
         counts = run_board(board, workers, models, datasets, progress, on_progress=refresh)
     refresh()
-    return counts
+    return {**counts, "status": status_line(board)}
 
 
 def command_line(argv: list[str]) -> str:

@@ -89,6 +89,18 @@ def is_done(board: Board, row: Row) -> bool:
     return same and (board.folder(row) / record.get("summary", "-")).is_file()
 
 
+def status_line(board: Board) -> str:
+    """``board: 3 of 32 studies finished; under way: book-crossing ngcf 12/16 trials, ...; not started: 27``."""
+    rows = board.rows()
+    done = [row for row in rows if is_done(board, row)]
+    budget = board.spec.budget["trials"]
+    begun = [f"{row.dataset} {row.label} {trials_used(board.folder(row))['finished']}/{budget} trials"
+             for row in rows if row not in done and (board.folder(row) / "trials.csv").is_file()]
+    waiting = len(rows) - len(done) - len(begun)
+    return (f"board: {len(done)} of {len(rows)} studies finished" + (f"; under way: {', '.join(begun)}" if begun else "")
+            + (f"; not started: {waiting}" if waiting else ""))
+
+
 def settings_for(board: Board, row: Row) -> Any:
     """The ``dglmm tune`` settings of a row: the board's one budget, the row's fixed options."""
     from dglmm.tune import TuneSettings
