@@ -459,6 +459,9 @@ class Worker:
             earlier = trial_folder(self.plan.settings, int(resumes))
             if (earlier / "checkpoint.pt").is_file() and not folder.exists():
                 os.replace(earlier, folder)
+        else:  # a fresh trial never continues what an earlier study left under its number
+            for name in ("checkpoint.pt", "best.pt"):
+                (folder / name).unlink(missing_ok=True)
         make_folder(folder)
         return folder
 
