@@ -157,18 +157,23 @@ class Above(Below):
 def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low: float | None = None,
            high: float | None = None, low_open: bool = False, high_open: bool = False,
            space: Space | None = None, active_when: dict[str, Iterable[Any] | Below] | None = None,
-           renamed_from: str | None = None) -> Any:
+           renamed_from: str | None = None, reading: bool = False) -> Any:
     """A dataclass field with its help text, its allowed ``choices`` or its range ``[low, high]``.
 
     ``low_open=True`` excludes ``low`` itself (e.g. a learning rate must be > 0), ``high_open=True`` excludes
     ``high``.  List and tuple defaults are copied per instance.  ``space``: the option's hyper-parameter search
     space; ``active_when``: ``{other option: values}`` (or ``Below(x)``) under which this option has an effect
-    (all must hold); ``renamed_from``: the option's former name, still accepted with a deprecation warning.
+    (all must hold); ``renamed_from``: the option's former name, still accepted with a deprecation warning;
+    ``reading``: the option chooses between readings of the paper (or between the paper and its official code),
+    each of its ``choices`` (or both values of a bool) one (:func:`readings_of`; ``recipes/readings.py`` measures
+    each against the default).
     """
+    if reading and choices is None and not isinstance(default, bool):
+        raise TypeError("a reading option needs choices (or a bool default): its alternatives are its values")
     when = {k: v if isinstance(v, Below) else tuple(v) for k, v in active_when.items()} if active_when else None
     metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
                 "low": low, "high": high, "low_open": low_open, "high_open": high_open,
-                "space": space, "active_when": when, "renamed_from": renamed_from}
+                "space": space, "active_when": when, "renamed_from": renamed_from, "reading": reading}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -177,6 +182,13 @@ def option(default: Any, help: str, *, choices: Iterable[Any] | None = None, low
 def choices_of(cls: type, name: str) -> tuple[Any, ...] | None:
     """The declared choices of option ``name`` of config class ``cls`` (None when free)."""
     return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
+
+
+def readings_of(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The reading options of config class ``cls`` (declared ``reading=True``) and the values each can take:
+    its choices, or ``(False, True)`` for a bool."""
+    return {f.name: f.metadata["choices"] or (False, True)
+            for f in dataclasses.fields(cls) if f.metadata.get("reading")}
 
 
 def space_of(cls: type, name: str) -> Space | None:
@@ -206,7 +218,8 @@ def describe_condition(condition: dict[str, Any] | None) -> str:
 
 def describe(meta: typing.Mapping[str, Any]) -> str:
     """``'[search: log-uniform 0.0001..0.01; when variant in micro]'`` for a field's metadata ('' if none)."""
-    parts = [f"search: {meta['space']}"] if meta.get("space") is not None else []
+    parts = ["reading"] if meta.get("reading") else []
+    parts += [f"search: {meta['space']}"] if meta.get("space") is not None else []
     if meta.get("active_when"):
         parts.append(f"when {describe_condition(meta['active_when'])}")
     return f"[{'; '.join(parts)}]" if parts else ""

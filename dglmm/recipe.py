@@ -222,6 +222,41 @@ def paper_table(head: list[str], rows: list[list[str]], metric: str = "R@20") ->
     return table + "\n" + ordering_agreement(labels, [a for _, a, _ in pairs], [b for _, _, b in pairs], metric)
 
 
+def reading_rows(model: str, dataset_name: str, files: list[str], sets: list[str],
+                 only: list[str] | None = None) -> list[tuple[str, list[str]]]:
+    """``(label, overrides)`` of each alternative value of the model's reading options (declared
+    ``reading=True``, :func:`dglmm.options.readings_of`): the values other than the option's value in the
+    resolved config of ``files`` and ``sets``, leaving out options that have no effect there (e.g. the InfoNCE
+    readings of a model whose contrastive term is off).  ``only``: these option names (``cl_items`` or
+    ``model.cl_items``); an unknown name is an :class:`InputError`."""
+    from dglmm.config import effective_options
+    from dglmm.options import readings_of
+
+    sections = model_sections(model)
+    config = resolve_model_config(model, dataset_name, files, [s for s in sets if not defines_sweep(s, sections)])
+    effective, inactive = effective_options(config, sections)
+    readings = {f"{section}.{name}": values for section, cls in sections.items()
+                for name, values in readings_of(cls).items()}
+    wanted = {o if "." in o else f"model.{o}": o for o in only or []}
+    unknown = [given for key, given in wanted.items() if key not in readings]
+    if unknown:
+        names = [key.removeprefix("model.") for key in readings]
+        raise InputError(f"--readings {', '.join(unknown)}: not a reading option of {model} (its readings: "
+                         f"{', '.join(names) or 'none'})")
+    rows = []
+    for key, values in readings.items():
+        section, name = key.split(".", 1)
+        if (wanted and key not in wanted) or key in inactive:
+            continue
+        current = effective[section][name]
+        rows += [(f"{name}={_plain_value(v)}", [f"{key}={_plain_value(v)}"]) for v in values if v != current]
+    return rows
+
+
+def _plain_value(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def paper_note(recipe: Recipe, paper_family: tuple[str, ...] = ("baby", "sports", "clothing"),
                family_name: str = "Amazon") -> str:
     """Says whether the run's data is the paper's family of data, or other data (compare orderings only)."""
@@ -246,8 +281,9 @@ def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -
     parser.add_argument("--tables", nargs="+", default=list(tables), choices=list(tables),
                         help="the tables and figures to regenerate")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of each row's selected grid point")
-    parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets,
-                        help="the paper's data whose numbers are printed beside dglmm's")
+    if paper_datasets:
+        parser.add_argument("--paper-dataset", default=paper_datasets[0], choices=paper_datasets,
+                            help="the paper's data whose numbers are printed beside dglmm's")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 seed, short training, patience 5, grids over lr only")
     parser.add_argument("--quick-epochs", type=int, default=30, help="epoch cap of --quick")

@@ -94,11 +94,11 @@ def test_tmfun_recipe_quick_tables(tmp_path, capsys):
 def test_every_recipe_states_its_expected_time(capsys):
     import re
 
-    for name in ("camgr", "micro", "slifmr", "tmfun"):
+    for name in ("camgr", "micro", "slifmr", "tmfun", "readings"):
         recipe = load_recipe(name)
         assert re.search(r"--quick[^.]*\d+ min", recipe.__doc__), name
         with pytest.raises(SystemExit):
-            recipe.main(["--help"])
+            recipe.main(["--help"] + (["-m", "mgcn"] if name == "readings" else []))
         text = " ".join(capsys.readouterr().out.split())
         assert re.search(r"Expected time: .*--quick[^.]*\d+ min", text), (name, text[-300:])
 
@@ -152,3 +152,58 @@ def test_recipe_resume_with_a_longer_budget_continues_rows_exactly(tmp_path, cap
     assert a["best_epochs"] == b["best_epochs"]
     lines = (extended / "runs" / "4-MF" / "seed0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_readings_recipe_runs_each_other_value_of_each_reading_against_the_defaults(tmp_path, capsys):
+    recipe = load_recipe("readings")
+    code = recipe.main(["-m", "freedom", "--quick", "--quick-epochs", "2", "--readings", "prune_schedule",
+                        "--out", str(tmp_path)])
+    assert code == 0
+    text = (next(tmp_path.glob("synthetic-all-*")) / "tables.txt").read_text()
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith(("(the", "prune_schedule"))}
+    assert set(lines) == {"(the", "prune_schedule=once", "prune_schedule=none"}  # the default "epoch" is the first row
+    summaries = json.loads((next(tmp_path.glob("synthetic-all-*")) / "summaries.json").read_text())["readings"]
+    default, once = summaries[0], summaries[1]
+    assert [o for o in once["overrides"] if o.startswith("model.")] == ["model.prune_schedule=once"]
+    assert not [o for o in default["overrides"] if o.startswith("model.")]
+    assert lines["prune_schedule=once"].split()[1] == f"{once['test']['recall@20']['mean']:.4f}"
+    assert " (p " in lines["prune_schedule=once"] and " (p " not in lines["(the"]
+
+
+def test_reading_rows_leave_out_the_current_value_and_options_without_effect(capsys):
+    from dglmm.errors import InputError
+    from dglmm.recipe import reading_rows
+
+    rows = dict(reading_rows("mgcn", "synthetic", [], []))
+    assert rows["cl_items=all"] == ["model.cl_items=all"] and "cl_items=batch" not in rows
+    assert rows["trainable_features=false"] == ["model.trainable_features=false"]
+    assert len(rows) == 11  # ten reading options, one other value each, two for l2_on
+    moved = dict(reading_rows("mgcn", "synthetic", [], ["model.cl_items=all"]))
+    assert "cl_items=batch" in moved and "cl_items=all" not in moved
+    assert "cl_distinct=true" not in moved  # cl_distinct has no effect over all items
+    assert not [label for label in dict(reading_rows("lattice", "synthetic", [], [])) if label.startswith("cl_")]
+    assert list(dict(reading_rows("mgcn", "synthetic", [], [], only=["knn_norm"]))) == ["knn_norm=rw"]
+    with pytest.raises(InputError, match="--readings bogus: not a reading option of mgcn"):
+        reading_rows("mgcn", "synthetic", [], [], only=["bogus"])
+
+
+def test_every_reading_option_is_documented_on_its_models_page():
+    from dglmm.config import section_classes
+    from dglmm.models import REGISTRY
+    from dglmm.options import readings_of
+
+    pages = {"lattice": "micro"}
+    for model, cls in REGISTRY.items():
+        page = (ROOT / "docs" / "models" / f"{pages.get(model, model)}.md").read_text()
+        for config in section_classes(cls.Config).values():
+            for name, values in readings_of(config).items():
+                assert len(values) >= 2, (model, name)
+                assert f"`{name}`" in page, f"{model}.{name} is a reading option missing from its page"
+
+
+def test_a_reading_option_needs_values_to_choose_from():
+    from dglmm.options import option
+
+    with pytest.raises(TypeError, match="a reading option needs choices"):
+        option(0.5, "a number is not a reading", reading=True)
+    assert option(True, "a bool is", reading=True).metadata["reading"]

@@ -147,39 +147,40 @@ class CAmgrConfig(MGCNConfig):
     knn_k: int = option(10, "top-k of the semantic graphs (eq. 11; searched over Fig. 3's sweep 5-25)", low=1,
                         space=IntRange(5, 25, step=5))
     knn_norm: str = option("rw", "eq. 12: 'rw' D^-1 S (paper) or 'sym' D^-1/2 S D^-1/2 (MGCN code)",
-                           choices=("rw", "sym"))
+                           choices=("rw", "sym"), reading=True)
     user_modality: str = option("mean", "users' modality representation: 'mean' of their items' (eq. 14) or "
-                                        "'sym' over sqrt(|N_u||N_i|) (MGCN)", choices=("mean", "sym"))
-    trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones")
+                                        "'sym' over sqrt(|N_u||N_i|) (MGCN)", choices=("mean", "sym"), reading=True)
+    trainable_features: bool = option(False, "fine-tune the item features (MGCN code) instead of fixed ones",
+                                      reading=True)
     linear_init: str = option("xavier", "initialisation of the alignment (eq. 1) and purifier gates (eqs. 5-6): "
                                         "'xavier' (section 4.3) or PyTorch 'default' (MGCN code)",
-                              choices=("xavier", "default"))
+                              choices=("xavier", "default"), reading=True)
     fusion_softmax: str = option("modalities", "with fusion='attention', MGCN's eq. 12 softmax over the "
                                                "'modalities' of each node (MGCN code) or over all 'nodes'",
-                                 choices=("modalities", "nodes"), active_when=_MGCN_FUSER)
+                                 choices=("modalities", "nodes"), active_when=_MGCN_FUSER, reading=True)
     fusion_mean: str = option("with_common", "with fusion='attention', MGCN's eq. 15: 'with_common' (code) or "
                                              "'specific' (MGCN paper)", choices=("with_common", "specific"),
-                              active_when=_MGCN_FUSER)
+                              active_when=_MGCN_FUSER, reading=True)
     cl_weight: float = option(0.01, "alpha_1 of eq. 31 (Table 4: best 0.01; searched over Table 4's grid)",
                               low=0.0, space=Categorical((0.001, 0.01, 0.1)))
     cl_temperature: float = option(0.2, "tau of eq. 30 (searched over the documented range 0.1-1.0)", low=0.0,
                                    low_open=True, space=Uniform(0.1, 1.0, step=0.1), active_when=_INFO)
     cl_critic: str = option("cosine", "critic of eq. 30: 'cosine' (MGCN code) or 'dot' (as printed)",
-                            choices=CRITICS, active_when=_INFO, renamed_from="cl_similarity")
+                            choices=CRITICS, active_when=_INFO, renamed_from="cl_similarity", reading=True)
     cl_items: str = option("batch", "InfoNCE over the 'batch' users/positive items (MGCN code) or 'all'",
-                           choices=("batch", "all"), renamed_from="cl_nodes")
+                           choices=("batch", "all"), renamed_from="cl_nodes", reading=True)
     cl_distinct: bool = option(True, "InfoNCE over each distinct batch user/item once (True) or every batch row, "
                                      "repeats included (False, MGCN code)",
-                               active_when={"cl_items": ("batch",), **_INFO})
+                               active_when={"cl_items": ("batch",), **_INFO}, reading=True)
     l2_on: str = option("final", "L2 (alpha_2) on the 'final' batch embeddings (MGCN code), the batch's 'ego' ID "
                                  "embeddings, or 'all' parameters (eq. 31 as printed)",
-                        choices=("final", "ego", "all"))
+                        choices=("final", "ego", "all"), reading=True)
     # -- CAmgr's own ------------------------------------------------------------------------------------------
     variant: str = option("camgr", "Table 3: camgr, 'w/o IUID' (no ID purification), 'w/o CAFF' (mean fusion)",
                           choices=VARIANTS)
     id_guide: str = option("item+users", "ID part of eqs. 5-6: 'item+users' H_i + U_bar_i (paper) or 'item' "
                                          "H_i alone (MGCN's purifier)", choices=("item+users", "item"),
-                           active_when={"variant": ("camgr", "w/o CAFF")})
+                           active_when={"variant": ("camgr", "w/o CAFF")}, reading=True)
     ui_view: str = option("gat", "user-item view: 'gat' (eqs. 7-9) or 'lightgcn' (MGCN's)",
                           choices=("gat", "lightgcn"))
     fusion: str = option("cross_attention", "fusion: 'cross_attention' (eqs. 15-26) or 'attention' (MGCN's "
@@ -188,19 +189,19 @@ class CAmgrConfig(MGCNConfig):
     query_modality: str | None = option(None, "modality giving Q (eq. 16); None: text, else the first "
                                               "non-image one; K and V come from the others (eqs. 15, 17)",
                                         active_when=_CROSS)
-    gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"), active_when=_GAT)
+    gat_activation: str = option("relu", "sigma of eq. 7", choices=("relu", "none"), active_when=_GAT, reading=True)
     gat_transform: str = option("learned", "W^l of eq. 7: 'learned' (Xavier-initialised) or 'identity' (W^l = I, "
                                            "attention-weighted propagation)",
-                                choices=("learned", "identity"), active_when=_GAT)
+                                choices=("learned", "identity"), active_when=_GAT, reading=True)
     gat_negative_slope: float = option(0.2, "LeakyReLU slope of eq. 8", low=0.0, active_when=_GAT)
     gat_self_loops: bool = option(False, "N(n) of eq. 7 includes n itself (GAT's N_i, PyG GATConv's default)",
-                                  active_when=_GAT)
+                                  active_when=_GAT, reading=True)
     knn_source: str = option("raw", "semantic graphs from 'raw' features (MGCN code) or 'purified' H'' "
-                                    "(rebuilt at every epoch's first batch)", choices=("raw", "purified"))
+                                    "(rebuilt at every epoch's first batch)", choices=("raw", "purified"), reading=True)
     attention_axis: str = option("channels", "what QK^T of eq. 18 attends over: 'channels' (d x d: the paper's "
                                              "d x N matrices read literally) or 'nodes' (N x N over all user and "
                                              "item tokens, chunked)", choices=("channels", "nodes"),
-                                 active_when=_CROSS)
+                                 active_when=_CROSS, reading=True)
     token_set: str = option("all", "keys of the cross-attention in training: 'all' nodes, a 'sampled' subset "
                                    "of n_key_tokens, or the 'batch' nodes (evaluation: eval_token_set)",
                             choices=("all", "sampled", "batch"), active_when={"attention_axis": ("nodes",)})
@@ -215,7 +216,7 @@ class CAmgrConfig(MGCNConfig):
                                   active_when=_CROSS)
     mlp_hidden: int = option(64, "hidden width of the MLPs of eqs. 20 and 23", low=1, high=MAX_DIM, active_when=_CROSS)
     mlp_init: str = option("default", "last layer of the MLPs of eqs. 20/23: PyTorch 'default' or 'zero' (H = R at "
-                                      "initialisation)", choices=("default", "zero"), active_when=_CROSS)
+                                      "initialisation)", choices=("default", "zero"), active_when=_CROSS, reading=True)
 
     def check_options(self, section: str = "model") -> None:
         """``token_set`` chooses keys of the attention over nodes: with ``channels`` only ``all`` exists."""

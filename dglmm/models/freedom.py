@@ -77,14 +77,15 @@ class FREEDOMConfig(ModelConfig):
     item_layers: int = option(1, "L_ii: hops on the frozen item-item graph (eqs. 7-8; official 1)", low=0,
                               high=MAX_LAYERS)
     item_graph_weights: str = option("binary", "S^m of eq. 2: 'binary' top-k (paper, official code) or the graph's "
-                                     "'cosine' weights (LATTICE's frozen graph)", choices=("binary", "cosine"))
+                                     "'cosine' weights (LATTICE's frozen graph)", choices=("binary", "cosine"),
+                                     reading=True)
     image_weight: float = option(0.1, "alpha of the image modality in eq. 4 (official mm_image_weight); the others "
                                  "share 1 - alpha equally", low=0.0, high=1.0)
     prune_ratio: float = option(0.8, "rho: share of the training interactions dropped (eq. 5; searched over the "
                                 "paper's grid {0.8, 0.9})", low=0.0, high=1.0, high_open=True,
                                 space=Categorical((0.8, 0.9)), active_when=_PRUNING)
     prune_schedule: str = option("epoch", "resample the pruned graph every 'epoch' (official), 'once', or 'none'",
-                                 choices=("epoch", "once", "none"))
+                                 choices=("epoch", "once", "none"), reading=True)
     prune_seed: int | None = option(None, "seed of the pruning draws (None: drawn from the run's seed); with the "
                                     "epoch it re-derives every pruned graph", low=0, active_when=_PRUNING)
     modality_bpr_weight: float = option(1e-4, "lambda of eq. 13: weight of the BPR terms on projected features "
@@ -92,7 +93,8 @@ class FREEDOMConfig(ModelConfig):
                                         low=0.0, space=Categorical((0.0, 1e-5, 1e-4, 1e-3)))
     trainable_features: bool = option(True, "fine-tune the raw features through the modality BPR (official code) "
                                       "or keep them fixed (with 4096-d features Adam's update of the whole matrix "
-                                      "makes an epoch about 3x longer)", active_when={"modality_bpr_weight": Above(0.0)})
+                                      "makes an epoch about 3x longer)", active_when={"modality_bpr_weight": Above(0.0)},
+                                      reading=True)
     backend: str = option("csr", "propagation: 'csr' (torch.sparse, fixed weights) or 'dgl' (message passing)",
                           choices=("csr", "dgl"))
 

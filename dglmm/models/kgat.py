@@ -92,32 +92,32 @@ class KGATConfig(ModelConfig):
     attention: str = option("epoch", "pi recomputed after each 'epoch' without gradient (paper's "
                             "algorithm, PyTorch port), every forward with gradient ('batch'), or 'none' (the "
                             "initial per-relation mean: w/o Att, and what official runs propagate with)",
-                            choices=("epoch", "batch", "none"))
+                            choices=("epoch", "batch", "none"), reading=True)
     layer_norm: str = option("l2", "each propagated layer before eq. 11's concatenation: 'l2'-normalised (official "
-                             "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"))
+                             "code) or 'none' (eq. 11 as printed)", choices=("l2", "none"), reading=True)
     kg_loss: bool = option(True, "train the TransR loss L_KG (false: KGAT w/o KGE)")
     kg_schedule: str = option("alternate", "'alternate': all CF batches, then the TransR batches, every epoch "
                               "(official); 'joint': L_KG added to each CF batch", choices=("alternate", "joint"),
-                              active_when=_KG_LOSS)
+                              active_when=_KG_LOSS, reading=True)
     kg_optimizer: str = option("separate", "alternate schedule: the TransR phase stepped by an Adam of its own "
                                "('separate', official opt2) or by the CF one ('shared')",
                                choices=("separate", "shared"),
-                               active_when={**_KG_LOSS, "kg_schedule": ("alternate",)})
+                               active_when={**_KG_LOSS, "kg_schedule": ("alternate",)}, reading=True)
     kg_batch_size: int = option(2048, "TransR batch size, n_triples // size + 1 batches per epoch (2048: the "
                                 "PyTorch port; the official code runs n_triples // 2048 + 1 batches of "
                                 "n_KG_triples // (n_train // batch_size) heads); 0: as many batches as CF "
                                 "batches. Cost on Book-Crossing: the TransR phase is half of an epoch of about "
                                 "55x MF's (benchmarks/bench_kgat.py)", low=0, active_when=_KG_LOSS)
     kg_sampling: str = option("head", "KG batch: heads uniform then a triple ('head', official) or triples uniform",
-                              choices=("head", "edge"), active_when=_KG_LOSS)
+                              choices=("head", "edge"), active_when=_KG_LOSS, reading=True)
     kg_reg_weight: float = option(1e-5, "L2 weight on the projected TransR embeddings (official 1e-5; searched over "
                                   "the documented range 1e-6..1e-3)", low=0.0, space=LogUniform(1e-6, 1e-3),
                                   active_when=_KG_LOSS)
     bias_init: str = option("xavier", "aggregator biases: 'xavier' over [1, d_out] (official b_gc/b_bi) or 'zero'",
-                            choices=BIAS_INITS)
+                            choices=BIAS_INITS, reading=True)
     embedding_init: str = option("per_table", "xavier bounds of the layer-0 embeddings: users and entities as two "
                                  "tables ('per_table', official) or as 'one_table'",
-                                 choices=("per_table", "one_table"))
+                                 choices=("per_table", "one_table"), reading=True)
     pretrain: str | None = option(None, "a dglmm MF run folder (or its best.pt) whose user/item embeddings "
                                   "initialise KGAT's (official --pretrain -1); None: xavier init")
 

@@ -19,7 +19,7 @@ class LightGCNConfig(ModelConfig):
                            low=0, high=MAX_LAYERS, space=IntRange(1, 4))
     backend: str = option("csr", "'csr' (fast, fixed weights) or 'dgl' (multi_update_all)", choices=("csr", "dgl"))
     adjacency: str = option("sym", "'sym' D^-1/2 A D^-1/2 (paper) or 'rw_self_loops' D^-1 (A + I)",
-                            choices=("sym", "rw_self_loops"))
+                            choices=("sym", "rw_self_loops"), reading=True)
 
 
 @register

@@ -74,32 +74,34 @@ class MGCNConfig(ModelConfig):
                               high=MAX_LAYERS)
     knn_k: int = option(10, "neighbours per item in each modality's kNN graph (eq. 7)", low=1)
     knn_norm: str = option("sym", "eq. 8: 'sym' D^-1/2 S D^-1/2 (paper and code) or 'rw' D^-1 S",
-                           choices=("sym", "rw"))
+                           choices=("sym", "rw"), reading=True)
     user_modality: str = option("sym", "users' modality representation (eq. 10): 'sym' sum of their items' over "
                                        "sqrt(|N_u||N_i|) (paper and code) or 'mean' of their items'",
-                                choices=("sym", "mean"))
+                                choices=("sym", "mean"), reading=True)
     trainable_features: bool = option(True, "fine-tune the item features (the code's trainable embedding) "
-                                            "instead of keeping the extracted ones fixed")
+                                            "instead of keeping the extracted ones fixed", reading=True)
     linear_init: str = option("default", "initialisation of the projections (eq. 1) and purifier gates (eq. 2): "
-                                         "PyTorch 'default' (code) or 'xavier' weights", choices=("default", "xavier"))
+                                         "PyTorch 'default' (code) or 'xavier' weights", choices=("default", "xavier"),
+                                         reading=True)
     fusion_softmax: str = option("modalities", "axis of eq. 12's softmax: over the 'modalities' of each node "
                                                "(code) or over all 'nodes' per modality (eq. 12 read literally)",
-                                 choices=("modalities", "nodes"))
+                                 choices=("modalities", "nodes"), reading=True)
     fusion_mean: str = option("with_common", "eq. 15: 'with_common' (E_s + sum_m P_m E~_m) / (|M|+1) (code) or "
                                              "'specific' E_s + mean_m P_m E~_m (paper)",
-                              choices=("with_common", "specific"))
+                              choices=("with_common", "specific"), reading=True)
     cl_weight: float = option(0.01, "lambda_C of eq. 19 (searched over the code's grid {0.001, 0.01, 0.1})",
                               low=0.0, space=Categorical((0.001, 0.01, 0.1)))
     cl_temperature: float = option(0.2, "tau of eq. 16 (0.2 in the code)", low=0.0, low_open=True,
                                    active_when=_INFO)
     cl_critic: str = option("cosine", "critic of eq. 16: 'cosine' (code) or 'dot' (as printed)", choices=CRITICS,
-                            active_when=_INFO)
+                            active_when=_INFO, reading=True)
     cl_items: str = option("batch", "InfoNCE over the 'batch' users and positive items (code) or 'all' (eq. 16)",
-                           choices=("batch", "all"), active_when=_INFO)
+                           choices=("batch", "all"), active_when=_INFO, reading=True)
     cl_distinct: bool = option(False, "InfoNCE over each distinct batch user/item once (True) or every batch row, "
-                                      "repeats included (False, code)", active_when=_BATCH_ROWS)
+                                      "repeats included (False, code)", active_when=_BATCH_ROWS, reading=True)
     l2_on: str = option("final", "L2 (reg_weight) on the 'final' batch embeddings (code), the batch's 'ego' ID "
-                                 "embeddings, or 'all' parameters (eq. 19)", choices=("final", "ego", "all"))
+                                 "embeddings, or 'all' parameters (eq. 19)", choices=("final", "ego", "all"),
+                                 reading=True)
 
 
 @register

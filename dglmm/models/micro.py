@@ -107,7 +107,7 @@ class MICROConfig(_CL, ModelConfig):
                             "range around the paper's 2)", low=0, high=MAX_LAYERS, space=IntRange(1, 4),
                             active_when={"backbone": ("lightgcn", "ngcf")})
     ui_adjacency: str = option("sym", "backbone adjacency: 'sym' (LightGCN) or 'rw_self_loops' (official code)",
-                               choices=ADJACENCIES, active_when={"backbone": ("lightgcn",)})
+                               choices=ADJACENCIES, active_when={"backbone": ("lightgcn",)}, reading=True)
     modalities: list[str] | None = option(None, "modalities used (None: all the graph has; Table 6 subsets)")
     item_layers: int = option(1, "item graph convolution layers L (eq. 6)", low=0, high=MAX_LAYERS, active_when=_STRUCTURE)
     knn_k: int = option(10, "neighbours of the learned graph (eq. 2); the frozen one uses graph.knn_k (searched "
@@ -117,18 +117,18 @@ class MICROConfig(_CL, ModelConfig):
                                  "the documented range 0.1-0.9)", low=0.0, high=1.0,
                                  space=Uniform(0.1, 0.9, step=0.1), active_when=_STRUCTURE)
     graph_update: str = option("epoch", "rebuild the learned graph: 'epoch' (batch 0), 'batch', 'every_n'",
-                               choices=SCHEDULES, active_when=_LEARNED)
+                               choices=SCHEDULES, active_when=_LEARNED, reading=True)
     graph_update_every: int = option(1, "N of graph_update='every_n' (in epochs)", low=1,
                                      active_when={"graph_update": ("every_n",)})
     trainable_features: bool = option(False, "fine-tune the raw modality features (official code) or keep them "
-                                      "fixed", renamed_from="train_features")
+                                      "fixed", renamed_from="train_features", reading=True)
     cl_modality_reduction: str = option("mean", "'mean' over modalities (eq. 9) or 'sum' (official code)",
-                                        choices=("mean", "sum"), active_when=_CONTRASTIVE)
+                                        choices=("mean", "sum"), active_when=_CONTRASTIVE, reading=True)
     orth_weight: float = option(0.01, "beta_S of eq. 19 (the paper gives no value; searched over the documented "
                                 "range 1e-3..1e-1)", low=0.0, space=LogUniform(1e-3, 1e-1),
                                 active_when={"variant": tuple(v for v, f in VARIANTS.items() if f["specific"])})
     l2_on: str = option("final", "L2 on 'final' batch embeddings (official code) or 'ego' (layer 0)",
-                        choices=("final", "ego"))
+                        choices=("final", "ego"), reading=True)
 
 
 class ItemViews(NamedTuple):

@@ -24,12 +24,13 @@ class NGCFConfig(ModelConfig):
                            space=IntRange(1, 4))
     message_dropout: float = option(0.1, "dropout on each layer output (searched over the paper's grid "
                                     "{0.0, 0.1, ..., 0.8})", low=0.0, high=1.0, space=Uniform(0.0, 0.8, step=0.1))
-    normalize_layers: bool = option(True, "L2-normalise each layer output before concatenation (official code)")
+    normalize_layers: bool = option(True, "L2-normalise each layer output before concatenation (official code)",
+                                    reading=True)
     backend: str = option("csr", "'csr' or 'dgl' propagation", choices=("csr", "dgl"))
     layer_combination: str = option("concat", "'concat' the layer outputs (paper) or 'mean' (d-dimensional)",
                                     choices=("concat", "mean"))
     bias_init: str = option("zero", "biases of W1, W2: 'zero' (the paper is silent) or 'xavier' over [1, d] "
-                                    "(the official code's b_gc/b_bi)", choices=BIAS_INITS)
+                                    "(the official code's b_gc/b_bi)", choices=BIAS_INITS, reading=True)
 
 
 class NGCFLayer(nn.Module):

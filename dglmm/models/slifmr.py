@@ -137,13 +137,13 @@ class SLIFMRConfig(_CL, ModelConfig):
                             low=0, high=MAX_LAYERS, space=IntRange(1, 3),
                             active_when=_with("kg"))
     mm_input: str = option("id", "x_tilde^0 of eq. 9: item ID embedding or projected raw 'features'",
-                           choices=("id", "features"), active_when=_with("mm"))
+                           choices=("id", "features"), active_when=_with("mm"), reading=True)
     mm_exclude_self: bool = option(True, "eq. 9 sums over j != i: drop the kNN graphs' self edges",
-                                   active_when=_with("mm"))
+                                   active_when=_with("mm"), reading=True)
     alpha_param: str = option("softmax", "alpha_m of eq. 5: 'softmax' of learnable logits or 'raw' weights",
-                              choices=("softmax", "raw"), active_when=_with("mm"))
+                              choices=("softmax", "raw"), active_when=_with("mm"), reading=True)
     kg_item_embedding: str = option("shared", "items' KG embedding: their ID embedding or a 'separate' table",
-                                    choices=("shared", "separate"), active_when=_with("kg"))
+                                    choices=("shared", "separate"), active_when=_with("kg"), reading=True)
     kg_relation_dim: int = option(0, "rows of W_r (eq. 11); 0: the embedding size (W_r is d x d)", low=0, high=MAX_DIM,
                                   active_when=_with("kg"))
     kg_projection: str = option("blocks", "W_r x of eq. 11: per distinct (node, relation) in relation "
@@ -151,10 +151,10 @@ class SLIFMRConfig(_CL, ModelConfig):
                                 choices=("blocks", "gather_mm"), active_when=_with("kg"))
     kg_attention_update: str = option("batch", "eq. 11 scores recomputed with gradient in every forward ('batch') "
                                       "or once per epoch without gradient ('epoch', KGAT's schedule)",
-                                      choices=("batch", "epoch"), active_when=_with("kg"))
+                                      choices=("batch", "epoch"), active_when=_with("kg"), reading=True)
     kg_attention: str = option("layer0", "eq. 11 scores from layer-0 embeddings or from each layer's input",
                                choices=("layer0", "per_layer"),
-                               active_when={**_with("kg"), "kg_attention_update": ("batch",)})
+                               active_when={**_with("kg"), "kg_attention_update": ("batch",)}, reading=True)
     prune_ratio: float = option(0.1, "share of interactions and KG triples dropped in training (eq. 6)",
                                 low=0.0, high=1.0, high_open=True, active_when=_PRUNING)
     prune_schedule: str = option("epoch", "resample the pruned graphs every 'epoch', 'once', or 'none'",
@@ -167,11 +167,12 @@ class SLIFMRConfig(_CL, ModelConfig):
     graph_update_every: int = option(1, "epochs between correlate rebuilds (Table IV); first after epoch 1",
                                      low=1, active_when=_with("sge"), renamed_from="update_interval")
     sge_mode: str = option("replace", "eq. 18: G^n 'replace's G^(n-1) or 'keep' = mean of the last two",
-                           choices=("replace", "keep"), active_when=_with("sge"))
+                           choices=("replace", "keep"), active_when=_with("sge"), reading=True)
     sge_keep_self: bool = option(False, "an item may be its own correlate neighbour",
-                                 active_when=_with("sge"))
+                                 active_when=_with("sge"), reading=True)
     cl_denominator: str = option("others", "eq. 19 denominator: j != i ('others', as written) or 'all'",
-                                 choices=("others", "all"), active_when=_with("cl"), renamed_from="inter_denominator")
+                                 choices=("others", "all"), active_when=_with("cl"), renamed_from="inter_denominator",
+                                 reading=True)
     cl_negatives: int = option(0, "0: every anchor's negatives are all anchors (eq. 19); k > 0: k sampled",
                                low=0, active_when=_with("cl"), renamed_from="inter_negatives")
     cl_precision: str = option("float32", "L_inter logits, exp and gradient product in 'float32' (exact) or "
@@ -181,7 +182,7 @@ class SLIFMRConfig(_CL, ModelConfig):
                                  low=0.0, space=Categorical((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)),
                                  active_when=_with("cl"))
     intra_loss: str = option("uniformity", "eq. 21: 'uniformity' (log mean exp) or the 'literal' formula",
-                             choices=("uniformity", "literal"), active_when=_with("cl"))
+                             choices=("uniformity", "literal"), active_when=_with("cl"), reading=True)
     intra_t: float = option(2.0, "t of eq. 21", low=0.0, low_open=True, active_when=_with("cl"))
     intra_max_items: int = option(1024, "uniformity over this many sampled items (0: all; O(n^2))", low=0,
                                   active_when=_with("cl"))

@@ -87,7 +87,7 @@ class TMFUNConfig(_CL, ModelConfig):
     modalities: list[str] | None = option(None, "modalities used (None: every one the graph has)")
     graph_input: str = option("id", "what the item graphs convolve: item 'id' embeddings (as MICRO's and FREEDOM's "
                               "code) or projected 'features' W_m x^m (section 2.2 is silent)", choices=("id", "features"),
-                              active_when=_FEATURES)
+                              active_when=_FEATURES, reading=True)
     item_layers: int = option(1, "propagation layers on S^m and G_M", low=1, high=MAX_LAYERS)
     item_backend: str = option("csr", "item graph propagation: 'csr' (torch.sparse, fixed weights, faster) or "
                                "'dgl' (update_all); proven equal in the tests", choices=ITEM_BACKENDS)
@@ -97,13 +97,13 @@ class TMFUNConfig(_CL, ModelConfig):
         None, "mu_m of h^f (eq. 5) per modality, normalised to sum 1 (None: equal)", low=0.0,
                                                 active_when=_FEATURES)
     fusion_input: str = option("graph", "h^m of eqs. 5, 8, 10: modality 'graph' outputs x~^m or 'projected' "
-                               "features W_m x^m", choices=("graph", "projected"), active_when=_FEATURES)
+                               "features W_m x^m", choices=("graph", "projected"), active_when=_FEATURES, reading=True)
     cl_anchor: str = option("cf", "h^i of eq. 8: 'cf' item output x~i or the 'fusion' h^f",
-                            choices=("cf", "fusion"), active_when=_FEATURES)
+                            choices=("cf", "fusion"), active_when=_FEATURES, reading=True)
     attention: str = option("user", "eq. 2 query: 'user' x~u (per interaction) or 'item' (one learned query)",
-                            choices=("user", "item"), active_when=_ATTENTION)
+                            choices=("user", "item"), active_when=_ATTENTION, reading=True)
     user_rep: str = option("cf", "y^u of eqs. 7, 10: 'cf' x~u or 'cf+items' x~u + mean h^f of the user's items",
-                           choices=("cf", "cf+items"), active_when=_FEATURES)
+                           choices=("cf", "cf+items"), active_when=_FEATURES, reading=True)
     mmbpr_weight: float = option(1e-3, "alpha of eq. 11 (paper's best on Baby 1e-3; searched over the documented "
                                  "range 1e-4..1e-1)", low=0.0, space=LogUniform(1e-4, 1e-1),
                                  active_when=_FEATURES)

@@ -49,7 +49,7 @@ GROUP: dict[str, tuple[type, str, Any, dict[str, Any]]] = {
     "temperature": (float, "InfoNCE temperature tau", 0.5, dict(low=0.0, low_open=True)),
     "critic": (str, "InfoNCE logits: 'cosine' similarity or raw 'dot' product", "cosine", dict(choices=CRITICS)),
     "items": (str, "InfoNCE over 'all' items every batch or the 'batch' items", "all",
-              dict(choices=CONTRASTIVE_ITEMS)),
+              dict(choices=CONTRASTIVE_ITEMS, reading=True)),
     "max_items": (int, "InfoNCE over a random subset of at most this many of those items per batch; 0: all of "
                        "them (O(rows^2 d) per batch)", 1024, dict(low=0)),
     "chunk_size": (int, "InfoNCE rows per chunk beyond this many rows (memory O(chunk x rows))", 1024, dict(low=1)),
