@@ -14,9 +14,9 @@ when there are several), and the validation metric each row was selected on.  A 
 is searched on validation for every row alike.  Options that have no effect in the configuration (e.g. the
 InfoNCE readings of a model without its contrastive term) are left out.
 
-Expected time: ``-m mgcn --quick`` on the synthetic data (10 rows, one seed, 30 epochs) took 2 min on one
-thread while two other jobs shared the 2-core machine; on TikTok each row costs what a training run of the
-model does there (MGCN: about 6 s per epoch).
+Expected time: ``-m mgcn --quick`` on the synthetic data (12 rows, one seed, at most 30 epochs) took 3 min
+of wall time on one thread while two other jobs shared the 2-core machine; on real data each row costs what a
+training run of the model costs there.
 """
 
 from __future__ import annotations
