@@ -288,6 +288,8 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert "small mf done: 2 trials" in capsys.readouterr().out
     page = (tmp_path / "docs" / "results.md").read_text()
     assert "Run in 2 invocations of the command" in page and "0 studies finished, 0 workers, interrupted)" in page
+    assert re.search(r"Wall time of the 2 invocations whose end is recorded \('\?': the machine stopped before the "
+                     r"first record\): \d+ s\.", page)
     rows = trial_rows(study)
     assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run

@@ -267,7 +267,18 @@ def _sessions(out: Path) -> str:
     parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ("
              f"{_count(s.get('finished', 0), 'study', 'studies')} finished, {_count(s['workers'], 'worker')}"
              + (", interrupted" if s.get("interrupted") else "") + ")" for s in sessions]
-    return f"Run in {_count(len(sessions), 'invocation')} of the command: " + "; ".join(parts) + "."
+    timed = [_elapsed(s) for s in sessions if "last" in s]
+    wall = (f" Wall time of the {_count(len(timed), 'invocation')} whose end is recorded ('?': the machine stopped "
+            f"before the first record): {_duration(sum(timed))}." if timed else "")
+    return f"Run in {_count(len(sessions), 'invocation')} of the command: " + "; ".join(parts) + "." + wall
+
+
+def _elapsed(session: dict) -> float:
+    """Seconds from an invocation's start to the last time it was seen running."""
+    import datetime
+
+    start, last = (datetime.datetime.strptime(session[k], "%Y-%m-%d %H:%M:%S") for k in ("started", "last"))
+    return (last - start).total_seconds()
 
 
 def _count(n: int, one: str, many: str = "") -> str:
