@@ -25,6 +25,7 @@ import sys
 
 from dglmm.recipe import (
     Recipe,
+    cell,
     compare_rows,
     format_table,
     reading_rows,
@@ -52,8 +53,7 @@ def readings(r: Recipe) -> str:
 
 
 def _row(label: str, summary: dict, default: dict | None) -> list[str]:
-    test, valid = summary["test"], summary["valid"]
-    cells = [label] + [_stat(test[m]) for m in METRICS]
+    cells = [label] + [cell(summary, m) for m in METRICS]
     comparison = compare_rows(summary, default, ["recall@20"]) if default is not None else None
     if comparison:
         c = comparison[0]
@@ -61,11 +61,7 @@ def _row(label: str, summary: dict, default: dict | None) -> list[str]:
     else:
         cells.append("")
     best = ", ".join(str(e) for e in summary["best_epochs"])
-    return cells + [_stat(valid[summary["metric"]]), best]
-
-
-def _stat(stats: dict) -> str:
-    return f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if stats.get("std") else "")
+    return cells + [cell(summary, summary["metric"], group="valid"), best]
 
 
 def _note(r: Recipe) -> str:

@@ -351,6 +351,12 @@ def enqueue_resumption(study: Any, trial: Any) -> bool:
     return True
 
 
+def _drop_checkpoints(folder: Path) -> None:
+    """Remove a trial folder's ``checkpoint.pt`` and ``best.pt`` (its ``metrics.jsonl`` stays)."""
+    for name in ("checkpoint.pt", "best.pt"):
+        (folder / name).unlink(missing_ok=True)
+
+
 def trial_folder(settings: TuneSettings, number: int) -> Path:
     """Where trial ``number`` checkpoints (``checkpoint.pt``, ``best.pt``) and logs (``metrics.jsonl``)."""
     return settings.folder / "trials" / str(number)
@@ -434,8 +440,7 @@ class Worker:
             if isinstance(error, (KeyboardInterrupt, SystemExit)):  # a broken configuration is not run again
                 enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id))
             raise
-        for name in ("checkpoint.pt", "best.pt"):  # a finished trial is never resumed; its curve stays
-            (folder / name).unlink(missing_ok=True)
+        _drop_checkpoints(folder)  # a finished trial is never resumed; its curve stays
         best = trainer.best
         # a pruned or diverged trial stops inside an epoch that the history does not hold yet
         trial.set_user_attr("epochs_run", len(trainer.history) + (state != TrialState.COMPLETE))
@@ -460,8 +465,7 @@ class Worker:
             if (earlier / "checkpoint.pt").is_file() and not folder.exists():
                 os.replace(earlier, folder)
         else:  # a fresh trial never continues what an earlier study left under its number
-            for name in ("checkpoint.pt", "best.pt"):
-                (folder / name).unlink(missing_ok=True)
+            _drop_checkpoints(folder)
         make_folder(folder)
         return folder
 
