@@ -287,9 +287,12 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert main(board_args(tmp_path, spec, "--readme", "")) == 0
     assert "small mf done: 2 trials" in capsys.readouterr().out
     page = (tmp_path / "docs" / "results.md").read_text()
-    assert "Run in 2 invocations of the command" in page and "0 studies finished, 0 workers, interrupted)" in page
-    assert re.search(r"Wall time of the 2 invocations whose end is recorded \('\?': the machine stopped before the "
-                     r"first record\): \d+ s\.", page)
+    assert re.search(r"Run in 2 invocations of the command, \S+ \S+ to \S+ \S+ UTC; wall time \d+ s over the 2 "
+                     r"invocations whose end is recorded", page)
+    when = page[page.index("## When the board ran"):]
+    assert re.search(r"\| 1 \| [-\d]+ [:\d]+ \| [-\d]+ [:\d]+ \| \d+ s \| 0 \| 0 \| interrupted \|", when)
+    assert re.search(r"\| 2 \| [-\d]+ [:\d]+ \| [-\d]+ [:\d]+ \| \d+ s \| 0 \| 1 \| all its studies done \|", when)
+    assert re.search(r"Wall time of the 2 invocations with a recorded end: \d+ s\.", when)
     rows = trial_rows(study)
     assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run

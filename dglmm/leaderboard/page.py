@@ -166,7 +166,7 @@ def render(board: Board, command: str, page: Path) -> tuple[str, dict[str, bytes
         if entries:
             body += table(board, entries)
         body += _notes(section, entries, board.spec.budget)
-    body += _questions(board, digest)
+    body += _questions(board, digest) + sessions_table(board.out)
     header = _header(board, command, digest)
     return "\n".join(header + body) + "\n", images, digest
 
@@ -261,16 +261,41 @@ def _seed_seconds(entry: dict) -> float:
 
 
 def _sessions(out: Path) -> str:
+    """The header's sentence on the invocations (the table at the end of the page lists them)."""
     sessions = read_sessions(out)
     if not sessions:
         return ""
-    parts = [f"{s['started'][:16]} to {s['last'][11:16] if 'last' in s else '?'} UTC ("
-             f"{_count(s.get('finished', 0), 'study', 'studies')} finished, {_count(s['workers'], 'worker')}"
-             + (", interrupted" if s.get("interrupted") else "") + ")" for s in sessions]
     timed = [_elapsed(s) for s in sessions if "last" in s]
-    wall = (f" Wall time of the {_count(len(timed), 'invocation')} whose end is recorded ('?': the machine stopped "
-            f"before the first record): {_duration(sum(timed))}." if timed else "")
-    return f"Run in {_count(len(sessions), 'invocation')} of the command: " + "; ".join(parts) + "." + wall
+    span = f"{sessions[0]['started'][:16]} to {sessions[-1].get('last', sessions[-1]['started'])[:16]} UTC"
+    wall = (f"; wall time {_duration(sum(timed))} over the {_count(len(timed), 'invocation')} whose end is recorded"
+            if timed else "")
+    return (f"Run in {_count(len(sessions), 'invocation')} of the command, {span}{wall} (listed under \"When the "
+            "board ran\" at the end of the page).")
+
+
+def sessions_table(out: Path) -> list[str]:
+    """The section "When the board ran": one row per invocation with its start, the last time it was seen
+    running, its wall time, workers, studies finished and how it ended."""
+    sessions = read_sessions(out)
+    if not sessions:
+        return []
+    lines = ["", "## When the board ran", "",
+             "Each invocation of the command: its start, the last time it was seen running (a study ended, or its "
+             "periodic record while the workers ran), the wall time between the two and how it ended (interrupted: "
+             "Ctrl-C or SIGTERM, the studies it cut resume on the next run; '?': no end recorded, still running "
+             "or stopped by the machine, its wall time a lower bound, or unknown without any record).", "",
+             "| # | started (UTC) | last seen (UTC) | wall time | workers | studies finished | ended |",
+             "|---|---|---|---|---|---|---|"]
+    for number, s in enumerate(sessions, 1):
+        last = s.get("last")
+        ended = ("interrupted" if s.get("interrupted") else "?" if last is None
+                 else "all its studies done" if s.get("finished", 0) + s.get("failed", 0) >= s.get("to_run", 0)
+                 else "?")
+        lines.append(f"| {number} | {s['started'][:16]} | {last[:16] if last else '?'} | "
+                     f"{_duration(_elapsed(s)) if last else '?'} | {s['workers']} | {s.get('finished', 0)} | {ended} |")
+    timed = [_elapsed(s) for s in sessions if "last" in s]
+    lines += ["", f"Wall time of the {_count(len(timed), 'invocation')} with a recorded end: {_duration(sum(timed))}."]
+    return lines
 
 
 def _elapsed(session: dict) -> float:
