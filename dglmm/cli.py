@@ -135,6 +135,7 @@ def cmd_options(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from dglmm.config import recorded_run
     from dglmm.report import format_summary_table
     from dglmm.train import distributed
     from dglmm.train.run import resolve_model_config, run_experiment
@@ -142,9 +143,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     distributed.init_from_env({"backend": args.backend, "timeout": args.dist_timeout})  # under torchrun
     if args.resume:
         return _resume(args)
+    recorded = recorded_run(args.config or [])  # -c RUN/config.yaml: that run's model and data set
+    args.model = args.model or recorded.get("model_name")
     if not args.model:
         raise InputError("train needs -m MODEL (dglmm models lists them), or --resume RUN_DIR")
-    dataset = _load(args.dataset or "synthetic")
+    dataset = _load(args.dataset or recorded.get("dataset") or "synthetic")
     config = resolve_model_config(args.model, dataset.name, args.config or [], args.set or [])
     stamp = distributed.broadcast_object(time.strftime('%Y%m%d-%H%M%S'))  # one folder for every rank
     out = Path(args.out or "runs") / f"{args.model}_{dataset.name}_{stamp}"
@@ -434,12 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "with the first seed, the best on validation with the others. Prints "
                                        "the run folder first and again with the test results.",
                            formatter_class=HelpFormatter)
-    train.add_argument("-m", "--model", help="the model to train (dglmm models lists them); with --resume, "
-                                             "read from the run folder")
+    train.add_argument("-m", "--model", help="the model to train (dglmm models lists them); with --resume or "
+                                             "-c RUN/config.yaml, read from the run folder")
     train.add_argument("-d", "--dataset", help="a known name (synthetic, or a folder in $DGLMM_DATA or "
-                                               "../shared/data) or a path (default: synthetic; with --resume, "
-                                               "the run's own)")
-    train.add_argument("-c", "--config", action="append", help="YAML file(s) merged after the defaults")
+                                               "../shared/data) or a path (default: synthetic; with --resume or "
+                                               "-c RUN/config.yaml, the run's own)")
+    train.add_argument("-c", "--config", action="append", help="YAML file(s) merged after the defaults; a run "
+                                                               "folder's config.yaml also gives its model and data "
+                                                               "set (train it again, e.g. with other seeds)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override, e.g. train.lr=1e-3 (a list sweeps a grid); every option: dglmm options")
     train.add_argument("--seeds", type=int, help="seeds of the selected grid point, from train.seed up; the "

@@ -109,6 +109,30 @@ def read_yaml(path: Path | str) -> dict:
     return data
 
 
+RUN_KEYS = ("model_name", "dataset")  # what a run folder's config.yaml records beside its sections
+
+
+def recorded_run(files: list[str]) -> dict[str, str]:
+    """``model_name`` and ``dataset`` as the ``-c`` files record them (a run folder's ``config.yaml``; a later
+    file wins): what ``dglmm train -c RUN/config.yaml`` trains when ``-m``/``-d`` are left out."""
+    found: dict[str, str] = {}
+    for path in files:
+        layer = read_yaml(path)
+        found.update({key: str(layer[key]) for key in RUN_KEYS if layer.get(key) is not None})
+    return found
+
+
+def _run_keys_agree(layer: dict, path: str, model_name: str, dataset_name: str) -> dict:
+    """``layer`` without :data:`RUN_KEYS`, after checking that they name this model and data set."""
+    if layer.get("model_name") not in (None, model_name):
+        raise InputError(f"{path}: the file is for model {layer['model_name']!r}, not {model_name!r} "
+                         "(leave -m out to train its model)")
+    if layer.get("dataset") is not None and Path(str(layer["dataset"])).name != dataset_name:
+        raise InputError(f"{path}: the file is for data set {layer['dataset']!r}, not {dataset_name!r} "
+                         "(leave -d out to train on its data set)")
+    return {k: v for k, v in layer.items() if k not in RUN_KEYS}
+
+
 def _packaged(kind: str, name: str) -> dict:
     """A YAML file shipped in ``dglmm/configs`` (empty when there is none)."""
     ref = resources.files("dglmm.configs")
@@ -249,8 +273,8 @@ def resolve_config(model_name: str, dataset_name: str, files: list[str] = (),  #
     config = packaged_layers(model_name, dataset_name, model_config)
     below_model_file = _keys(merge(_packaged("overall", ""), _packaged("datasets", dataset_name)))
     user_keys: set[tuple[str, str]] = set()   # what the user set (-c files, --set), not the packaged defaults
-    for layer in (read_yaml(f) for f in files):
-        layer = _renamed(layer, sections)
+    for path in files:
+        layer = _renamed(_run_keys_agree(read_yaml(path), path, model_name, dataset_name), sections)
         set_here = [(s, k) for s, values in layer.items() if isinstance(values, dict) for k in values]
         config = merge(config, layer)
         _in_user_order(config, [key for key in set_here if key not in below_model_file and key not in user_keys])

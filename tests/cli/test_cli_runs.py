@@ -71,6 +71,22 @@ def test_a_folder_with_several_seeds(tmp_path, capsys):
     assert code == 0 and "p t(seeds)" in out, err  # both sides with their two seeds
 
 
+def test_a_runs_config_file_trains_its_model_on_its_data_again(two_runs, tmp_path, capsys):
+    mf = two_runs[0] / "seed0"
+    recorded = yaml.safe_load((mf / "config.yaml").read_text())
+    assert recorded["model_name"] == "mf" and recorded["dataset"] == "synthetic"
+    folder, stdout, _ = train(capsys, tmp_path, "-c", mf / "config.yaml", "--set", "train.seed=2025")
+    assert "(mf on synthetic, 1 seed(s))" in stdout
+    again = yaml.safe_load((folder / "seed0" / "config.yaml").read_text())
+    assert again["train"] == {**recorded["train"], "seed": 2025} and again["model"] == recorded["model"]
+    code, _, err = run_cli(capsys, "train", "-m", "lightgcn", "-c", mf / "config.yaml", "--out", tmp_path)
+    assert_one_line_error(code, err, str(mf / "config.yaml"), "for model 'mf', not 'lightgcn'", "leave -m out")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**recorded, "dataset": "/data/baby"}))
+    code, _, err = run_cli(capsys, "train", "-m", "mf", "-c", other, "-d", "synthetic", "--out", tmp_path)
+    assert_one_line_error(code, err, str(other), "for data set '/data/baby', not 'synthetic'")
+
+
 def test_compare_plot_names_both_sides_and_has_a_legend(two_runs):
     from dglmm.compare import compare_runs, comparison_figure
 
