@@ -445,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-c", "--config", action="append", help="YAML file(s) merged after the defaults; a run "
                                                                "folder's config.yaml also gives its model and data "
                                                                "set (train it again, e.g. with other seeds)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override, e.g. train.lr=1e-3 (a list sweeps a grid); every option: dglmm options")
+    train.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                       help="overrides, one or more after each --set, e.g. train.lr=1e-3 model.n_layers=[1,2] "
+                            "(a list sweeps a grid); every option: dglmm options")
     train.add_argument("--seeds", type=int, help="seeds of the selected grid point, from train.seed up; the "
                                                  "test metrics are their mean ± std (default: 1)")
     train.add_argument("--out", help="folder in which the run folder <model>_<dataset>_<time> is made "
@@ -586,9 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("-d", "--dataset", default="synthetic", help="a known name or a path")
     tune.add_argument("--trials", type=int, help="trial budget, finished by all workers together")
     tune.add_argument("--seeds", type=int, default=3, help="seeds of the best trial's final runs (0: none)")
-    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+    tune.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                       help="fix an option (train.lr=1e-3), search values (model.n_layers=[1,2,3]) or a range "
-                           "(train.lr=1e-4..1e-2)")
+                           "(train.lr=1e-4..1e-2); one or more after each --set")
     tune.add_argument("--study", help="study name (default MODEL-DATASET); also the folder under --out")
     tune.add_argument("--storage", help="journal file path or RDB URL (sqlite:///f.db, postgresql://...); "
                                         "default: journal.log in the study folder")

@@ -289,8 +289,8 @@ def recipe_parser(doc: str, tables: dict, paper_datasets: list[str], out: str) -
     parser.add_argument("--quick-epochs", type=int, default=30, help="epoch cap of --quick")
     parser.add_argument("--only", nargs="+", metavar="LABEL", help="run only these rows (e.g. MICRO LightGCN)")
     parser.add_argument("-c", "--config", action="append", default=[], help="YAML file(s) for every row")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override for every row, e.g. train.patience=10")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides for every row, one or more after each --set, e.g. train.patience=10")
     parser.add_argument("--out", default=out, help="folder in which the output folder is made")
     parser.add_argument("--resume", metavar="FOLDER",
                         help="use FOLDER as the output folder and keep the rows already finished in it")

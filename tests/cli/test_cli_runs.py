@@ -282,6 +282,13 @@ def test_every_option_of_every_command_is_described_with_its_default():
     assert "(default: synthetic" in train and "(default: 1)" in train and "(default: runs)" in train
 
 
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_set_takes_several_overrides_at_once(command):
+    args = build_parser().parse_args([command, "--set", "train.lr=1e-3", "model.n_layers=[1,2]",
+                                      "--set", "train.seed=7"])
+    assert args.set == ["train.lr=1e-3", "model.n_layers=[1,2]", "train.seed=7"]
+
+
 def test_options_lists_every_option_of_every_section(capsys):
     import dataclasses
 
