@@ -228,11 +228,12 @@ class Recommender(nn.Module):
         KGAT alternates its CF and KG losses); their states are checkpointed with the BPR sampler's."""
         return {}
 
-    def load_pretrained(self) -> None:
+    def load_pretrained(self, seed: int | None = None) -> None:
         """Initialise parameters from a pretrained model named in the config (KGAT's ``pretrain``); default:
-        nothing.  Called by :func:`dglmm.train.run.run_once` once before training from scratch, never on
-        ``--resume`` (the checkpoint's parameters are kept) nor by ``dglmm evaluate`` (``best.pt`` is loaded),
-        so neither needs the pretrained files."""
+        nothing.  ``seed``: this run's ``train.seed`` (a pretrained run with several seeds gives the one trained
+        with the same seed).  Called by :func:`dglmm.train.run.run_once` once before training from scratch,
+        never on ``--resume`` (the checkpoint's parameters are kept) nor by ``dglmm evaluate`` (``best.pt`` is
+        loaded), so neither needs the pretrained files."""
 
     def bind_graphs(self, device: torch.device | str) -> None:
         """The one place where the graphs the model keeps outside its parameters and buffers follow its device:

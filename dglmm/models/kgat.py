@@ -119,7 +119,8 @@ class KGATConfig(ModelConfig):
                                  "tables ('per_table', official) or as 'one_table'",
                                  choices=("per_table", "one_table"), reading=True)
     pretrain: str | None = option(None, "a dglmm MF run folder (or its best.pt) whose user/item embeddings "
-                                  "initialise KGAT's (official --pretrain -1); None: xavier init")
+                                  "initialise KGAT's (official --pretrain -1; of an MF run with several seeds, "
+                                  "the one trained with this run's train.seed); None: xavier init")
 
 
 class Aggregator(nn.Module):
@@ -181,12 +182,14 @@ class KGAT(Recommender):
             nn.init.xavier_uniform_(weight[self.user_offset:])
             nn.init.xavier_uniform_(weight[:self.user_offset])
 
-    def load_pretrained(self) -> None:
+    def load_pretrained(self, seed: int | None = None) -> None:
         """Official ``--pretrain -1``: users' and items' layer-0 embeddings copied from the MF run
-        ``config.pretrain`` (items are the first entity rows, users the last rows); nothing when it is None."""
+        ``config.pretrain`` (items are the first entity rows, users the last rows; of an MF run with several
+        seeds, the one trained with ``seed``); nothing when it is None."""
         if self.config.pretrain is None:
             return
-        user, item = load_mf_embeddings(self.config.pretrain, self.n_users, self.n_items, self.config.embedding_dim)
+        user, item = load_mf_embeddings(self.config.pretrain, self.n_users, self.n_items, self.config.embedding_dim,
+                                         seed=seed)
         with torch.no_grad():
             weight = self.embedding.weight
             weight[:self.n_items] = item.to(weight)

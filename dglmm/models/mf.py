@@ -7,9 +7,10 @@ from pathlib import Path
 import dgl
 import torch
 
+from dglmm.config import TrainConfig
 from dglmm.data.dataset import Dataset
 from dglmm.errors import CheckpointError, InputError
-from dglmm.io import load_checkpoint, read_run_config, resolve_run_dir
+from dglmm.io import load_checkpoint, read_run_config, resolve_run_dir, seed_run_dirs
 from dglmm.models.base import ModelConfig, Recommender, Representations, register
 
 
@@ -32,12 +33,25 @@ class MF(Recommender):
 MF_STATE_KEYS = frozenset({"user_emb.weight", "item_emb.weight"})
 
 
-def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
-                       option: str = "model.pretrain") -> tuple[torch.Tensor, torch.Tensor]:
+def _seed_run(path: Path, seed: int | None) -> Path:
+    """The single-seed run behind ``path``: its only one, else the one trained with ``seed``."""
+    runs = seed_run_dirs(path)
+    if len(runs) == 1 or seed is None:
+        return resolve_run_dir(path)
+    same = [run for run in runs if read_run_config(run).get("train", {}).get("seed", TrainConfig.seed) == seed]
+    if not same:
+        raise InputError(f"{path}: holds {len(runs)} seeds ({', '.join(run.name for run in runs)}), none trained "
+                         f"with seed {seed}; name one, e.g. {runs[0]}")
+    return same[0]
+
+
+def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int, option: str = "model.pretrain",
+                       seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The user and item embeddings ``([n_users, dim], [n_items, dim])`` of a trained dglmm MF run.
 
-    ``spec`` is an MF run folder (``runs/<run>`` as ``dglmm train`` prints it, with one seed, or
-    ``runs/<run>/seed0``: its ``best.pt`` is read) or a checkpoint file of one
+    ``spec`` is an MF run folder (``runs/<run>`` as ``dglmm train`` prints it, or ``runs/<run>/seed0``: its
+    ``best.pt`` is read; of a folder with several seeds, the one whose ``train.seed`` is ``seed``, so that each
+    seed of a run starts from the MF run of the same seed) or a checkpoint file of one
     (``best.pt`` or ``checkpoint.pt``).  The file is read with ``weights_only=True``
     (:func:`dglmm.io.load_checkpoint`); when a ``config.yaml`` sits beside it, its ``model_name`` must be
     ``mf`` (LightGCN's state dict has the same two keys).  Every problem (missing or unreadable file, another
@@ -50,7 +64,7 @@ def load_mf_embeddings(spec: str | Path, n_users: int, n_items: int, dim: int,
         path = path / "best.pt"
     elif path.is_dir():  # a run folder as every command takes it: the one train printed, a grid's
         try:
-            path = resolve_run_dir(path) / "best.pt"
+            path = _seed_run(path, seed) / "best.pt"
         except InputError as exc:
             raise InputError(f"{option}: {exc}") from None
     if not path.is_file():

@@ -107,7 +107,7 @@ def run_once(model_name: str, dataset: Dataset, config: dict, run_dir: Path | No
     if resume and run_dir is not None and (run_dir / "checkpoint.pt").exists():
         trainer.resume(run_dir / "checkpoint.pt")      # the checkpoint's parameters, never re-initialised
     else:
-        prepared.model.load_pretrained()                # e.g. KGAT's pretrain: embeddings of a trained MF
+        prepared.model.load_pretrained(trainer.config.seed)  # e.g. KGAT's pretrain: a trained MF's embeddings
     results = trainer.fit()
     results["model"] = model_name
     results["dataset"] = prepared.dataset.name

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 import yaml
 
 from dglmm.cli import main
+from dglmm.config import TrainConfig
 from dglmm.data.sampler import KGTripleSampler
 from dglmm.data.synthetic import make_synthetic
 from dglmm.errors import InputError
+from dglmm.io import read_run_config
 from dglmm.models import REGISTRY, Batch
 from dglmm.train.evaluate import evaluate_popularity
 from dglmm.train.run import evaluate_run, prepare_run, resolve_model_config, run_once
@@ -256,6 +258,25 @@ def test_pretrain_copies_the_mf_runs_user_and_item_embeddings(small, mf_run, tar
             assert torch.equal(value, before[name]), name
 
 
+def test_pretrain_from_an_mf_run_with_several_seeds_takes_the_same_seed(small, mf_run, tmp_path):
+    runs = tmp_path / "mf"
+    shutil.copytree(mf_run, runs / "seed0")
+    config = resolve_model_config("mf", "synthetic", [], ["model.embedding_dim=6", "train.epochs=1",
+                                                          "train.progress=false", "train.seed=7"])
+    run_once("mf", small, config, runs / "seed1", graph_cache=False)
+    recorded = [read_run_config(runs / f"seed{i}")["train"].get("seed", TrainConfig.seed) for i in (0, 1)]
+    assert recorded[1] == 7 and recorded[0] != 7  # seed0 has the default seed (not written in its config.yaml)
+    _, model = build(small, pretrain=str(runs))
+    for seed, folder in ((7, "seed1"), (recorded[0], "seed0")):
+        model.load_pretrained(seed)
+        users = torch.load(runs / folder / "best.pt", weights_only=True)["model"]["user_emb.weight"]
+        assert torch.equal(model.embedding.weight.detach()[model.user_offset:], users)
+    for seed, fragment in ((8, "none trained with seed 8"), (None, "holds 2 seeds")):
+        with pytest.raises(InputError) as error:
+            model.load_pretrained(seed)
+        assert str(error.value).startswith("model.pretrain: ") and fragment in str(error.value)
+
+
 def test_pretrain_is_applied_once_and_never_over_a_resumed_checkpoint(small, mf_run, tmp_path, monkeypatch):
     mf_copy = Path(shutil.copytree(mf_run, tmp_path / "mf"))
     run_dir = tmp_path / "kgat"
@@ -263,7 +284,8 @@ def test_pretrain_is_applied_once_and_never_over_a_resumed_checkpoint(small, mf_
                f"model.pretrain={mf_copy}", "train.progress=false", "train.checkpoint_every=1"]
     calls = []
     original = REGISTRY["kgat"].load_pretrained
-    monkeypatch.setattr(REGISTRY["kgat"], "load_pretrained", lambda self: (calls.append(1), original(self)))
+    monkeypatch.setattr(REGISTRY["kgat"], "load_pretrained",
+                        lambda self, seed=None: (calls.append(1), original(self, seed)))
     run_once("kgat", small, resolve_model_config("kgat", "synthetic", [], [*options, "train.epochs=1"]), run_dir,
              graph_cache=False)
     assert calls == [1]
