@@ -288,9 +288,8 @@ def sessions_table(out: Path) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for number, s in enumerate(sessions, 1):
         last = s.get("last")
-        ended = ("interrupted" if s.get("interrupted") else "?" if last is None
-                 else "all its studies done" if s.get("finished", 0) + s.get("failed", 0) >= s.get("to_run", 0)
-                 else "?")
+        all_done = last is not None and s.get("finished", 0) + s.get("failed", 0) >= s.get("to_run", 0)
+        ended = "interrupted" if s.get("interrupted") else "all its studies done" if all_done else "?"
         lines.append(f"| {number} | {s['started'][:16]} | {last[:16] if last else '?'} | "
                      f"{_duration(_elapsed(s)) if last else '?'} | {s['workers']} | {s.get('finished', 0)} | {ended} |")
     timed = [_elapsed(s) for s in sessions if "last" in s]
