@@ -3,6 +3,7 @@ and resumption without redoing finished studies or seeds."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -287,17 +288,45 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert main(board_args(tmp_path, spec, "--readme", "")) == 0
     assert "small mf done: 2 trials" in capsys.readouterr().out
     page = (tmp_path / "docs" / "results.md").read_text()
-    assert re.search(r"Run in 2 invocations of the command, \S+ \S+ to \S+ \S+ UTC; wall time \d+ s over the 2 "
-                     r"invocations whose end is recorded", page)
+    assert re.search(r"Run in 2 invocations of the command, \S+ \S+ to \S+ \S+ UTC, \d+ s of wall time at least",
+                     page)
     when = page[page.index("## When the board ran"):]
     assert re.search(r"\| 1 \| [-\d]+ [:\d]+ \| [-\d]+ [:\d]+ \| \d+ s \| 0 \| 0 \| interrupted \|", when)
     assert re.search(r"\| 2 \| [-\d]+ [:\d]+ \| [-\d]+ [:\d]+ \| \d+ s \| 0 \| 1 \| all its studies done \|", when)
-    assert re.search(r"Wall time of the 2 invocations with a recorded end: \d+ s\.", when)
+    assert re.search(r"Wall time of the 2 invocations seen running: \d+ s\.", when)
     rows = trial_rows(study)
     assert {k: rows[0][k] for k in ("number", "state", "value", "seconds")} == \
         {k: first[k] for k in ("number", "state", "value", "seconds")}  # trial 0 kept as it was, not re-run
     states = [row["state"] for row in rows]
     assert states.count("fail") == 1 and len(states) - states.count("fail") == 2
+
+
+def test_an_invocation_stopped_before_its_first_record_is_seen_through_its_studies_records(tmp_path):
+    from dglmm.leaderboard.page import invocations, sessions_table
+
+    out = tmp_path / "out"
+    study = out / "data" / "model"
+    study.mkdir(parents=True)
+    (out / "sessions.jsonl").write_text("".join(json.dumps(s) + "\n" for s in [
+        {"started": "2026-01-01 10:00:00", "workers": 2, "to_run": 3},                  # cut: no record of its own
+        {"started": "2026-01-01 12:00:00", "workers": 2, "to_run": 3},                  # cut, nothing recorded
+        {"started": "2026-01-01 14:00:00", "workers": 2, "to_run": 1, "last": "2026-01-01 14:30:00",
+         "finished": 1, "failed": 0, "interrupted": False}]))
+    beat = datetime.datetime(2026, 1, 1, 10, 42, 7, tzinfo=datetime.UTC).timestamp()
+    (study / "journal.log").write_text("\n".join([
+        json.dumps({"op_code": 4, "datetime_start": "2026-01-01T10:00:05.1"}),
+        json.dumps({"op_code": 8, "trial_id": 0, "user_attr": {"heartbeat": beat}}),
+        "not json",
+        json.dumps({"op_code": 6, "datetime_complete": "2026-01-01T14:20:00.0"})]))  # the third invocation's
+    (study / "board.json").write_text(json.dumps({"sessions": [{"ended": "2026-01-01 10:31:00"}]}))
+    seen = invocations(out)
+    assert seen[0]["last"] == "2026-01-01 10:42:07" and seen[0]["from_studies"]
+    assert "last" not in seen[1] and seen[2]["last"] == "2026-01-01 14:30:00" and "from_studies" not in seen[2]
+    table = "\n".join(sessions_table(out))
+    assert "| 1 | 2026-01-01 10:00 | 2026-01-01 10:42 ¹ | 42 min | 2 | 0 | ? |" in table
+    assert "| 2 | 2026-01-01 12:00 | ? | ? | 2 | 0 | ? |" in table
+    assert "| 3 | 2026-01-01 14:00 | 2026-01-01 14:30 | 30 min | 2 | 1 | all its studies done |" in table
+    assert "Wall time of the 2 invocations seen running: 72 min (1 invocation without any record)." in table
 
 
 def _live_processes_with(marker: str) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from dglmm.compare import compare_sides, load_side
 from dglmm.io import write_bytes, write_text
 from dglmm.leaderboard.questions import best_epochs_cell
-from dglmm.leaderboard.runner import Board, read_record, read_sessions, trials_used
+from dglmm.leaderboard.runner import ALIVE_EVERY, Board, read_record, read_sessions, trials_used
 from dglmm.leaderboard.spec import Row
 
 METRICS = ("recall@20", "ndcg@20", "recall@10", "ndcg@10")
@@ -262,38 +262,82 @@ def _seed_seconds(entry: dict) -> float:
 
 def _sessions(out: Path) -> str:
     """The header's sentence on the invocations (the table at the end of the page lists them)."""
-    sessions = read_sessions(out)
+    sessions = invocations(out)
     if not sessions:
         return ""
     timed = [_elapsed(s) for s in sessions if "last" in s]
     span = f"{sessions[0]['started'][:16]} to {sessions[-1].get('last', sessions[-1]['started'])[:16]} UTC"
-    wall = (f"; wall time {_duration(sum(timed))} over the {_count(len(timed), 'invocation')} whose end is recorded"
-            if timed else "")
-    return (f"Run in {_count(len(sessions), 'invocation')} of the command, {span}{wall} (listed under \"When the "
-            "board ran\" at the end of the page).")
+    wall = f", {_duration(sum(timed))} of wall time at least" if timed else ""
+    return (f"Run in {_count(len(sessions), 'invocation')} of the command, {span}{wall} (each listed under \"When "
+            "the board ran\" at the end of the page).")
+
+
+def invocations(out: Path) -> list[dict]:
+    """The board's invocations (:func:`read_sessions`); one with no end recorded (the machine stopped it before
+    its first record) gets as ``last`` the last record its studies wrote before the next invocation started (a
+    trial started or ended, a heartbeat, a study's end), and ``"from_studies": True``."""
+    sessions = read_sessions(out)
+    times: list[str] | None = None
+    for i, session in enumerate(sessions):
+        if "last" in session:
+            continue
+        times = _study_times(out) if times is None else times
+        until = sessions[i + 1]["started"] if i + 1 < len(sessions) else "9999"
+        seen = [t for t in times if session["started"] <= t < until]
+        if seen:
+            session.update(last=seen[-1], from_studies=True)
+    return sessions
+
+
+def _study_times(out: Path) -> list[str]:
+    """Every time (UTC, ``%Y-%m-%d %H:%M:%S``) the board's study folders record: trials started and ended and
+    heartbeats in the Optuna journals, studies' ends in their ``board.json``."""
+    import datetime
+
+    times = []
+    for path in Path(out).glob("*/*/journal.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                op = json.loads(line)
+            except ValueError:
+                continue
+            times += [op[k][:19].replace("T", " ") for k in ("datetime_start", "datetime_complete")
+                      if isinstance(op.get(k), str)]
+            beat = (op.get("user_attr") or {}).get("heartbeat")
+            if isinstance(beat, int | float):
+                times.append(datetime.datetime.fromtimestamp(beat, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    for path in Path(out).glob("*/*/board.json"):
+        record = read_record(path.parent) or {}
+        times += [s["ended"] for s in record.get("sessions", []) if isinstance(s.get("ended"), str)]
+    return sorted(times)
 
 
 def sessions_table(out: Path) -> list[str]:
     """The section "When the board ran": one row per invocation with its start, the last time it was seen
     running, its wall time, workers, studies finished and how it ended."""
-    sessions = read_sessions(out)
+    sessions = invocations(out)
     if not sessions:
         return []
     lines = ["", "## When the board ran", "",
-             "Each invocation of the command: its start, the last time it was seen running (a study ended, or its "
-             "periodic record while the workers ran), the wall time between the two and how it ended (interrupted: "
-             "Ctrl-C or SIGTERM, the studies it cut resume on the next run; '?': no end recorded, still running "
-             "or stopped by the machine, its wall time a lower bound, or unknown without any record).", "",
+             "Each invocation of the command: its start, the last time it was seen running, the wall time between "
+             "the two, and how it ended: interrupted (Ctrl-C or SIGTERM; the studies it cut resume on the next "
+             "run), all its studies done, or '?' (still running, or stopped by the machine: its wall time is then "
+             f"a lower bound, by up to the {ALIVE_EVERY / 60:.0f} minutes between its records). Last seen: the "
+             "invocation's own record; marked ¹ where the machine stopped it before its first record, and the "
+             "time is the last one its studies recorded (a trial started or ended, a heartbeat).", "",
              "| # | started (UTC) | last seen (UTC) | wall time | workers | studies finished | ended |",
              "|---|---|---|---|---|---|---|"]
     for number, s in enumerate(sessions, 1):
         last = s.get("last")
         all_done = last is not None and s.get("finished", 0) + s.get("failed", 0) >= s.get("to_run", 0)
         ended = "interrupted" if s.get("interrupted") else "all its studies done" if all_done else "?"
-        lines.append(f"| {number} | {s['started'][:16]} | {last[:16] if last else '?'} | "
-                     f"{_duration(_elapsed(s)) if last else '?'} | {s['workers']} | {s.get('finished', 0)} | {ended} |")
+        seen = f"{last[:16]}{' ¹' if s.get('from_studies') else ''}" if last else "?"
+        lines.append(f"| {number} | {s['started'][:16]} | {seen} | {_duration(_elapsed(s)) if last else '?'} | "
+                     f"{s['workers']} | {s.get('finished', 0)} | {ended} |")
     timed = [_elapsed(s) for s in sessions if "last" in s]
-    lines += ["", f"Wall time of the {_count(len(timed), 'invocation')} with a recorded end: {_duration(sum(timed))}."]
+    lines += ["", f"Wall time of the {_count(len(timed), 'invocation')} seen running: {_duration(sum(timed))}"
+              + (f" ({_count(len(sessions) - len(timed), 'invocation')} without any record)."
+                 if len(timed) < len(sessions) else ".")]
     return lines
 
 
