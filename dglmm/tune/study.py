@@ -583,10 +583,10 @@ def write_outputs(plan: Plan, study: Any, plots: bool = True) -> list[str]:
     best = _best(study)
     if best is not None:
         header = (f"# dglmm tune: best of study {plan.settings.name} (trial {best.number}, valid {plan.metric} "
-                  f"{best.value:.4f}); reproduce with:\n# dglmm train -m {plan.settings.model} "
-                  f"-d {plan.definition['dataset']} -c config.yaml\n")
+                  f"{best.value:.4f}); reproduce with:\n# dglmm train -c config.yaml --seeds 3\n")
         config = _without_inactive(best.user_attrs["config"], plan.sections)
-        config = {s: v for s, v in config.items() if v}
+        config = {"model_name": plan.settings.model, "dataset": str(plan.definition["dataset"]),
+                  **{s: v for s, v in config.items() if v}}
         write_text(folder / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
     return plot_study(study, folder) if plots else []
 

@@ -213,7 +213,9 @@ def test_outputs_reproduce_with_train_c(tmp_path):
     config = resolve_config("lightgcn", "tiny", [str(folder / "config.yaml")],
                             model_config=REGISTRY["lightgcn"].Config)
     assert config["train"]["lr"] == pytest.approx(best["train.lr"])
-    assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["epochs"] == 6
+    written = yaml.safe_load((folder / "config.yaml").read_text())
+    assert written["train"]["epochs"] == 6
+    assert (written["model_name"], written["dataset"]) == ("lightgcn", "tiny")  # dglmm train -c config.yaml
 
 
 def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
