@@ -246,7 +246,8 @@ def _header(board: Board, command: str, digest: list[dict]) -> list[str]:
         f"{b['patience']} validations without a better Recall@20. The best trial on validation is re-run with "
         f"{b['seeds']} seeds ({b['seed']}..{b['seed'] + b['seeds'] - 1}); the test columns are the mean ± std "
         "(population) over those seeds. The board's specification: "
-        f"`{_shown(board.spec.path)}`; its study folders hold every trial (`trials.csv`) and every seed run.",
+        f"`{_shown(board.spec.path)}`; its study folders hold every trial (`trials.csv`) and every seed run "
+        "(`dglmm train -c STUDY/best-trial<N>/seed0/config.yaml --seeds 3` trains a row's selection again).",
         "",
         f"Progress: {len(done)} of {planned} studies finished"
         + (f" ({waiting} wait for their data)" if waiting else "") + f"; compute so far {_duration(compute + seeds_time)} "
