@@ -404,7 +404,8 @@ def test_sigterm_stops_the_board_and_its_workers_and_the_board_resumes(tmp_path,
         for pid in _live_processes_with(marker):
             os.kill(pid, signal.SIGKILL)
     worker_pids = [int(p) for p in re.findall(r"started \(pid (\d+)\)", log.read_text())]
-    assert board.returncode == 128 + signal.SIGTERM and stopped < STOP_SECONDS, (board.returncode, stopped)
+    # the workers get STOP_SECONDS to record their state, then the board records its own and writes the page
+    assert board.returncode == 128 + signal.SIGTERM and stopped < STOP_SECONDS + 15, (board.returncode, stopped)
     assert "dglmm: interrupted; finished studies, trials and seeds are kept" in err.read_text()
     assert len(worker_pids) == 2 and not [p for p in worker_pids if Path(f"/proc/{p}").exists()]
     session = json.loads((out / "sessions.jsonl").read_text().splitlines()[-1])
