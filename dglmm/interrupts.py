@@ -68,6 +68,34 @@ def ignoring_stop_signals() -> Iterator[None]:
             signal.signal(number, handler)
 
 
+@contextlib.contextmanager
+def deferred_stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the block runs, then delivered to the handlers that were in place
+    (so the block is never cut in the middle: a storage update is applied whole).  Main thread only; an ignored
+    signal stays ignored; blocks may nest."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {number: handler for number in STOP_SIGNALS
+                if (handler := signal.getsignal(number)) not in (signal.SIG_IGN, None)}  # None: set outside Python
+    for number in previous:
+        signal.signal(number, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in pending[:1]:  # the first one stops; the handlers in place decide about it
+            signal.raise_signal(number)
+
+
+def stop_requested() -> bool:
+    """Whether this process received SIGINT or SIGTERM through these handlers (any exception that follows is
+    part of stopping, not a failure of its own)."""
+    return bool(_received)
+
+
 def exit_status() -> int:
     """128 + the stop signal last received: 143 after SIGTERM, 130 after Ctrl-C (or no signal seen)."""
     return 128 + (_received[-1] if _received else signal.SIGINT)

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from dglmm.interrupts import exit_status, ignoring_stop_signals, interrupt_once, terminate_as_interrupt
+from dglmm.interrupts import (
+    deferred_stop_signals,
+    exit_status,
+    ignoring_stop_signals,
+    interrupt_once,
+    stop_requested,
+    terminate_as_interrupt,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +76,25 @@ def test_stop_signals_are_absorbed_while_workers_are_stopped():
             _deliver(signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             _deliver(signal.SIGTERM)  # the handler is back after the block
+
+
+def test_a_deferred_signal_is_delivered_after_the_block_to_the_handler_in_place():
+    finished = []
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        with deferred_stop_signals():
+            _deliver(signal.SIGTERM)
+            with deferred_stop_signals():  # nested: held back by both
+                _deliver(signal.SIGTERM)
+            finished.append("inner")
+            _deliver(signal.SIGINT)
+            finished.append("outer")
+        finished.append("after")  # not reached: delivered at the end of the outer block
+    assert finished == ["inner", "outer"] and exit_status() == 143 and stop_requested()
+
+
+def test_an_ignored_signal_stays_ignored_through_a_deferred_block():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with deferred_stop_signals():
+        _deliver(signal.SIGINT)
+    _deliver(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

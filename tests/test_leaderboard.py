@@ -301,6 +301,29 @@ def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, 
     assert states.count("fail") == 1 and len(states) - states.count("fail") == 2
 
 
+def test_a_stop_that_surfaces_as_another_error_is_recorded_as_an_interruption(tmp_path, capsys, monkeypatch):
+    import dglmm.tune
+    from dglmm import interrupts
+
+    spec = write_spec(tmp_path, ["mf", "lightgcn"])
+    monkeypatch.setattr(interrupts, "_received", [])
+
+    def stopped_in_a_library(*args, **kwargs):
+        try:  # `kill PID`, whose interrupt a library turned into its own error
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except KeyboardInterrupt as error:
+            raise RuntimeError("a library's own error") from error
+
+    monkeypatch.setattr(dglmm.tune, "tune", stopped_in_a_library)
+    with pytest.raises(SystemExit) as stopped:
+        main(board_args(tmp_path, spec, "--readme", ""))
+    assert stopped.value.code == 128 + signal.SIGTERM  # the board stopped: the second study never started
+    record = json.loads((tmp_path / "out" / "small" / "mf" / "board.json").read_text())
+    assert record["status"] == "interrupted" and "a library's own error" in record["error"]
+    assert not (tmp_path / "out" / "small" / "lightgcn" / "board.json").exists()
+
+
 def test_an_invocation_stopped_before_its_first_record_is_seen_through_its_studies_records(tmp_path):
     from dglmm.leaderboard.page import invocations, sessions_table
 

@@ -117,6 +117,7 @@ def settings_for(board: Board, row: Row) -> Any:
 def run_study(task: dict) -> dict:
     """Worker: run (or resume) one study with its seeds; record the outcome and the process's peak memory."""
     from dglmm.data.readers import load_dataset
+    from dglmm.interrupts import stop_requested
     from dglmm.tune import tune
 
     settings, folder = task["settings"], Path(task["folder"])
@@ -127,7 +128,7 @@ def run_study(task: dict) -> dict:
     try:
         result = tune(settings, load_dataset(settings.dataset, **task["options"]), progress=task["progress"])
     except BaseException as error:  # recorded for the page; the study resumes on the next run
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "error"
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) or stop_requested() else "error"
         record.update(status=status, error=f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
         _finish_record(folder, record, started)
         raise
@@ -247,7 +248,7 @@ def _stop(processes: list, grace: float | None = None) -> None:
 def _child(task: dict) -> None:
     """A worker process: one study; a failure is one line on stderr (the record holds it) and exit status 1;
     SIGTERM (from the board) or Ctrl-C records the study as interrupted, exit status 128 + the signal."""
-    from dglmm.interrupts import die_with_parent, exit_status, interrupt_once
+    from dglmm.interrupts import die_with_parent, exit_status, interrupt_once, stop_requested
 
     interrupt_once()
     die_with_parent(task["parent"])
@@ -256,6 +257,8 @@ def _child(task: dict) -> None:
     except KeyboardInterrupt:
         raise SystemExit(exit_status()) from None
     except Exception as error:  # noqa: BLE001 - reported by the board, which goes on with the other studies
+        if stop_requested():  # the stop surfaced as another exception: still a stop (the record says which)
+            raise SystemExit(exit_status()) from None
         print(f"board: {task['name']}: {type(error).__name__}: {' '.join(str(error).split())[:300]}",
               file=sys.stderr, flush=True)
         raise SystemExit(1) from None
@@ -263,9 +266,13 @@ def _child(task: dict) -> None:
 
 def _run_here(task: dict) -> str:
     """Run a study in this process; returns "" or the error (one study failing does not stop the board)."""
+    from dglmm.interrupts import stop_requested
+
     try:
         run_study(task)
     except Exception as error:  # noqa: BLE001 - recorded in board.json, reported by the board
+        if stop_requested():  # the stop surfaced as another exception: the board stops
+            raise KeyboardInterrupt from error
         return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
     return ""
 

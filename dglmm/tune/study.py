@@ -5,8 +5,9 @@ space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are reco
 ``study.yaml``; a worker that opens the study with other settings is refused.  Each worker loops:
 
 1. fail the trials of dead workers (same host: the process is gone; any host: no heartbeat for
-   ``stale_after`` seconds), so that their slots are run again;
-2. stop when finished + running trials reach the budget, else ``ask`` a trial and keep it only if fewer than
+   ``stale_after`` seconds; a trial that names no worker :data:`UNCLAIMED_AFTER` seconds after it was asked:
+   its worker died between asking and naming itself), so that their slots are run again;
+2. stop when finished + running trials reach the budget (waiting while one of them names no worker yet), else ``ask`` a trial and keep it only if fewer than
    ``budget`` live trials have a lower number (trial numbers are assigned atomically by the storage, so two
    workers never both take the last slot: the loser's trial is closed as a ``surplus`` failure, never run);
 3. draw the trial's configuration (:func:`dglmm.tune.space.sample`, TPE seeded with ``seed + trial number``),
@@ -27,12 +28,14 @@ seeds into ``best-trial<N>/seed<i>`` (run folders that ``dglmm compare`` reads) 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ import yaml
 
 from dglmm.config import TrainConfig, instantiate, parse_override
 from dglmm.errors import InputError
+from dglmm.interrupts import deferred_stop_signals, stop_requested
 from dglmm.io import write_json, write_text
 from dglmm.tune.space import Dimension, sample, search_space, split_ranges
 
@@ -50,6 +54,9 @@ LOCK_STALE = 60.0
 PRUNERS = ("median", "hyperband", "none")
 #: runs of one trial's configuration: the first and the resumptions after an interruption
 ATTEMPTS = 3
+#: a worker names itself on a trial right after asking for it; a trial still unnamed this long after it was
+#: asked belongs to a worker that was killed in between, and is failed (and resumed) like a dead worker's
+UNCLAIMED_AFTER = 20.0
 #: the settings that define a study; a worker with other values is refused (``trials``/``seeds`` may change)
 DEFINING = ("model", "dataset", "overrides", "space", "metric", "epochs", "patience", "seed", "pruner",
             "startup_trials")
@@ -152,12 +159,36 @@ def open_storage(settings: TuneSettings) -> Any:
         if url is None or "://" not in url:
             path = Path(url) if url else settings.folder / JOURNAL
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=_journal_lock(str(path))))
+            with deferred_stop_signals():
+                storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_journal_lock(str(path))))
+            storage._thread_lock = _SignalSafeLock()  # every storage call holds it (optuna 4.1)
+            return storage
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - any failure to reach a storage is a problem of the given URL
         shown = url or str(settings.folder / JOURNAL)
         raise InputError(f"--storage {shown}: cannot open it ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:200]})") from None
+
+
+class _SignalSafeLock:
+    """The journal storage's in-process lock, which also holds back Ctrl-C and SIGTERM while a storage call runs:
+    a call cut in the middle could leave the journal's file lock taken (every later call then waits) or the
+    in-memory replay of the journal half-applied (the interrupted trial could not then be failed and resumed)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deferred: contextlib.AbstractContextManager | None = None
+
+    def __enter__(self) -> None:
+        deferred = deferred_stop_signals()
+        deferred.__enter__()
+        self._lock.acquire()
+        self._deferred = deferred
+
+    def __exit__(self, *exc: object) -> None:
+        deferred, self._deferred = self._deferred, None
+        self._lock.release()
+        deferred.__exit__(None, None, None)
 
 
 def _journal_lock(path: str) -> Any:
@@ -332,13 +363,27 @@ def reclaim_stale(study: Any, stale_after: float) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker")
         alive = _alive(worker)
-        beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0)
+        beat = trial.user_attrs.get("heartbeat", _asked(trial))
+        if worker is None:
+            alive, stale_after = None, UNCLAIMED_AFTER
         if alive is False or (alive is None and time.time() - beat > stale_after):
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", f"worker {worker} stopped")
             if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 count += 1
                 enqueue_resumption(study, trial)
     return count
+
+
+def _asked(trial: Any) -> float:
+    """When a trial was asked for (its start), as a timestamp; 0 when unknown."""
+    return trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+
+
+def _unclaimed(trials: list) -> bool:
+    """Whether a running trial names no worker yet (just asked for, or its worker was killed right after)."""
+    from optuna.trial import TrialState
+
+    return any(t.state == TrialState.RUNNING and "worker" not in t.user_attrs for t in trials)
 
 
 def enqueue_resumption(study: Any, trial: Any) -> bool:
@@ -390,8 +435,12 @@ class Worker:
                 done = _finished(self.study)
                 bar.n = min(done, budget)
                 bar.refresh()
-                if len(_live(self.study.get_trials(deepcopy=False))) >= budget:
-                    break
+                trials = self.study.get_trials(deepcopy=False)
+                if len(_live(trials)) >= budget:
+                    if not _unclaimed(trials):
+                        break
+                    time.sleep(1.0)  # reclaimed by step 1 once UNCLAIMED_AFTER has passed, or named meanwhile
+                    continue
                 trial = self.study.ask()
                 before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
                 if len(_live(before)) >= budget:  # another worker took the last slot first
@@ -437,7 +486,8 @@ class Worker:
         except BaseException as error:  # interrupted or broken: the slot is freed for a later run
             trial.set_user_attr("interrupted", f"{type(error).__name__}: {error}"[:200])
             self.study.tell(trial, state=TrialState.FAIL)
-            if isinstance(error, (KeyboardInterrupt, SystemExit)):  # a broken configuration is not run again
+            # a broken configuration is not run again; an interrupted one is (whatever the stop surfaced as)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)) or stop_requested():
                 enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id))
             raise
         _drop_checkpoints(folder)  # a finished trial is never resumed; its curve stays

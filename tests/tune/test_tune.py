@@ -330,6 +330,56 @@ def test_killed_tune_resumes_to_n_trials_without_rerunning_finished_ones(tmp_pat
     assert not list(folder.glob("trials/*/checkpoint.pt"))  # finished trials keep only their curves
 
 
+def test_a_trial_whose_worker_died_before_naming_itself_is_reclaimed_and_its_slot_run(tmp_path, monkeypatch):
+    """A worker killed between asking for a trial and naming itself on it leaves a RUNNING trial with no worker:
+    a live peer's fresh trial looks the same, so it is reclaimed only after UNCLAIMED_AFTER seconds."""
+    import optuna
+
+    from dglmm.tune import study as study_module
+
+    dataset = tiny_dataset(40, 30, 400, seed=1)
+    tune(_settings(tmp_path, trials=2), dataset, progress=False)
+    folder = tmp_path / "lightgcn-tiny"
+    storage = study_module.open_storage(_settings(tmp_path, trials=2))
+    study = optuna.load_study(study_name=folder.name, storage=storage)
+    orphan = study.ask()  # ... and the worker is killed before it names itself
+    assert study_module.reclaim_stale(study, stale_after=3600) == 0  # as young as a live peer's: kept
+    monkeypatch.setattr(study_module, "UNCLAIMED_AFTER", 0.5)
+    result = tune(_settings(tmp_path, trials=3), dataset, progress=False)
+    trials = _storage_trials(folder)
+    assert result["finished"] == 3 and result["running"] == 0
+    assert [t.state.name for t in trials].count("RUNNING") == 0
+    assert trials[orphan.number].state.name == "FAIL" and "stopped" in trials[orphan.number].user_attrs["interrupted"]
+
+
+def test_a_stop_signal_during_a_storage_call_waits_for_the_call_to_finish(tmp_path):
+    """SIGTERM while a journal write runs: the write completes (file lock released, replay applied), then the
+    interrupt; the trial can then be failed, as an interrupted trial is."""
+    import optuna
+
+    from dglmm.interrupts import terminate_as_interrupt
+    from dglmm.tune.study import open_storage
+
+    storage = open_storage(_settings(tmp_path))
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    backend, append = storage._backend, storage._backend.append_logs
+
+    def signalled_append(logs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler would run here, between the bytecodes of this write
+        append(logs)
+
+    backend.append_logs = signalled_append
+    with pytest.raises(KeyboardInterrupt), terminate_as_interrupt():
+        study.ask()
+    backend.append_logs = append
+    assert not Path(backend._file_path + ".lock").exists()
+    [trial] = study.get_trials(deepcopy=False)
+    assert trial.state.name == "RUNNING"
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    assert study.get_trials(deepcopy=False)[0].state.name == "FAIL"
+
+
 def test_sigterm_fails_the_running_trial_keeps_the_others_and_exits_143(tmp_path, capsys, monkeypatch):
     data = _write_mmrec(tmp_path / "toy")
     original, calls, handler = Trainer.fit_validation, [], signal.getsignal(signal.SIGTERM)
