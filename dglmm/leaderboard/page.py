@@ -266,7 +266,7 @@ def _sessions(out: Path) -> str:
     sessions = invocations(out)
     if not sessions:
         return ""
-    timed = [_elapsed(s) for s in sessions if "last" in s]
+    timed = _timed(sessions)
     span = f"{sessions[0]['started'][:16]} to {sessions[-1].get('last', sessions[-1]['started'])[:16]} UTC"
     wall = f", {_duration(sum(timed))} of wall time at least" if timed else ""
     return (f"Run in {_count(len(sessions), 'invocation')} of the command, {span}{wall} (each listed under \"When "
@@ -335,11 +335,16 @@ def sessions_table(out: Path) -> list[str]:
         seen = f"{last[:16]}{' ¹' if s.get('from_studies') else ''}" if last else "?"
         lines.append(f"| {number} | {s['started'][:16]} | {seen} | {_duration(_elapsed(s)) if last else '?'} | "
                      f"{s['workers']} | {s.get('finished', 0)} | {ended} |")
-    timed = [_elapsed(s) for s in sessions if "last" in s]
+    timed = _timed(sessions)
     lines += ["", f"Wall time of the {_count(len(timed), 'invocation')} seen running: {_duration(sum(timed))}"
               + (f" ({_count(len(sessions) - len(timed), 'invocation')} without any record)."
                  if len(timed) < len(sessions) else ".")]
     return lines
+
+
+def _timed(sessions: list[dict]) -> list[float]:
+    """The wall times of the invocations seen running (those with a last time)."""
+    return [_elapsed(s) for s in sessions if "last" in s]
 
 
 def _elapsed(session: dict) -> float:
