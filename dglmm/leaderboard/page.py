@@ -133,13 +133,14 @@ def figure(title: str, entries: list[dict]) -> bytes | None:
     axes[0].set_yticks(ys, labels)
     from matplotlib.patches import Patch
 
-    axes[1].legend(handles=[Patch(color="tab:orange", label="baselines (LightGCN, MF)"),
-                            Patch(color="tab:blue", label="the other models")], fontsize=8, loc="lower right")
     pending = len(entries) - len(done)
     fig.suptitle(title + (f" ({pending} pending)" if pending else ""))
     fig.tight_layout()
+    fig.legend(handles=[Patch(color="tab:orange", label="baselines (LightGCN, MF)"),
+                        Patch(color="tab:blue", label="the other models")], fontsize=8, ncol=2, frameon=False,
+               loc="upper center", bbox_to_anchor=(0.5, 0.0))  # under the panels, never over a bar
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
 
