@@ -326,7 +326,8 @@ def test_killed_tune_resumes_to_n_trials_without_rerunning_finished_ones(tmp_pat
     killed = [t for t in trials if t.state.name == "FAIL"]
     assert killed and all("stopped" in t.user_attrs["interrupted"] for t in killed)
     resumed = {t.user_attrs.get("resumes"): t for t in rerun}
-    assert all(resumed[t.number].params == t.params for t in killed)  # the killed trials' configurations, resumed
+    # the killed trials' configurations, resumed (a trial killed before it drew one has none: its slot is run anew)
+    assert all(resumed[t.number].params == t.params for t in killed if t.params)
     assert not list(folder.glob("trials/*/checkpoint.pt"))  # finished trials keep only their curves
 
 
