@@ -19,8 +19,9 @@ space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are reco
 A trial checkpoints every epoch into ``trials/<number>/`` (removed when it finishes; its ``metrics.jsonl``, the
 trial's learning curve, stays).  An interrupted trial (Ctrl-C, SIGTERM, a killed worker found in step 1) is
 failed and its configuration enqueued as a new trial that resumes from that checkpoint, with its reports to the
-pruner replayed: a resumed trial ends exactly as it would have without the interruption.  A trial is resumed at
-most :data:`ATTEMPTS` - 1 times (a configuration that kills its worker every time is then given up).
+pruner replayed: a resumed trial ends exactly as it would have without the interruption.  A configuration whose
+worker died :data:`ATTEMPTS` times in a row without reaching a new validation is given up (it kills its worker
+every time); a stop by Ctrl-C or SIGTERM never counts, nor does a run that got further than the one before.
 
 When every trial is finished, one worker (a claim file decides which) re-runs the best trial with ``seeds``
 seeds into ``best-trial<N>/seed<i>`` (run folders that ``dglmm compare`` reads) and writes the PNGs.
@@ -52,7 +53,7 @@ JOURNAL = "journal.log"
 #: seconds after which another host's journal lock counts as abandoned
 LOCK_STALE = 60.0
 PRUNERS = ("median", "hyperband", "none")
-#: runs of one trial's configuration: the first and the resumptions after an interruption
+#: a configuration whose worker died this many times in a row, each run reaching no new validation, is given up
 ATTEMPTS = 3
 #: a worker names itself on a trial right after asking for it; a trial still unnamed this long after it was
 #: asked belongs to a worker that was killed in between, and is failed (and resumed) like a dead worker's
@@ -370,7 +371,7 @@ def reclaim_stale(study: Any, stale_after: float) -> int:
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", f"worker {worker} stopped")
             if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 count += 1
-                enqueue_resumption(study, trial)
+                enqueue_resumption(study, trial, stopped=False)
     return count
 
 
@@ -386,13 +387,19 @@ def _unclaimed(trials: list) -> bool:
     return any(t.state == TrialState.RUNNING and "worker" not in t.user_attrs for t in trials)
 
 
-def enqueue_resumption(study: Any, trial: Any) -> bool:
+def enqueue_resumption(study: Any, trial: Any, stopped: bool) -> bool:
     """Enqueue an interrupted trial's configuration as a new trial that resumes from its checkpoint (see the
-    module's docstring); False when it already had :data:`ATTEMPTS` runs or has no parameters."""
-    attempt = int(trial.user_attrs.get("attempt", 1))
-    if attempt >= ATTEMPTS or not trial.params:
+    module's docstring).  ``stopped``: by a stop signal, which never counts against the configuration; a dead
+    worker's run counts unless it reached a validation further than the run before.  False when the
+    configuration is given up (:data:`ATTEMPTS` counted runs in a row) or has no parameters."""
+    reached = max(trial.intermediate_values, default=0)
+    stalls = int(trial.user_attrs.get("stalls", 0))
+    if not stopped:
+        stalls = stalls + 1 if reached <= int(trial.user_attrs.get("reached", 0)) else 0
+    if stalls >= ATTEMPTS or not trial.params:
         return False
-    study.enqueue_trial(dict(trial.params), user_attrs={"resumes": trial.number, "attempt": attempt + 1})
+    study.enqueue_trial(dict(trial.params), user_attrs={"resumes": trial.number, "reached": reached,
+                                                        "stalls": stalls})
     return True
 
 
@@ -488,7 +495,7 @@ class Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             # a broken configuration is not run again; an interrupted one is (whatever the stop surfaced as)
             if isinstance(error, (KeyboardInterrupt, SystemExit)) or stop_requested():
-                enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id))
+                enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id), stopped=True)
             raise
         _drop_checkpoints(folder)  # a finished trial is never resumed; its curve stays
         best = trainer.best

@@ -257,22 +257,37 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_ends_as_if_never_s
     assert len(cut[cut["state"].isin(["complete", "pruned"])]) == 3
 
 
-def test_a_trial_is_resumed_at_most_attempts_minus_one_times(tmp_path):
+def _chain(reached: list[int], stopped: list[bool]) -> list:
+    """Run one configuration again and again: run k reports validations up to epoch ``reached[k]`` and ends by
+    a stop signal (``stopped[k]``) or with its worker dead; returns the runs until it is given up."""
     import optuna
 
-    from dglmm.tune.study import ATTEMPTS, enqueue_resumption
+    from dglmm.tune.study import enqueue_resumption
 
     study = optuna.create_study(direction="maximize")
     space = {"x": optuna.distributions.FloatDistribution(0, 1)}
-    trial = study.ask(space)
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    chain = [study.get_trials()[-1]]
-    while enqueue_resumption(study, chain[-1]):
-        waiting = study.ask(space)
-        assert waiting.params == trial.params and waiting.user_attrs["resumes"] == chain[-1].number
-        study.tell(waiting, state=optuna.trial.TrialState.FAIL)
-        chain.append(study.get_trials()[-1])
-    assert len(chain) == ATTEMPTS
+    runs, trial = [], study.ask(space)
+    for k, (epochs, signal_stop) in enumerate(zip(reached, stopped, strict=True)):
+        if k:
+            trial = study.ask(space)
+            assert trial.params == runs[0].params and trial.user_attrs["resumes"] == runs[-1].number
+        for epoch in range(1, epochs + 1):
+            trial.report(0.1, epoch)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        runs.append(study.get_trials()[-1])
+        if not enqueue_resumption(study, runs[-1], stopped=signal_stop):
+            break
+    return runs
+
+
+def test_a_configuration_is_given_up_after_attempts_dead_runs_in_a_row_without_progress():
+    from dglmm.tune.study import ATTEMPTS
+
+    assert len(_chain([0] * 10, [False] * 10)) == ATTEMPTS  # kills its worker before any validation, every time
+    assert len(_chain([3] * 10, [False] * 10)) == 1 + ATTEMPTS  # the first got somewhere, then never further
+    assert len(_chain(list(range(1, 11)), [False] * 10)) == 10  # each run got further: never given up
+    assert len(_chain([0] * 10, [True] * 10)) == 10  # Ctrl-C or SIGTERM: never counts
+    assert len(_chain([2] * 10, [False, True] * 5)) == 1 + 2 * ATTEMPTS  # the stops between dead runs do not count
 
 
 # -- several processes, killed and resumed ------------------------------------------------------------------------
