@@ -342,6 +342,10 @@ def test_an_invocation_stopped_before_its_first_record_is_seen_through_its_studi
         "not json",
         json.dumps({"op_code": 6, "datetime_complete": "2026-01-01T14:20:00.0"})]))  # the third invocation's
     (study / "board.json").write_text(json.dumps({"sessions": [{"ended": "2026-01-01 10:31:00"}]}))
+    (out / "data" / "other").mkdir()
+    (out / "data" / "other" / "board.json").write_text(json.dumps({"sessions": [
+        {"ended": "2026-01-01 14:10:00", "code": "abc1234"}, {"ended": "2026-01-01 14:20:00", "code": "abc1234"},
+        {"ended": "2026-01-01 14:25:00", "code": "def5678+modified src:0123456789"}]}))
     seen = invocations(out)
     assert seen[0]["last"] == "2026-01-01 10:42:07" and seen[0]["from_studies"]
     assert "last" not in seen[1] and seen[2]["last"] == "2026-01-01 14:30:00" and "from_studies" not in seen[2]
@@ -350,6 +354,28 @@ def test_an_invocation_stopped_before_its_first_record_is_seen_through_its_studi
     assert "| 2 | 2026-01-01 12:00 | ? | ? | 2 | 0 | ? |" in table
     assert "| 3 | 2026-01-01 14:00 | 2026-01-01 14:30 | 30 min | 2 | 1 | all its studies done |" in table
     assert "Wall time of the 2 invocations seen running: 72 min (1 invocation without any record)." in table
+    assert table.endswith("from the studies' records: `abc1234` (2 study runs); `def5678+modified src:0123456789` "
+                          "(1 study run); 1 study run from before the records named their code.")
+
+
+def test_the_code_a_study_runs_is_its_commit_or_a_hash_of_its_sources(tmp_path):
+    import shutil
+
+    from dglmm.leaderboard.runner import code_version
+
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+modified src:[0-9a-f]{10})?", code_version())  # this checkout
+    shutil.copytree(ROOT / "dglmm", tmp_path / "copy" / "dglmm", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = [sys.executable, "-c", "from dglmm.leaderboard.runner import code_version; print(code_version())"]
+
+    def version() -> str:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "copy")}
+        return subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path, check=True).stdout.strip()
+
+    before = version()
+    assert re.fullmatch(r"src:[0-9a-f]{10}", before)  # no git: the sources' hash
+    with open(tmp_path / "copy" / "dglmm" / "models" / "mf.py", "a") as fh:
+        fh.write("# a change\n")
+    assert version() != before
 
 
 def _live_processes_with(marker: str) -> list[int]:

@@ -148,8 +148,35 @@ def _finish_record(folder: Path, record: dict, started: float) -> None:
     record["peak_rss_mb"] = round(max(usage.ru_maxrss / 1024, record.get("peak_rss_mb", 0.0)), 1)  # kB -> MB
     record.setdefault("sessions", []).append({"ended": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                                               "seconds": round(time.time() - started, 1),
-                                              "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1)})
+                                              "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+                                              "code": code_version()})
     write_json(folder / RECORD, record)
+
+
+def code_version() -> str:
+    """The code that runs: the git commit of the checkout dglmm is imported from (``<commit>+modified src:<hash>``
+    when the package's files differ from it), else ``src:<hash>`` (SHA-256 of the package's sources, 10 digits)."""
+    import hashlib
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    source = f"src:{digest.hexdigest()[:10]}"
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=package)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return source
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit if changed == "" else f"{commit}+modified {source}"
 
 
 def run_board(board: Board, workers: int = 1, models: list[str] | None = None, datasets: list[str] | None = None,
