@@ -7,9 +7,10 @@ space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are reco
 1. fail the trials of dead workers (same host: the process is gone; any host: no heartbeat for
    ``stale_after`` seconds; a trial that names no worker :data:`UNCLAIMED_AFTER` seconds after it was asked:
    its worker died between asking and naming itself), so that their slots are run again;
-2. stop when finished + running trials reach the budget (waiting while one of them names no worker yet), else ``ask`` a trial and keep it only if fewer than
-   ``budget`` live trials have a lower number (trial numbers are assigned atomically by the storage, so two
-   workers never both take the last slot: the loser's trial is closed as a ``surplus`` failure, never run);
+2. stop when finished + running trials reach the budget (waiting while one of them names no worker yet), else
+   ``ask`` a trial and keep it only if fewer than ``budget`` live trials have a lower number (trial numbers are
+   assigned atomically by the storage, so two workers never both take the last slot: the loser's trial is
+   closed as a ``surplus`` failure, never run);
 3. draw the trial's configuration (:func:`dglmm.tune.space.sample`, TPE seeded with ``seed + trial number``),
    train it on the train split and select on validation (:meth:`dglmm.train.trainer.Trainer.fit_validation`:
    test metrics are never computed), reporting the best validation metric so far after every validation to
