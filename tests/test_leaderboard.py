@@ -258,6 +258,7 @@ def test_parallel_workers_run_studies_in_their_own_processes(tmp_path, capfd, mo
     for model in ("lightgcn", "mf"):
         record = json.loads((tmp_path / "out" / "small" / model / "board.json").read_text())
         assert record["status"] == "done" and record["peak_rss_mb"] > 50
+        assert record["sessions"][-1]["code"] == runner.code_version()  # the worker process's code, recorded
 
 
 def test_interrupted_study_resumes_without_redoing_its_trials(tmp_path, capsys, monkeypatch):

@@ -122,7 +122,7 @@ def run_study(task: dict) -> dict:
 
     settings, folder = task["settings"], Path(task["folder"])
     print(f"board: {task['position']} {task['name']} started (pid {os.getpid()})", flush=True)
-    started = time.time()
+    started, code = time.time(), code_version()  # the code imported now, whatever the checkout holds later
     record = read_record(folder) or {}
     record.update(row=task["row"], budget=task["budget"], status="running")
     try:
@@ -130,18 +130,18 @@ def run_study(task: dict) -> dict:
     except BaseException as error:  # recorded for the page; the study resumes on the next run
         status = "interrupted" if isinstance(error, KeyboardInterrupt) or stop_requested() else "error"
         record.update(status=status, error=f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
-        _finish_record(folder, record, started)
+        _finish_record(folder, record, started, code)
         raise
     summary = result["summary"]
     if summary is not None:
         record.update(status="done", summary=f"best-trial{summary['trial']}/summary.json", error="")
     else:
         record.update(status="incomplete", error=f"{result['running']} trial(s) running in another worker")
-    _finish_record(folder, record, started)
+    _finish_record(folder, record, started, code)
     return record
 
 
-def _finish_record(folder: Path, record: dict, started: float) -> None:
+def _finish_record(folder: Path, record: dict, started: float, code: str) -> None:
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -149,7 +149,7 @@ def _finish_record(folder: Path, record: dict, started: float) -> None:
     record.setdefault("sessions", []).append({"ended": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                                               "seconds": round(time.time() - started, 1),
                                               "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-                                              "code": code_version()})
+                                              "code": code})
     write_json(folder / RECORD, record)
 
 

@@ -493,10 +493,11 @@ class Worker:
             state, note = TrialState.PRUNED, f"diverged: {' '.join(str(error).split())[:120]}"
         except BaseException as error:  # interrupted or broken: the slot is freed for a later run
             trial.set_user_attr("interrupted", f"{type(error).__name__}: {error}"[:200])
-            self.study.tell(trial, state=TrialState.FAIL)
-            # a broken configuration is not run again; an interrupted one is (whatever the stop surfaced as)
+            # a broken configuration is not run again; an interrupted one is (whatever the stop surfaced as),
+            # enqueued before its slot is freed so that no other worker draws a new trial into that slot
             if isinstance(error, (KeyboardInterrupt, SystemExit)) or stop_requested():
                 enqueue_resumption(self.study, self.study._storage.get_trial(trial._trial_id), stopped=True)
+            self.study.tell(trial, state=TrialState.FAIL)
             raise
         _drop_checkpoints(folder)  # a finished trial is never resumed; its curve stays
         best = trainer.best
