@@ -131,6 +131,8 @@ def run_study(task: dict) -> dict:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) or stop_requested() else "error"
         record.update(status=status, error=f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
         _finish_record(folder, record, started, code)
+        if status == "interrupted" and not isinstance(error, KeyboardInterrupt):
+            raise KeyboardInterrupt from error  # a stop that surfaced as another error stops the caller too
         raise
     summary = result["summary"]
     if summary is not None:
@@ -275,7 +277,7 @@ def _stop(processes: list, grace: float | None = None) -> None:
 def _child(task: dict) -> None:
     """A worker process: one study; a failure is one line on stderr (the record holds it) and exit status 1;
     SIGTERM (from the board) or Ctrl-C records the study as interrupted, exit status 128 + the signal."""
-    from dglmm.interrupts import die_with_parent, exit_status, interrupt_once, stop_requested
+    from dglmm.interrupts import die_with_parent, exit_status, interrupt_once
 
     interrupt_once()
     die_with_parent(task["parent"])
@@ -284,8 +286,6 @@ def _child(task: dict) -> None:
     except KeyboardInterrupt:
         raise SystemExit(exit_status()) from None
     except Exception as error:  # noqa: BLE001 - reported by the board, which goes on with the other studies
-        if stop_requested():  # the stop surfaced as another exception: still a stop (the record says which)
-            raise SystemExit(exit_status()) from None
         print(f"board: {task['name']}: {type(error).__name__}: {' '.join(str(error).split())[:300]}",
               file=sys.stderr, flush=True)
         raise SystemExit(1) from None
@@ -293,13 +293,9 @@ def _child(task: dict) -> None:
 
 def _run_here(task: dict) -> str:
     """Run a study in this process; returns "" or the error (one study failing does not stop the board)."""
-    from dglmm.interrupts import stop_requested
-
     try:
         run_study(task)
     except Exception as error:  # noqa: BLE001 - recorded in board.json, reported by the board
-        if stop_requested():  # the stop surfaced as another exception: the board stops
-            raise KeyboardInterrupt from error
         return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
     return ""
 
