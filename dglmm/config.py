@@ -122,12 +122,19 @@ def recorded_run(files: list[str]) -> dict[str, str]:
     return found
 
 
+def recorded_dataset_name(source: str) -> str:
+    """The name of the data set a run recorded as ``source``: an ``.inter`` file's stem (the name the MMRec and
+    RecBole readers give it), else the folder's or the known name's last part."""
+    path = Path(source)
+    return path.stem if path.suffix == ".inter" else path.name
+
+
 def _run_keys_agree(layer: dict, path: str, model_name: str, dataset_name: str) -> dict:
     """``layer`` without :data:`RUN_KEYS`, after checking that they name this model and data set."""
     if layer.get("model_name") not in (None, model_name):
         raise InputError(f"{path}: the file is for model {layer['model_name']!r}, not {model_name!r} "
                          "(leave -m out to train its model)")
-    if layer.get("dataset") is not None and Path(str(layer["dataset"])).name != dataset_name:
+    if layer.get("dataset") is not None and recorded_dataset_name(str(layer["dataset"])) != dataset_name:
         raise InputError(f"{path}: the file is for data set {layer['dataset']!r}, not {dataset_name!r} "
                          "(leave -d out to train on its data set)")
     return {k: v for k, v in layer.items() if k not in RUN_KEYS}

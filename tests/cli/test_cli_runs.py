@@ -87,6 +87,20 @@ def test_a_runs_config_file_trains_its_model_on_its_data_again(two_runs, tmp_pat
     assert_one_line_error(code, err, str(other), "for data set '/data/baby', not 'synthetic'")
 
 
+def test_a_runs_config_file_on_a_file_dataset_trains_again(tmp_path, capsys):
+    """A run on an MMRec/RecBole data set records its ``.inter`` file: its config file trains it again."""
+    from dglmm.data.synthetic import make_synthetic
+
+    data = write_mmrec(make_synthetic(), tmp_path / "mydata")
+    first, _, _ = train(capsys, tmp_path / "runs", "-m", "mf", "-d", str(data), *QUICK,
+                        "--set", "train.progress=false")
+    recorded = yaml.safe_load((first / "seed0" / "config.yaml").read_text())["dataset"]
+    assert recorded.endswith("mydata.inter")
+    for n, named in enumerate(([], ["-d", str(data)], ["-d", recorded])):
+        _, stdout, _ = train(capsys, tmp_path / f"again{n}", "-c", first / "seed0" / "config.yaml", *named)
+        assert "(mf on mydata, 1 seed(s))" in stdout
+
+
 def test_compare_plot_names_both_sides_and_has_a_legend(two_runs):
     from dglmm.compare import compare_runs, comparison_figure
 
