@@ -73,6 +73,24 @@ def test_vbpr_score_matches_paper_formula():
     torch.testing.assert_close(model.score(model(g), users), ref)
 
 
+@pytest.mark.parametrize("content_reg", [False, True])
+def test_vbpr_l2_by_hand(content_reg):
+    """L2 = (||gamma_u||^2 + ||theta_u||^2 + ||gamma_i||^2 + ||gamma_j||^2 + beta_i^2 + beta_j^2 [+ ||E f_i||^2
+    + ||E f_j||^2 with ``content_reg``]) / (2 B), E and beta' otherwise unregularised (the VBPR authors)."""
+    data = tiny_dataset(modalities={"image": 5, "text": 3})
+    model, g = build("vbpr", data, embedding_dim=4, reg_weight=0.5, content_reg=content_reg)
+    with torch.no_grad():
+        model.item_bias.normal_()
+    users, pos, neg = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([3, 2, 1])
+    f = torch.cat([torch.as_tensor(data.modalities["image"]), torch.as_tensor(data.modalities["text"])], 1)
+    parts = [model.gamma_user.weight[users], model.theta_user.weight[users], model.gamma_item.weight[pos],
+             model.gamma_item.weight[neg], model.item_bias[pos], model.item_bias[neg]]
+    if content_reg:
+        parts += [f[pos] @ model.embed.weight.T, f[neg] @ model.embed.weight.T]
+    expected = 0.5 * sum(float((p ** 2).sum()) for p in parts) / (2 * 3)
+    assert float(train_terms(model, g, users, pos, neg)["l2"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_vbpr_gradcheck():
     """Autograd gradients of the whole VBPR loss equal finite differences (double precision)."""
     data = tiny_dataset(n_users=5, n_items=4, n=12, modalities={"image": 3})
