@@ -8,9 +8,12 @@ space, trial budget, epoch cap, patience, metric, sampler seed, pruner) are reco
    ``stale_after`` seconds; a trial that names no worker :data:`UNCLAIMED_AFTER` seconds after it was asked:
    its worker died between asking and naming itself), so that their slots are run again;
 2. stop when finished + running trials reach the budget (waiting while one of them names no worker yet), else
-   ``ask`` a trial and keep it only if fewer than ``budget`` live trials have a lower number (trial numbers are
-   assigned atomically by the storage, so two workers never both take the last slot: the loser's trial is
-   closed as a ``surplus`` failure, never run);
+   ``ask`` a trial (a waiting resumption first) and name itself on it.  Step 1's "fail, then enqueue the
+   resumption" and this step's "count, ask, name" each run under the study's slot lock (:func:`slot_lock`), so
+   that no worker draws a fresh trial into a slot whose resumption is on its way.  A worker keeps its trial
+   only if fewer than ``budget`` live trials have a lower number (trial numbers are assigned atomically by the
+   storage, so even workers that share the storage but not the lock never both take the last slot: the
+   loser's trial is closed as a ``surplus`` failure, never run);
 3. draw the trial's configuration (:func:`dglmm.tune.space.sample`, TPE seeded with ``seed + trial number``),
    train it on the train split and select on validation (:meth:`dglmm.train.trainer.Trainer.fit_validation`:
    test metrics are never computed), reporting the best validation metric so far after every validation to
@@ -162,7 +165,7 @@ def open_storage(settings: TuneSettings) -> Any:
             path = Path(url) if url else settings.folder / JOURNAL
             path.parent.mkdir(parents=True, exist_ok=True)
             with deferred_stop_signals():
-                storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_journal_lock(str(path))))
+                storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_file_lock(str(path))))
             storage._thread_lock = _SignalSafeLock()  # every storage call holds it (optuna 4.1)
             return storage
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
@@ -193,10 +196,11 @@ class _SignalSafeLock:
         deferred.__exit__(None, None, None)
 
 
-def _journal_lock(path: str) -> Any:
-    """Optuna's journal file lock (``O_EXCL`` on ``<journal>.lock``, NFSv3-safe) that also breaks the lock of
+def _file_lock(path: str) -> Any:
+    """Optuna's journal file lock (``O_EXCL`` on ``<path>.lock``, NFSv3-safe) that also breaks the lock of
     a killed worker: same host, its process is gone; another host, held for more than ``LOCK_STALE`` seconds
-    (a journal write takes milliseconds).  Optuna's own locks wait forever for a SIGKILLed holder."""
+    (a journal write or a slot step takes milliseconds).  Optuna's own locks wait forever for a SIGKILLed
+    holder."""
     from optuna.storages.journal._file import BaseJournalFileLock  # not re-exported by optuna 4.1
 
     class StaleBreakingLock(BaseJournalFileLock):
@@ -245,6 +249,28 @@ def _journal_lock(path: str) -> Any:
                 os.unlink(aside)
 
     return StaleBreakingLock(path)
+
+
+def slot_lock(settings: TuneSettings) -> Any:
+    """The study's slot lock (:func:`_file_lock`): beside the journal file, which every worker of a journal
+    study shares, or with an RDB storage in the study folder (shared by workers that resume each other's
+    checkpoints).  Held with :func:`_holding`."""
+    url = settings.storage
+    if url is None or "://" not in url:
+        return _file_lock(str(Path(url) if url else settings.folder / JOURNAL) + ".slots")
+    return _file_lock(str(settings.folder / "slots"))
+
+
+@contextlib.contextmanager
+def _holding(lock: Any) -> Any:
+    """Hold a file lock for a block, with Ctrl-C and SIGTERM held back until it is released (a stop in the
+    middle would leave the lock taken or a trial failed without its resumption)."""
+    with deferred_stop_signals():
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -357,23 +383,36 @@ def _alive(worker: str | None) -> bool | None:
     return True
 
 
-def reclaim_stale(study: Any, stale_after: float) -> int:
-    """Fail the RUNNING trials of dead workers (their slots are run again); returns how many."""
+def reclaim_stale(study: Any, stale_after: float, slots: Any) -> int:
+    """Fail the RUNNING trials of dead workers and enqueue their resumptions, each under the slot lock
+    ``slots`` (:func:`slot_lock`); returns how many."""
     from optuna.trial import TrialState
 
     count = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
-        alive = _alive(worker)
-        beat = trial.user_attrs.get("heartbeat", _asked(trial))
-        if worker is None:
-            alive, stale_after = None, UNCLAIMED_AFTER
-        if alive is False or (alive is None and time.time() - beat > stale_after):
+        if not _stale(trial, stale_after):
+            continue
+        with _holding(slots):
+            trial = study._storage.get_trial(trial._trial_id)  # another worker may have reclaimed it meanwhile
+            if trial.state != TrialState.RUNNING or not _stale(trial, stale_after):
+                continue
+            worker = trial.user_attrs.get("worker")
             study._storage.set_trial_user_attr(trial._trial_id, "interrupted", f"worker {worker} stopped")
-            if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                count += 1
-                enqueue_resumption(study, trial, stopped=False)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            enqueue_resumption(study, trial, stopped=False)
+            count += 1
     return count
+
+
+def _stale(trial: Any, stale_after: float) -> bool:
+    """Whether a running trial's worker is dead: its process is gone (same host), it sent no heartbeat for
+    ``stale_after`` seconds (another host), or it never named itself within :data:`UNCLAIMED_AFTER` seconds."""
+    worker = trial.user_attrs.get("worker")
+    alive = _alive(worker)
+    beat = trial.user_attrs.get("heartbeat", _asked(trial))
+    if worker is None:
+        alive, stale_after = None, UNCLAIMED_AFTER
+    return alive is False or (alive is None and time.time() - beat > stale_after)
 
 
 def _asked(trial: Any) -> float:
@@ -415,6 +454,10 @@ def trial_folder(settings: TuneSettings, number: int) -> Path:
     return settings.folder / "trials" / str(number)
 
 
+#: what :meth:`Worker._take_slot` returns while a live trial names no worker yet
+_WAIT = object()
+
+
 def _live(trials: list) -> list:
     from optuna.trial import TrialState
 
@@ -428,6 +471,7 @@ class Worker:
         self.plan, self.study, self.dataset = plan, study, dataset
         self.progress = progress
         self.folder = plan.settings.folder
+        self.slots = slot_lock(plan.settings)
         self.ran = 0
 
     def run(self) -> int:
@@ -439,20 +483,14 @@ class Worker:
                    disable=not (self.progress and sys.stderr.isatty()))
         try:
             while True:
-                reclaim_stale(self.study, self.plan.settings.stale_after)
-                done = _finished(self.study)
-                bar.n = min(done, budget)
+                reclaim_stale(self.study, self.plan.settings.stale_after, self.slots)
+                bar.n = min(_finished(self.study), budget)
                 bar.refresh()
-                trials = self.study.get_trials(deepcopy=False)
-                if len(_live(trials)) >= budget:
-                    if not _unclaimed(trials):
-                        break
+                trial = self._take_slot()
+                if trial is _WAIT:
                     time.sleep(1.0)  # reclaimed by step 1 once UNCLAIMED_AFTER has passed, or named meanwhile
                     continue
-                trial = self.study.ask()
-                before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
-                if len(_live(before)) >= budget:  # another worker took the last slot first
-                    self._close_surplus(trial)
+                if trial is None:
                     break
                 self._run_trial(trial, bar)
                 self.ran += 1
@@ -460,6 +498,23 @@ class Worker:
         finally:
             bar.close()
         return self.ran
+
+    def _take_slot(self) -> Any:
+        """A trial for a free slot (a waiting resumption first: ``ask`` pops it), named after this worker; None
+        when finished and running trials fill the budget; :data:`_WAIT` while one of those names no worker yet."""
+        budget = self.plan.settings.trials
+        with _holding(self.slots):
+            trials = self.study.get_trials(deepcopy=False)
+            if len(_live(trials)) >= budget:
+                return _WAIT if _unclaimed(trials) else None
+            trial = self.study.ask()
+            trial.set_user_attr("worker", worker_id())
+            trial.set_user_attr("heartbeat", time.time())
+        before = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+        if len(_live(before)) >= budget:  # a worker that shares the storage but not the lock took it first
+            self._close_surplus(trial)
+            return None
+        return trial
 
     def _close_surplus(self, trial: Any) -> None:
         from optuna.trial import TrialState
@@ -472,8 +527,6 @@ class Worker:
         from optuna.trial import TrialState
 
         self.study.sampler = _sampler(self.plan, trial.number)  # reproducible draws, whatever ran before
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("heartbeat", time.time())
         started = time.time()
         config = sample(trial, self.plan.config, self.plan.dims, self.plan.sections)
         config["train"]["progress"] = False

@@ -359,13 +359,55 @@ def test_a_trial_whose_worker_died_before_naming_itself_is_reclaimed_and_its_slo
     storage = study_module.open_storage(_settings(tmp_path, trials=2))
     study = optuna.load_study(study_name=folder.name, storage=storage)
     orphan = study.ask()  # ... and the worker is killed before it names itself
-    assert study_module.reclaim_stale(study, stale_after=3600) == 0  # as young as a live peer's: kept
+    assert study_module.reclaim_stale(study, 3600, study_module.slot_lock(_settings(tmp_path))) == 0  # as young as a live peer's: kept
     monkeypatch.setattr(study_module, "UNCLAIMED_AFTER", 0.5)
     result = tune(_settings(tmp_path, trials=3), dataset, progress=False)
     trials = _storage_trials(folder)
     assert result["finished"] == 3 and result["running"] == 0
     assert [t.state.name for t in trials].count("RUNNING") == 0
     assert trials[orphan.number].state.name == "FAIL" and "stopped" in trials[orphan.number].user_attrs["interrupted"]
+
+
+def test_a_peer_asking_while_a_dead_workers_trial_is_reclaimed_takes_its_resumption(tmp_path, monkeypatch):
+    """Worker A fails a dead worker's trial and enqueues its resumption; worker B, asking for a slot between the
+    two, must not draw a fresh trial into the freed slot (the resumption would then wait forever, the dead trial's
+    configuration never finished): B waits for the reclaim and takes the resumption."""
+    import threading
+
+    import optuna
+
+    from dglmm.tune import study as study_module
+
+    dataset = tiny_dataset(40, 30, 400, seed=1)
+    tune(_settings(tmp_path, trials=2), dataset, progress=False)
+    settings = _settings(tmp_path, trials=3)
+    plan = study_module.plan_study(settings, dataset.name)
+    studies = [study_module.open_study(plan, study_module.open_storage(settings)) for _ in range(2)]
+    finished = studies[0].trials[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    studies[0].add_trial(optuna.trial.create_trial(  # its worker was killed while it trained
+        state=optuna.trial.TrialState.RUNNING, params=finished.params, distributions=finished.distributions,
+        user_attrs={"worker": f"{socket.gethostname()}:{dead.pid}", "heartbeat": time.time()}))
+    enqueue, peers = study_module.enqueue_resumption, []
+
+    def peer_asks_in_between(*args, **kwargs):  # worker B runs between A's FAIL and A's enqueue
+        if not peers:
+            peers.append(threading.Thread(target=study_module.Worker(plan, studies[1], dataset, False).run))
+            peers[0].start()
+            peers[0].join(timeout=3)  # long enough for B to ask, were the slot open to it
+        return enqueue(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "enqueue_resumption", peer_asks_in_between)
+    study_module.Worker(plan, studies[0], dataset, False).run()
+    peers[0].join(timeout=300)
+    trials = _storage_trials(tmp_path / "lightgcn-tiny")
+    assert trials[2].state.name == "FAIL" and "stopped" in trials[2].user_attrs["interrupted"]
+    assert [t.state.name for t in trials].count("WAITING") == 0  # no resumption left behind
+    resumed = [t for t in trials if t.user_attrs.get("resumes") == 2]
+    assert len(resumed) == 1 and resumed[0].state.name in ("COMPLETE", "PRUNED")
+    assert resumed[0].params == finished.params
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
 
 
 def test_a_stop_signal_during_a_storage_call_waits_for_the_call_to_finish(tmp_path):
@@ -456,13 +498,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_overwritten(small_study, ca
 
 
 def test_a_journal_lock_left_by_a_killed_worker_is_broken(tmp_path):
-    from dglmm.tune.study import _journal_lock
+    from dglmm.tune.study import _file_lock
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     journal = tmp_path / "journal.log"
     (tmp_path / "journal.log.lock").write_text(f"{socket.gethostname()}:{dead.pid}")
-    lock = _journal_lock(str(journal))
+    lock = _file_lock(str(journal))
     started = time.time()
     assert lock.acquire() and time.time() - started < 5
     lock.release()
