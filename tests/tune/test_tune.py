@@ -410,6 +410,33 @@ def test_a_peer_asking_while_a_dead_workers_trial_is_reclaimed_takes_its_resumpt
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 3
 
 
+def test_two_workers_never_reclaim_the_same_dead_trial(tmp_path, monkeypatch):
+    """Worker B saw a dead worker's trial running; worker A reclaimed it first.  B re-reads it under the slot
+    lock and leaves it (before: B's write to the finished trial raised, killing B, or enqueued it twice)."""
+    import optuna
+
+    from dglmm.tune import study as study_module
+
+    settings = _settings(tmp_path)
+    plan = study_module.plan_study(settings, "tiny")
+    a, b = (study_module.open_study(plan, study_module.open_storage(settings)) for _ in range(2))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    a.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, params={"train.lr": 1e-3},
+        distributions={"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
+        user_attrs={"worker": f"{socket.gethostname()}:{dead.pid}"}))
+    seen_by_b = b.get_trials(deepcopy=True, states=(optuna.trial.TrialState.RUNNING,))
+    assert len(seen_by_b) == 1
+    slots = study_module.slot_lock(settings)
+    assert study_module.reclaim_stale(a, 3600, slots) == 1
+    monkeypatch.setattr(b, "get_trials", lambda **kw: seen_by_b)
+    assert study_module.reclaim_stale(b, 3600, slots) == 0
+    states = [t.state.name for t in _storage_trials(tmp_path / "lightgcn-tiny")]
+    assert states == ["FAIL", "WAITING"]  # one resumption
+    assert not (tmp_path / "lightgcn-tiny" / "journal.log.slots.lock").exists()  # released
+
+
 def test_a_stop_signal_during_a_storage_call_waits_for_the_call_to_finish(tmp_path):
     """SIGTERM while a journal write runs: the write completes (file lock released, replay applied), then the
     interrupt; the trial can then be failed, as an interrupted trial is."""
