@@ -159,10 +159,9 @@ def open_storage(settings: TuneSettings) -> Any:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    url = settings.storage
+    url, path = settings.storage, _journal_path(settings)
     try:
-        if url is None or "://" not in url:
-            path = Path(url) if url else settings.folder / JOURNAL
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             with deferred_stop_signals():
                 storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_file_lock(str(path))))
@@ -255,10 +254,16 @@ def slot_lock(settings: TuneSettings) -> Any:
     """The study's slot lock (:func:`_file_lock`): beside the journal file, which every worker of a journal
     study shares, or with an RDB storage in the study folder (shared by workers that resume each other's
     checkpoints).  Held with :func:`_holding`."""
+    journal = _journal_path(settings)
+    return _file_lock(str(journal) + ".slots" if journal else str(settings.folder / "slots"))
+
+
+def _journal_path(settings: TuneSettings) -> Path | None:
+    """The journal file of a journal storage (``--storage PATH`` or the study folder's), None for an RDB URL."""
     url = settings.storage
-    if url is None or "://" not in url:
-        return _file_lock(str(Path(url) if url else settings.folder / JOURNAL) + ".slots")
-    return _file_lock(str(settings.folder / "slots"))
+    if url is not None and "://" in url:
+        return None
+    return Path(url) if url else settings.folder / JOURNAL
 
 
 @contextlib.contextmanager
